@@ -1,0 +1,123 @@
+"""Method configuration: defaults (the paper's setting) merged with a user's file or JSON.
+
+The keys here configure `gsmorph train`, `infer`, `tune` and `register`. Unknown keys
+are errors naming the key, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from gsmorph.errors import GSMorphError
+
+DEFAULTS: dict[str, Any] = {
+    # what is registered
+    "mode": "2d",                # "2d": ES/ED slice pairs; "3d": whole-volume pairs
+    "moving": "ES",
+    "fixed": "ED",
+    "drop_missing": False,       # 2D: drop slices where LV, Myo or RV is missing in either frame
+    # losses
+    "similarity": "mse",         # mse | lncc
+    "lncc_kernel": 9,            # window (voxels) of LNCC
+    "smoothness": "l1",          # l1 | l2 (diffusion, first differences) | bending
+    # optimisation (the paper: AdamW, lr 5e-3, no weight decay, batch 32, 500 epochs)
+    "lr": 5e-3,
+    "weight_decay": 0.0,
+    "epochs": 500,
+    "batch_size": 32,
+    "val_every": 5,
+    "max_train_pairs": None,     # cap on training pairs (None: all)
+    "max_val_pairs": None,
+    "num_threads": None,         # torch CPU threads (None: torch's default)
+    "device": "auto",            # auto | cpu | cuda
+    # the deformation model
+    "diffeomorphic": False,      # integrate a stationary velocity by scaling and squaring
+    "int_steps": 7,
+    # backbones by name: keyword arguments of gsmorph.networks.build
+    "backbones": {
+        "voxelmorph": {"features": [16, 32, 64, 128, 256]},
+        "transmorph": {"embed_dim": 48, "depths": [2, 2, 4, 2], "num_heads": [4, 4, 8, 8], "window_size": 4},
+    },
+    # weighted-loss baseline: the paper's VoxelMorph-s / -m / -l lambdas
+    "lambdas": {"s": 0.001, "m": 0.01, "l": 0.1},
+    # HyperMorph (baselines/hypermorph.py)
+    "hypermorph": {
+        "hidden": 128,
+        "layers": 4,
+        "endpoint_prob": 0.2,    # P(lambda drawn from {0, 1}) per step
+        "mse_sigma": 0.05,       # MSE similarity scaled by 1 / sigma^2
+        "val_lambdas": 11,       # lambdas swept on validation to choose the reported one
+    },
+    # Optuna tuning of the weighted baseline (baselines/tuning.py)
+    "tune": {
+        "trials": 20,
+        "lam_low": 1e-4,
+        "lam_high": 1.0,
+        "tune_lr": False,
+        "lr_low": 1e-4,
+        "lr_high": 1e-2,
+        "objective": "dice",     # dice | dice-njd (multi-objective: Dice up, NJD down)
+        "pruner_startup_trials": 3,
+        "pruner_warmup_steps": 1,
+    },
+    # classical baselines (baselines/classical.py)
+    "demons": {"iterations": 100, "smoothing_sigma": 1.5, "variant": "diffeomorphic"},
+    "syn": {"type_of_transform": "SyN", "grad_step": 0.2, "flow_sigma": 3.0, "total_sigma": 0.0,
+            "reg_iterations": [40, 20, 0]},
+}
+
+
+def _merge(base: dict, update: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        path = f"{where}.{key}" if where else key
+        if key not in base:
+            raise GSMorphError(f"unknown config key '{path}'")
+        if isinstance(base[key], dict) and key != "backbones":
+            if not isinstance(value, dict):
+                raise GSMorphError(f"config key '{path}' must be a mapping, got {type(value).__name__}")
+            out[key] = _merge(base[key], value, path)
+        elif key == "backbones":
+            if not isinstance(value, dict):
+                raise GSMorphError(f"config key '{path}' must be a mapping")
+            out[key] = {**base[key], **value}  # a backbone's kwargs are replaced whole
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: str | dict | None = None) -> dict[str, Any]:
+    """Defaults, updated by a YAML/JSON file, updated by overrides (a dict or JSON text).
+
+    A file may hold the keys at top level or under a `method:` section (so the
+    workflow's config.yaml can be passed as is).
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise GSMorphError(f"{path}: config file not found")
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise GSMorphError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise GSMorphError(f"{path}: config must be a mapping")
+        data = data.get("method", data)
+        try:
+            cfg = _merge(cfg, data, "")
+        except GSMorphError as err:
+            raise GSMorphError(f"{path}: {err}") from None
+    if overrides:
+        if isinstance(overrides, str):
+            try:
+                overrides = json.loads(overrides)
+            except json.JSONDecodeError as err:
+                raise GSMorphError(f"config overrides are not valid JSON ({err})") from None
+        cfg = _merge(cfg, overrides, "")
+    return cfg

@@ -1,0 +1,149 @@
+"""File I/O shared by every step: atomic writes, NIfTI, JSON and CSV.
+
+Writes are atomic: data goes to a temporary name in the destination folder (same
+suffix, so nibabel and pandas pick the right format) and is renamed into place, so
+an interrupted job never leaves a file that looks finished.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from gsmorph.errors import GSMorphError
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it replaces `path` whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            old = _tmp_sibling(path)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GSMorphError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise GSMorphError(f"{path}: not valid JSON ({err})") from None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_csv(path: str | os.PathLike, frame) -> None:
+    """Write a pandas DataFrame atomically, without its index."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Compressed .npz written atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def read_nifti(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
+    """Read a NIfTI file fully into memory.
+
+    Returns (array in the file's array order, voxel spacing in mm per array axis of the
+    spatial dims, 4x4 affine). Any read failure raises GSMorphError naming the file.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise GSMorphError(f"{path}: file not found")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except Exception as err:  # nibabel raises many types for corrupt files
+        raise GSMorphError(f"{path}: cannot read NIfTI ({type(err).__name__}: {err})") from None
+    zooms = tuple(float(z) for z in img.header.get_zooms()[: min(3, data.ndim)])
+    return data.astype(dtype, copy=False), zooms, np.asarray(img.affine, dtype=np.float64)
+
+
+def write_nifti(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    spacing: tuple[float, ...] | None = None,
+    affine: np.ndarray | None = None,
+) -> None:
+    """Write `array` as NIfTI-1 atomically.
+
+    With `affine` given it is kept (orientation and spacing); else a diagonal affine
+    with `spacing` (mm per array axis) is used. Labels should be passed as uint8.
+    """
+    import nibabel as nib
+
+    array = np.asarray(array)
+    if affine is None:
+        affine = np.eye(4)
+        if spacing is not None:
+            for i, s in enumerate(spacing[:3]):
+                affine[i, i] = float(s)
+    img = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
+    img.header.set_data_dtype(array.dtype)
+    if spacing is not None:
+        zooms = list(img.header.get_zooms())
+        for i, s in enumerate(spacing[: len(zooms)]):
+            zooms[i] = float(s)
+        img.header.set_zooms(tuple(zooms))
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))

@@ -1,0 +1,137 @@
+"""The per-pair output every method writes (learned, classical, Initial) and evaluation reads.
+
+A pairs folder `pairs/<dataset>/<backbone>/<method>/seed<k>/` holds:
+- `<subject>.npz`, one per test subject, with K registered pairs of that subject
+  (K = number of slices in 2D mode, 1 in 3D mode):
+    slice_index  (K,) int32         slice along the last array axis; -1 for a 3D pair
+    disp         (K, ndim, *S) f32  displacement, voxel units, channel i along array
+                                    axis i; moved = moving sampled at x + disp(x)
+    moved_image  (K, *S) f32        the moving image warped (bilinear)
+    moved_label  (K, *S) uint8      the moving labels warped (nearest), canonical ids
+    runtime_s    (K,) f64           wall seconds to register that pair (forward pass or
+                                    classical optimisation, warping included)
+    spacing      (ndim,) f64        mm per array axis of *S
+- `pairs.json`: what made them: dataset, backbone ("" for non-learned methods), method,
+  seed, split, moving/fixed frames, prepared folder, method parameters (e.g. chosen
+  lambda), provenance.
+- `index.csv`: subject, file, n_pairs. Written last: its presence means the folder is complete.
+
+Fixed and moving images and labels are not copied: evaluation reads them from the
+prepared folder named in pairs.json.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from gsmorph.errors import GSMorphError
+from gsmorph.io import read_json, write_csv, write_json, write_npz
+
+KEYS = ("slice_index", "disp", "moved_image", "moved_label", "runtime_s", "spacing")
+INDEX = "index.csv"
+META = "pairs.json"
+
+
+@dataclass
+class SubjectPairs:
+    """All registered pairs of one subject (see module docstring for shapes)."""
+
+    subject: str
+    slice_index: np.ndarray
+    disp: np.ndarray
+    moved_image: np.ndarray
+    moved_label: np.ndarray
+    runtime_s: np.ndarray
+    spacing: np.ndarray
+
+    def validate(self) -> None:
+        k = len(self.slice_index)
+        ndim = self.disp.shape[1] if self.disp.ndim >= 2 else -1
+        spatial = self.disp.shape[2:]
+        problems = []
+        if self.disp.ndim != 2 + ndim or ndim not in (2, 3):
+            problems.append(f"disp has shape {self.disp.shape}, expected (K, ndim, *S) with ndim 2 or 3")
+        if self.disp.shape[0] != k:
+            problems.append(f"disp has {self.disp.shape[0]} pairs, slice_index {k}")
+        for name in ("moved_image", "moved_label"):
+            arr = getattr(self, name)
+            if arr.shape != (k, *spatial):
+                problems.append(f"{name} has shape {arr.shape}, expected {(k, *spatial)}")
+        if self.runtime_s.shape != (k,):
+            problems.append(f"runtime_s has shape {self.runtime_s.shape}, expected {(k,)}")
+        if self.spacing.shape != (ndim,):
+            problems.append(f"spacing has shape {self.spacing.shape}, expected {(ndim,)}")
+        if not np.all(np.isfinite(self.disp)):
+            problems.append("disp has non-finite values")
+        if problems:
+            raise GSMorphError(f"pairs of subject {self.subject}: " + "; ".join(problems))
+
+
+def save_subject(out_dir: str | os.PathLike, pairs: SubjectPairs) -> Path:
+    """Validate and write `<out_dir>/<subject>.npz` atomically; return its path."""
+    pairs.validate()
+    path = Path(out_dir) / f"{pairs.subject}.npz"
+    write_npz(
+        path,
+        slice_index=np.asarray(pairs.slice_index, dtype=np.int32),
+        disp=np.asarray(pairs.disp, dtype=np.float32),
+        moved_image=np.asarray(pairs.moved_image, dtype=np.float32),
+        moved_label=np.asarray(pairs.moved_label, dtype=np.uint8),
+        runtime_s=np.asarray(pairs.runtime_s, dtype=np.float64),
+        spacing=np.asarray(pairs.spacing, dtype=np.float64),
+    )
+    return path
+
+
+def load_subject(path: str | os.PathLike) -> SubjectPairs:
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            missing = [k for k in KEYS if k not in data]
+            if missing:
+                raise GSMorphError(f"{path}: missing arrays {missing}")
+            arrays = {k: data[k] for k in KEYS}
+    except (OSError, ValueError) as err:
+        raise GSMorphError(f"{path}: cannot read pairs file ({err})") from None
+    pairs = SubjectPairs(subject=path.stem, **arrays)
+    pairs.validate()
+    return pairs
+
+
+def finish(out_dir: str | os.PathLike, meta: dict[str, Any], subjects: list[str]) -> None:
+    """Write pairs.json, then index.csv last (marks the folder complete)."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    required = ("dataset", "backbone", "method", "seed", "split", "prepared")
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise GSMorphError(f"pairs metadata lacks keys {missing}")
+    rows = []
+    for subject in subjects:
+        with np.load(out_dir / f"{subject}.npz") as data:
+            rows.append({"subject": subject, "file": f"{subject}.npz", "n_pairs": int(len(data["slice_index"]))})
+    write_json(out_dir / META, meta)
+    write_csv(out_dir / INDEX, pd.DataFrame(rows, columns=["subject", "file", "n_pairs"]))
+
+
+def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
+    out_dir = Path(out_dir)
+    if not (out_dir / INDEX).is_file():
+        raise GSMorphError(f"{out_dir}: no {INDEX}; the pairs folder is missing or incomplete")
+    return read_json(out_dir / META)
+
+
+def iter_subjects(out_dir: str | os.PathLike) -> Iterator[SubjectPairs]:
+    """Yield every subject's pairs listed in the folder's index."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    read_meta(out_dir)
+    index = pd.read_csv(out_dir / INDEX, dtype={"subject": str})
+    for file in index["file"]:
+        yield load_subject(out_dir / file)
