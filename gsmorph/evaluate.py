@@ -1,0 +1,168 @@
+"""One evaluation path for every method: per-pair outputs -> long-format metrics table.
+
+For each pairs folder (gsmorph/pairs.py format) and each registered pair, against the
+fixed frame of the prepared folder named in pairs.json:
+- dice, hd95_mm per structure (LV, Myo, RV): moved labels vs fixed labels;
+- mse (moved image vs fixed image), njd_pct, sdlogj (of the displacement), runtime_s;
+- epe_mm (mean over all voxels of the pair) when the prepared subject has a true
+  displacement and the pair is registered ES (moving) to ED (fixed), the direction the
+  true field is stored in; for a 2D pair the slice's first two channels are used.
+
+Undefined values (a structure empty in either mask) stay NaN in the table; they are
+counted per dataset, backbone, method, metric and structure by `undefined_counts`.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gsmorph import metrics, pairs
+from gsmorph.errors import GSMorphError
+from gsmorph.io import read_nifti
+
+COLUMNS = ["dataset", "backbone", "method", "seed", "subject", "slice", "metric", "structure", "value"]
+PER_STRUCTURE = ("dice", "hd95_mm")
+PER_PAIR = ("mse", "njd_pct", "sdlogj", "epe_mm", "runtime_s")
+GROUP = ["dataset", "backbone", "method", "seed"]
+
+
+@dataclass
+class Reference:
+    """The fixed frame of one prepared subject: image (X,Y,Z) f32, label (X,Y,Z) uint8,
+    spacing (3,) mm, true_disp (3,X,Y,Z) voxel units or None."""
+
+    image: np.ndarray
+    label: np.ndarray
+    spacing: np.ndarray
+    true_disp: np.ndarray | None
+
+
+def read_reference(prepared: Path, subject: str, moving: str, fixed: str) -> Reference:
+    """Read the fixed frame (and, for ES->ED, the true displacement) of a prepared subject."""
+    folder = Path(prepared) / subject
+    image, spacing, _ = read_nifti(folder / f"{fixed}.nii.gz", dtype=np.float32)
+    label, _, _ = read_nifti(folder / f"{fixed}_gt.nii.gz", dtype=np.uint8)
+    if image.shape != label.shape or image.ndim != 3:
+        raise GSMorphError(f"{folder}: {fixed} image {image.shape} and labels {label.shape} must be the same 3D shape")
+    true_disp = None
+    true_path = folder / "true_disp.nii.gz"
+    if (moving, fixed) == ("ES", "ED") and true_path.is_file():
+        field, _, _ = read_nifti(true_path, dtype=np.float32)
+        if field.shape != (*image.shape, 3):
+            raise GSMorphError(f"{true_path}: shape {field.shape}, expected {(*image.shape, 3)}")
+        true_disp = np.moveaxis(field, -1, 0)
+    return Reference(image, label, np.asarray(spacing, dtype=np.float64), true_disp)
+
+
+def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str) -> dict[tuple[str, str], np.ndarray]:
+    """All metrics of one subject's K pairs: {(metric, structure): (K,) values}."""
+    ndim = sp.disp.shape[1]
+    k = len(sp.slice_index)
+    if ndim == 2:
+        idx = np.asarray(sp.slice_index, dtype=int)
+        if np.any(idx < 0) or np.any(idx >= ref.image.shape[2]):
+            raise GSMorphError(f"{where}: slice_index {idx.tolist()} outside 0..{ref.image.shape[2] - 1}")
+        fixed_image = np.moveaxis(ref.image[:, :, idx], -1, 0)
+        fixed_label = np.moveaxis(ref.label[:, :, idx], -1, 0)
+        true_disp = None if ref.true_disp is None else np.moveaxis(ref.true_disp[:2][:, :, :, idx], -1, 0)
+    else:
+        fixed_image, fixed_label = ref.image[None], ref.label[None]
+        true_disp = None if ref.true_disp is None else ref.true_disp[None]
+        if k != 1:
+            raise GSMorphError(f"{where}: a 3D pairs file holds {k} pairs, expected 1")
+    if fixed_image.shape[1:] != sp.disp.shape[2:]:
+        raise GSMorphError(f"{where}: pairs of spatial shape {sp.disp.shape[2:]} but the prepared "
+                           f"fixed frame is {fixed_image.shape[1:]}")
+    spacing = ref.spacing[:ndim]
+    if not np.allclose(sp.spacing, spacing, rtol=1e-4):
+        raise GSMorphError(f"{where}: spacing {sp.spacing.tolist()} differs from the prepared {spacing.tolist()}")
+
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for name, label_id in metrics.STRUCTURES.items():
+        moved_mask = sp.moved_label == label_id
+        fixed_mask = fixed_label == label_id
+        out[("dice", name)] = metrics.dice_batch(moved_mask, fixed_mask)
+        out[("hd95_mm", name)] = np.array([metrics.hd95(moved_mask[i], fixed_mask[i], spacing) for i in range(k)])
+    diff = sp.moved_image.astype(np.float64) - fixed_image
+    out[("mse", "")] = np.mean(diff.reshape(k, -1) ** 2, axis=1)
+    det = metrics.jacobian_determinant_batch(sp.disp).reshape(k, -1)
+    out[("njd_pct", "")] = 100.0 * np.mean(det < 0, axis=1)
+    out[("sdlogj", "")] = np.std(np.log(np.clip(det, *metrics.LOGJ_CLIP)), axis=1)
+    if true_disp is not None:
+        err = (sp.disp - true_disp) * spacing.reshape((1, ndim) + (1,) * ndim)
+        out[("epe_mm", "")] = np.sqrt(np.sum(err ** 2, axis=1)).reshape(k, -1).mean(axis=1)
+    out[("runtime_s", "")] = np.asarray(sp.runtime_s, dtype=np.float64)
+    return out
+
+
+def _evaluate_subject(task: tuple) -> pd.DataFrame:
+    folder, file, meta = task
+    where = str(Path(folder) / file)
+    sp = pairs.load_subject(Path(folder) / file)
+    ref = read_reference(Path(meta["prepared"]), sp.subject, meta.get("moving", "ES"), meta.get("fixed", "ED"))
+    values = pair_metrics(sp, ref, where)
+    k = len(sp.slice_index)
+    frames = []
+    for (metric, structure), vals in values.items():
+        frames.append(pd.DataFrame({
+            "subject": sp.subject, "slice": np.asarray(sp.slice_index, dtype=int),
+            "metric": metric, "structure": structure, "value": np.asarray(vals, dtype=np.float64).reshape(k),
+        }))
+    frame = pd.concat(frames, ignore_index=True)
+    for key in GROUP:
+        frame.insert(GROUP.index(key), key, meta[key])
+    return frame[COLUMNS]
+
+
+def folder_meta(folder: str | os.PathLike) -> dict:
+    """pairs.json of a complete pairs folder, with backbone "none" for non-learned methods."""
+    meta = pairs.read_meta(folder)
+    missing = [k for k in ("dataset", "backbone", "method", "seed", "prepared") if k not in meta]
+    if missing:
+        raise GSMorphError(f"{Path(folder) / pairs.META}: missing keys {missing}")
+    meta = dict(meta)
+    meta["backbone"] = meta["backbone"] or "none"
+    meta["seed"] = int(meta["seed"])
+    if not Path(meta["prepared"]).is_dir():
+        raise GSMorphError(f"{Path(folder) / pairs.META}: key 'prepared' names {meta['prepared']}, not a folder")
+    return meta
+
+
+def evaluate(folders: list[str | os.PathLike], workers: int = 1) -> pd.DataFrame:
+    """Metrics of every pair in every folder, long format (COLUMNS), sorted."""
+    tasks, seen = [], {}
+    for folder in folders:
+        meta = folder_meta(folder)
+        key = tuple(meta[k] for k in GROUP)
+        if key in seen:
+            raise GSMorphError(f"{folder} and {seen[key]} both hold {dict(zip(GROUP, key))}")
+        seen[key] = folder
+        index = pd.read_csv(Path(folder) / pairs.INDEX, dtype={"subject": str})
+        if "file" not in index.columns:
+            raise GSMorphError(f"{Path(folder) / pairs.INDEX}: no 'file' column")
+        tasks += [(str(folder), file, meta) for file in index["file"]]
+    if not tasks:
+        raise GSMorphError("no pairs to evaluate: the pairs folders list no subjects")
+    if workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            frames = list(pool.map(_evaluate_subject, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
+    else:
+        frames = [_evaluate_subject(t) for t in tasks]
+    table = pd.concat(frames, ignore_index=True)
+    return table.sort_values(["dataset", "backbone", "method", "seed", "subject", "slice", "metric", "structure"],
+                             kind="stable", ignore_index=True)
+
+
+def undefined_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Number of NaN (undefined) values and of all values per dataset, backbone, method,
+    metric and structure; only groups with at least one NaN."""
+    keys = ["dataset", "backbone", "method", "metric", "structure"]
+    grouped = table.assign(undefined=table["value"].isna()).groupby(keys, sort=True)
+    counts = grouped.agg(n_undefined=("undefined", "sum"), n_values=("value", "size")).reset_index()
+    counts["n_undefined"] = counts["n_undefined"].astype(int)
+    return counts[counts["n_undefined"] > 0].reset_index(drop=True)

@@ -1,0 +1,153 @@
+"""`gsmorph evaluate` on pairs folders built from known fields: identity and the true shift."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gsmorph import pairs
+from gsmorph.cli import main
+from gsmorph.errors import GSMorphError
+from gsmorph.evaluate import COLUMNS, evaluate, undefined_counts
+from gsmorph.io import write_nifti
+
+SHAPE = (24, 20, 3)
+SPACING = (1.5, 1.25, 8.0)
+SHIFT = 2  # ES is ED moved by +2 voxels along axis 0: ES(x + (2, 0)) = ED(x)
+
+
+def labels_at(offset):
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[6 + offset:12 + offset, 4:10, :] = 1      # LV 6x6
+    lab[6 + offset:12 + offset, 12:16, :] = 2     # Myo 6x4
+    lab[14 + offset:18 + offset, 4:10, :2] = 3    # RV 4x6, absent on slice 2
+    return lab
+
+
+@pytest.fixture()
+def prepared(tmp_path):
+    root = tmp_path / "prepared"
+    ed_lab, es_lab = labels_at(0), labels_at(SHIFT)
+    for subject in ("s01", "s02"):
+        folder = root / subject
+        write_nifti(folder / "ED.nii.gz", ed_lab.astype(np.float32) / 3, SPACING)
+        write_nifti(folder / "ES.nii.gz", es_lab.astype(np.float32) / 3, SPACING)
+        write_nifti(folder / "ED_gt.nii.gz", ed_lab, SPACING)
+        write_nifti(folder / "ES_gt.nii.gz", es_lab, SPACING)
+        true = np.zeros((*SHAPE, 3), np.float32)
+        true[..., 0] = SHIFT
+        write_nifti(folder / "true_disp.nii.gz", true, SPACING)
+    return root
+
+
+def write_pairs(root, prepared, method, perfect, mode="2d", spacing=None, backbone="none"):
+    out = root / "pairs" / "toy" / backbone / method / "seed0"
+    ed_lab, es_lab = labels_at(0), labels_at(SHIFT)
+    for subject in ("s01", "s02"):
+        if mode == "2d":
+            k = SHAPE[2]
+            disp = np.zeros((k, 2, *SHAPE[:2]), np.float32)
+            if perfect:
+                disp[:, 0] = SHIFT
+            lab = ed_lab if perfect else es_lab
+            sp = pairs.SubjectPairs(
+                subject, np.arange(k), disp, np.moveaxis(lab, -1, 0).astype(np.float32) / 3,
+                np.moveaxis(lab, -1, 0), np.full(k, 0.5), np.asarray(spacing or SPACING[:2], float))
+        else:
+            disp = np.zeros((1, 3, *SHAPE), np.float32)
+            if perfect:
+                disp[:, 0] = SHIFT
+            lab = ed_lab if perfect else es_lab
+            sp = pairs.SubjectPairs(subject, np.array([-1]), disp, lab[None].astype(np.float32) / 3, lab[None],
+                                    np.array([2.0]), np.asarray(SPACING, float))
+        pairs.save_subject(out, sp)
+    meta = {"dataset": "toy", "backbone": "" if backbone == "none" else backbone, "method": method, "seed": 0,
+            "split": "test", "prepared": str(prepared), "moving": "ES", "fixed": "ED"}
+    pairs.finish(out, meta, ["s01", "s02"])
+    return out
+
+
+def value(table, method, metric, structure="", subject="s01", slice_=0):
+    row = table[(table.method == method) & (table.metric == metric) & (table.structure == structure)
+                & (table.subject == subject) & (table["slice"] == slice_)]
+    assert len(row) == 1
+    return float(row["value"].iloc[0])
+
+
+def test_identity_and_true_field_known_values(tmp_path, prepared):
+    initial = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    perfect = write_pairs(tmp_path, prepared, "gsmorph", perfect=True, backbone="voxelmorph")
+    table = evaluate([initial, perfect])
+    assert list(table.columns) == COLUMNS
+    # initial: squares shifted by 2 of 6 rows: Dice 2*4*6/(2*36) = 2/3 (LV); Myo 2*4*4/48
+    assert value(table, "initial", "dice", "LV") == pytest.approx(2 / 3)
+    assert value(table, "initial", "dice", "Myo") == pytest.approx(2 / 3)
+    assert value(table, "initial", "dice", "RV") == pytest.approx(2 * 2 * 6 / 48)
+    # a translation by 2 rows of 1.5 mm: no surface voxel is farther than 3 mm from the other surface
+    assert 0 < value(table, "initial", "hd95_mm", "LV") <= 2 * 1.5 + 1e-9
+    assert value(table, "initial", "epe_mm") == pytest.approx(SHIFT * 1.5)
+    assert value(table, "initial", "njd_pct") == 0.0
+    assert value(table, "initial", "sdlogj") == 0.0
+    assert value(table, "initial", "runtime_s") == 0.5
+    assert value(table, "initial", "mse") > 0
+    # true field: perfect registration
+    assert (table[table.method == "gsmorph"].backbone == "voxelmorph").all()
+    for s in ("LV", "Myo", "RV"):
+        assert value(table, "gsmorph", "dice", s) == 1.0
+        assert value(table, "gsmorph", "hd95_mm", s) == 0.0
+    assert value(table, "gsmorph", "epe_mm") == 0.0
+    assert value(table, "gsmorph", "mse") == 0.0
+    # RV absent on slice 2: NaN, never 0 or 1, and counted
+    assert math.isnan(value(table, "gsmorph", "dice", "RV", slice_=2))
+    assert math.isnan(value(table, "initial", "hd95_mm", "RV", subject="s02", slice_=2))
+    counts = undefined_counts(table)
+    rv = counts[(counts.method == "initial") & (counts.metric == "dice")]
+    assert rv.structure.tolist() == ["RV"] and rv.n_undefined.tolist() == [2] and rv.n_values.tolist() == [6]
+    assert table[(table.metric != "dice") & (table.metric != "hd95_mm")]["value"].notna().all()
+    assert (table.backbone[table.method == "initial"] == "none").all()
+
+
+def test_3d_pairs(tmp_path, prepared):
+    folder = write_pairs(tmp_path, prepared, "syn", perfect=True, mode="3d")
+    table = evaluate([folder])
+    assert set(table["slice"]) == {-1}
+    assert value(table, "syn", "dice", "RV", slice_=-1) == 1.0
+    assert value(table, "syn", "epe_mm", slice_=-1) == 0.0
+
+
+def test_workers_give_same_table(tmp_path, prepared):
+    folders = [write_pairs(tmp_path, prepared, "initial", perfect=False),
+               write_pairs(tmp_path, prepared, "demons", perfect=True)]
+    pd.testing.assert_frame_equal(evaluate(folders, workers=1), evaluate(folders, workers=2))
+
+
+def test_cli_writes_csv_sidecar_and_reports_nan(tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    out = tmp_path / "results" / "toy" / "metrics.csv"
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(out), "--workers", "1"]) == 0
+    table = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert len(table) == 2 * 3 * (3 * 2 + 5)
+    side = json.loads((out.parent / "metrics.csv.provenance.json").read_text())
+    assert side["n_pairs"] == 6
+    assert {(u["metric"], u["structure"], u["n_undefined"]) for u in side["undefined"]} == {("dice", "RV", 2), ("hd95_mm", "RV", 2)}
+    assert "undefined (NaN)" in capsys.readouterr().out
+
+
+def test_bad_inputs(tmp_path, prepared, capsys):
+    good = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    with pytest.raises(GSMorphError, match="both hold"):
+        evaluate([good, good])
+    bad_spacing = write_pairs(tmp_path, prepared, "demons", perfect=False, spacing=(1.0, 1.0))
+    with pytest.raises(GSMorphError, match="spacing"):
+        evaluate([bad_spacing])
+    (good / pairs.INDEX).unlink()
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pairs", str(good), "--out", str(out)]) == 1
+    assert "index.csv" in capsys.readouterr().err and not out.exists()
+    other = write_pairs(tmp_path, prepared, "syn", perfect=False)
+    meta = json.loads((other / "pairs.json").read_text())
+    meta["prepared"] = str(tmp_path / "nowhere")
+    (other / "pairs.json").write_text(json.dumps(meta))
+    with pytest.raises(GSMorphError, match="prepared"):
+        evaluate([other])
