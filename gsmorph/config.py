@@ -62,11 +62,19 @@ DEFAULTS: dict[str, Any] = {
         "objective": "dice",     # dice | dice-njd (multi-objective: Dice up, NJD down)
         "pruner_startup_trials": 3,
         "pruner_warmup_steps": 1,
+        "njd_bound": 1.0,        # dice-njd: best = highest-Dice Pareto trial with val NJD % <= this
+        "heartbeat_s": 30.0,     # a running trial records a heartbeat this often
+        "stale_after_s": 900.0,  # a trial of another host without heartbeat this long is dead
     },
     # classical baselines (baselines/classical.py)
-    "demons": {"iterations": 100, "smoothing_sigma": 1.5, "variant": "diffeomorphic"},
+    # demons: variant diffeomorphic | fast-symmetric; smoothing_sigma of the field in voxels
+    "demons": {"iterations": 100, "smoothing_sigma": 1.5, "variant": "diffeomorphic",
+               "histogram_matching": False},
+    # syn: keyword arguments of ants.registration (all stages composed into one field)
     "syn": {"type_of_transform": "SyN", "grad_step": 0.2, "flow_sigma": 3.0, "total_sigma": 0.0,
-            "reg_iterations": [40, 20, 0]},
+            "reg_iterations": [40, 20, 0], "syn_metric": "mattes", "syn_sampling": 32,
+            "aff_iterations": [2100, 1200, 1200, 10], "aff_shrink_factors": [6, 4, 2, 1],
+            "aff_smoothing_sigmas": [3, 2, 1, 0]},
 }
 
 
