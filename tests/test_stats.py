@@ -1,0 +1,115 @@
+"""Statistics: Holm on a hand case; Wilcoxon, Friedman and bootstrap equal scipy on fixed data."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from gsmorph import stats
+
+X = np.array([0.81, 0.77, 0.90, 0.85, 0.70, 0.88, 0.79, 0.83])
+Y = np.array([0.84, 0.80, 0.89, 0.88, 0.75, 0.90, 0.85, 0.86])
+Z = np.array([0.60, 0.65, 0.70, 0.58, 0.62, 0.66, 0.61, 0.69])
+
+
+def long_table(values_by_method, metric="dice", structure="LV", dataset="acdc", slices=1):
+    rows = []
+    for (backbone, method), values in values_by_method.items():
+        for i, v in enumerate(values):
+            for s in range(slices):
+                rows.append({"dataset": dataset, "backbone": backbone, "method": method, "seed": 0,
+                             "subject": f"p{i:02d}", "slice": s, "metric": metric, "structure": structure,
+                             "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_holm_hand_case():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.06
+    assert np.allclose(stats.holm(p), [0.03, 0.06, 0.06, 0.02])
+    out = stats.holm([0.5, np.nan, 0.6])
+    assert np.allclose(out[[0, 2]], [1.0, 1.0]) and math.isnan(out[1])
+    assert np.all(np.isnan(stats.holm([np.nan])))
+
+
+def test_holm_matches_statsmodels_when_installed():
+    multitest = pytest.importorskip("statsmodels.stats.multitest", reason="statsmodels not installed")
+    p = np.random.default_rng(0).random(12) ** 3
+    assert np.allclose(stats.holm(p), multitest.multipletests(p, method="holm")[1])
+
+
+def test_subject_values_mean_over_slices_and_structure_mean():
+    rows = [
+        ("LV", 0, 0.8), ("LV", 1, 0.6), ("Myo", 0, 0.5), ("Myo", 1, np.nan), ("RV", 0, np.nan), ("RV", 1, np.nan),
+    ]
+    table = pd.DataFrame([{"dataset": "acdc", "backbone": "voxelmorph", "method": "gsmorph", "seed": 0,
+                           "subject": "p1", "slice": s, "metric": "dice", "structure": st, "value": v}
+                          for st, s, v in rows])
+    sub = stats.subject_values(table).set_index("structure")
+    assert sub.loc["LV", "value"] == pytest.approx(0.7)
+    assert sub.loc["Myo", "value"] == pytest.approx(0.5) and sub.loc["Myo", "n_pairs"] == 1
+    assert math.isnan(sub.loc["RV", "value"])
+    # pair means: slice 0 (0.8 + 0.5) / 2 = 0.65, slice 1 0.6 -> subject 0.625
+    assert sub.loc["mean", "value"] == pytest.approx(0.625)
+
+
+def test_wilcoxon_equals_scipy_and_holm_within_dataset_metric():
+    table = long_table({("voxelmorph", "gsmorph"): Y, ("voxelmorph", "weighted-m"): X,
+                        ("none", "initial"): Z}, slices=2)
+    table = pd.concat([table, long_table({("voxelmorph", "gsmorph"): Y, ("voxelmorph", "weighted-m"): X,
+                                          ("none", "initial"): Z}, structure="Myo")])
+    res = stats.wilcoxon_vs_reference(stats.subject_values(table))
+    lv = res[res.structure == "LV"].set_index("method")
+    expected = sps.wilcoxon(X, Y, zero_method="wilcox", alternative="two-sided")
+    assert lv.loc["weighted-m", "statistic"] == pytest.approx(expected.statistic)
+    assert lv.loc["weighted-m", "p"] == pytest.approx(expected.pvalue)
+    assert lv.loc["weighted-m", "n"] == 8 and lv.loc["initial", "method_backbone"] == "none"
+    assert lv.loc["weighted-m", "median_diff"] == pytest.approx(np.median(X - Y))
+    assert lv.loc["initial", "p"] == pytest.approx(sps.wilcoxon(Z, Y).pvalue)
+    # structures LV, Myo and mean x 2 methods: Holm over 6 p-values of dataset acdc, metric dice
+    dice = res[res.metric == "dice"]
+    assert len(dice) == 6
+    assert np.allclose(dice["p_holm"], stats.holm(dice["p"].to_numpy()))
+
+
+def test_wilcoxon_small_n_and_zero_differences_give_nan_with_reason():
+    out = stats.paired_wilcoxon([0.5], [0.4])
+    assert math.isnan(out["p"]) and "fewer than" in out["reason"]
+    out = stats.paired_wilcoxon(X, X)
+    assert math.isnan(out["p"]) and out["reason"] == "all differences are zero"
+    with_nan = X.copy()
+    with_nan[0] = np.nan
+    out = stats.paired_wilcoxon(with_nan, Y)
+    assert out["n"] == 7 and out["p"] == pytest.approx(sps.wilcoxon(X[1:], Y[1:]).pvalue)
+
+
+def test_friedman_equals_scipy():
+    table = long_table({("voxelmorph", "gsmorph"): Y, ("voxelmorph", "weighted-m"): X, ("none", "initial"): Z})
+    res = stats.friedman(stats.subject_values(table))
+    lv = res[res.structure == "LV"].iloc[0]
+    expected = sps.friedmanchisquare(Z, X, Y)
+    assert lv["k_methods"] == 3 and lv["n"] == 8
+    assert lv["statistic"] == pytest.approx(expected.statistic)
+    assert lv["p"] == pytest.approx(expected.pvalue)
+    two = stats.friedman(stats.subject_values(long_table({("voxelmorph", "gsmorph"): Y, ("none", "initial"): Z})))
+    assert math.isnan(two["p"].iloc[0]) and "3 methods" in two["reason"].iloc[0]
+
+
+def test_bootstrap_ci_equals_scipy_and_is_seeded():
+    low, high = stats.bootstrap_ci(X, seed=3, n_resamples=999)
+    ref = sps.bootstrap((X,), np.mean, n_resamples=999, method="percentile", rng=np.random.default_rng(3))
+    assert (low, high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert low < X.mean() < high
+    assert stats.bootstrap_ci(X, seed=3, n_resamples=999) == (low, high)
+    assert all(math.isnan(v) for v in stats.bootstrap_ci([0.5]))
+    assert stats.bootstrap_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
+
+
+def test_summarise_mean_std_and_undefined_count():
+    values = np.append(X, np.nan)
+    summary = stats.summarise(stats.subject_values(long_table({("voxelmorph", "gsmorph"): values})), n_resamples=500)
+    row = summary[summary.structure == "LV"].iloc[0]
+    assert row["n"] == 8 and row["n_undefined"] == 1
+    assert row["mean"] == pytest.approx(X.mean()) and row["std"] == pytest.approx(X.std(ddof=1))
+    assert row["ci_low"] < row["mean"] < row["ci_high"]
