@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gsmorph.networks.warp import integrate
+from gsmorph.networks.warp import integrate, warp_image, warp_label
+
+__all__ = ["available", "build", "Diffeomorphic", "integrate", "warp_image", "warp_label"]
 
 
 def _voxelmorph(spatial_dims, **kwargs):

@@ -34,8 +34,8 @@ def warp_image(img: torch.Tensor, disp: torch.Tensor, padding_mode: str = "borde
 def warp_label(lbl: torch.Tensor, disp: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
     """Nearest-neighbour warp of an integer label map (B, 1, *S); same dtype out."""
     _check(lbl, disp, "label map")
-    moved = _warp("nearest", padding_mode)(lbl.to(disp.dtype if disp.is_floating_point() else torch.float32),
-                                           disp.float() if not disp.is_floating_point() else disp)
+    disp = disp if disp.is_floating_point() else disp.float()
+    moved = _warp("nearest", padding_mode)(lbl.to(disp.dtype), disp)
     return moved.round().to(lbl.dtype)
 
 
