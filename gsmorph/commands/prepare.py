@@ -1,0 +1,31 @@
+"""`gsmorph prepare`: raw ACDC / M&Ms-1 download (or phantom) -> prepared ED/ES pairs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, choices=("acdc", "mnm"))
+    parser.add_argument("--raw", required=True, type=Path, help="the raw download (or phantom) folder")
+    parser.add_argument("--out", required=True, type=Path, help="prepared folder (replaced whole)")
+    parser.add_argument("--size", type=int, default=128, help="in-plane crop/pad size (voxels)")
+    parser.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                        help="fail: stop at the first bad subject; skip: list it in excluded.csv")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subject split")
+    parser.add_argument("--split-ratios", type=float, nargs=3, default=(0.7, 0.1, 0.2),
+                        metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--split-file", type=Path, default=None, help="CSV with columns subject, split")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gsmorph.data.prepare import prepare
+
+    summary = prepare(args.dataset, args.raw, args.out, size=args.size, on_error=args.on_error, seed=args.seed,
+                      ratios=tuple(args.split_ratios), split_file=args.split_file)
+    print(f"prepared {summary['n_prepared']} subjects into {args.out} "
+          f"(splits {summary['split_counts']}; {summary['n_excluded']} excluded, "
+          f"{len(summary['unlabelled'])} unlabelled)")
+    for item in summary["excluded"]:
+        print(f"excluded {item['subject']}: {item['file']}: {item['reason']}")
+    return 0

@@ -1,0 +1,164 @@
+"""Read a prepared folder: subjects, volumes, and 2D / 3D registration pairs (numpy only).
+
+A Pair's moving and fixed are float32 (*S) in [0, 1]; labels uint8 canonical (*S);
+spacing (ndim,) float64 mm per array axis; true_disp (ndim, *S) float32 voxel units
+(moved = moving sampled at x + true_disp(x)), given only for moving=ES, fixed=ED on
+phantom data. 2D pairs are slices vol[:, :, k], so *S = (X, Y); 3D pairs have *S = (X, Y, Z).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gsmorph.data.labels import STRUCTURES
+from gsmorph.errors import GSMorphError
+
+FRAMES = ("ED", "ES")
+REQUIRED_COLUMNS = ("subject", "dataset", "group", "split", "n_slices", "spacing_x", "spacing_y", "spacing_z")
+
+
+@dataclass
+class Subject:
+    """One prepared subject: ED, ES float32 (X, Y, Z); ED_gt, ES_gt uint8 (X, Y, Z);
+    spacing (3,) mm; true_disp (3, X, Y, Z) float32 voxel units or None."""
+
+    subject: str
+    ED: np.ndarray
+    ES: np.ndarray
+    ED_gt: np.ndarray
+    ES_gt: np.ndarray
+    spacing: np.ndarray
+    true_disp: np.ndarray | None = None
+
+
+@dataclass
+class Pair:
+    """One registration pair (see the module docstring for shapes and units)."""
+
+    subject: str
+    slice_index: int
+    moving: np.ndarray
+    fixed: np.ndarray
+    moving_label: np.ndarray
+    fixed_label: np.ndarray
+    spacing: np.ndarray
+    true_disp: np.ndarray | None = None
+
+
+def read_subjects(prepared: str | Path):
+    """subjects.csv of a prepared folder as a DataFrame (subject column as str)."""
+    import pandas as pd
+
+    path = Path(prepared) / "subjects.csv"
+    if not path.is_file():
+        raise GSMorphError(f"{path}: not found (is {prepared} a prepared folder?)")
+    table = pd.read_csv(path, dtype={"subject": str})
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise GSMorphError(f"{path}: missing column(s) {missing}")
+    return table
+
+
+def load_subject(prepared: str | Path, subject: str) -> Subject:
+    """Read one prepared subject's volumes (and true displacement where present)."""
+    import nibabel as nib
+
+    folder = Path(prepared) / str(subject)
+    arrays, spacing = {}, None
+    for name in ("ED", "ES", "ED_gt", "ES_gt"):
+        path = folder / f"{name}.nii.gz"
+        if not path.is_file():
+            raise GSMorphError(f"{path}: not found (subject {subject})")
+        try:
+            img = nib.load(str(path))
+            data = np.asarray(img.dataobj)
+        except Exception as err:
+            raise GSMorphError(f"{path}: cannot read NIfTI ({type(err).__name__}: {err})") from None
+        arrays[name] = data.astype(np.uint8 if name.endswith("_gt") else np.float32, copy=False)
+        if spacing is None:
+            spacing = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    disp_path = folder / "true_disp.nii.gz"
+    true_disp = None
+    if disp_path.is_file():
+        disp = np.asarray(nib.load(str(disp_path)).dataobj, dtype=np.float32)
+        true_disp = np.ascontiguousarray(np.moveaxis(disp, -1, 0))
+    return Subject(str(subject), arrays["ED"], arrays["ES"], arrays["ED_gt"], arrays["ES_gt"], spacing, true_disp)
+
+
+def _check_frames(moving: str, fixed: str) -> None:
+    for name, value in (("moving", moving), ("fixed", fixed)):
+        if value not in FRAMES:
+            raise GSMorphError(f"{name} frame must be one of {list(FRAMES)}, got '{value}'")
+    if moving == fixed:
+        raise GSMorphError(f"moving and fixed are both '{moving}'")
+
+
+def _split_subjects(prepared: str | Path, split: str) -> list[str]:
+    table = read_subjects(prepared)
+    if split not in ("train", "val", "test", "all"):
+        raise GSMorphError(f"unknown split '{split}'; use train, val, test or all")
+    if split != "all":
+        table = table[table["split"] == split]
+    return table["subject"].tolist()
+
+
+def _has_all_structures(label: np.ndarray) -> bool:
+    present = np.unique(label)
+    return all(v in present for v in STRUCTURES.values())
+
+
+def subject_pairs_2d(subj: Subject, moving: str = "ES", fixed: str = "ED", drop_missing: bool = False) -> list[Pair]:
+    """The 2D pairs (one per slice) of one loaded subject."""
+    _check_frames(moving, fixed)
+    mov, fix = getattr(subj, moving), getattr(subj, fixed)
+    mov_l, fix_l = getattr(subj, f"{moving}_gt"), getattr(subj, f"{fixed}_gt")
+    with_disp = subj.true_disp is not None and (moving, fixed) == ("ES", "ED")
+    out = []
+    for k in range(mov.shape[2]):
+        if drop_missing and not (_has_all_structures(mov_l[:, :, k]) and _has_all_structures(fix_l[:, :, k])):
+            continue
+        out.append(Pair(subj.subject, k, mov[:, :, k].copy(), fix[:, :, k].copy(), mov_l[:, :, k].copy(),
+                        fix_l[:, :, k].copy(), subj.spacing[:2].astype(np.float64),
+                        subj.true_disp[:2, :, :, k].copy() if with_disp else None))
+    return out
+
+
+def pairs_2d(prepared: str | Path, split: str, moving: str = "ES", fixed: str = "ED",
+             drop_missing: bool = False) -> list[Pair]:
+    """Every short-axis slice pair of the subjects in `split` (train, val, test or all),
+    subjects in subjects.csv order, slices base to apex. With drop_missing, slices where
+    LV, Myo or RV is absent in either frame are left out."""
+    _check_frames(moving, fixed)
+    out: list[Pair] = []
+    for subject in _split_subjects(prepared, split):
+        out += subject_pairs_2d(load_subject(prepared, subject), moving, fixed, drop_missing)
+    return out
+
+
+def pairs_3d(prepared: str | Path, split: str, moving: str = "ES", fixed: str = "ED") -> list[Pair]:
+    """One whole-volume pair per subject in `split` (slice_index -1)."""
+    _check_frames(moving, fixed)
+    out = []
+    for subject in _split_subjects(prepared, split):
+        s = load_subject(prepared, subject)
+        with_disp = s.true_disp is not None and (moving, fixed) == ("ES", "ED")
+        out.append(Pair(s.subject, -1, getattr(s, moving), getattr(s, fixed), getattr(s, f"{moving}_gt"),
+                        getattr(s, f"{fixed}_gt"), s.spacing.astype(np.float64), s.true_disp if with_disp else None))
+    return out
+
+
+def stack(pairs: list[Pair]) -> dict[str, np.ndarray]:
+    """Batch pairs of one shape: moving, fixed, moving_label, fixed_label (N, *S), spacing
+    (N, ndim), and true_disp (N, ndim, *S) when every pair has one."""
+    if not pairs:
+        raise GSMorphError("no pairs to stack")
+    shapes = {p.moving.shape for p in pairs}
+    if len(shapes) != 1:
+        raise GSMorphError(f"pairs have different shapes {sorted(shapes)}; prepare with one --size")
+    out = {key: np.stack([getattr(p, key) for p in pairs])
+           for key in ("moving", "fixed", "moving_label", "fixed_label", "spacing")}
+    if all(p.true_disp is not None for p in pairs):
+        out["true_disp"] = np.stack([p.true_disp for p in pairs])
+    return out

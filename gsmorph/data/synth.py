@@ -1,0 +1,122 @@
+"""Write synthetic phantoms in the raw ACDC or M&Ms-1 layout (see acdc.py, mnm.py).
+
+Subject i is drawn from its own generator seeded by (seed, i), so a subject does not
+depend on how many others are written or on the number of worker processes.
+"""
+from __future__ import annotations
+
+import os
+import string
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from gsmorph.data import acdc, mnm
+from gsmorph.data.phantom import ACDC_GROUPS, VENDORS, Phantom, make_phantom
+
+MNM_PATHOLOGY = {"NOR": "NOR", "DCM": "DCM", "HCM": "HCM", "MINF": "Other", "RV": "ARV"}
+INTENSITY_SCALE = 1000.0  # phantom intensities are stored as int16, like scanner output
+
+
+def oblique_affine(rng: np.random.Generator, spacing: tuple[float, float, float]) -> np.ndarray:
+    """A voxel-to-world matrix with a tilted short-axis plane (not diagonal), spacing mm per axis."""
+    a, b, c = rng.uniform(-0.5, 0.5, 3)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    ry = np.array([[np.cos(c), 0, np.sin(c)], [0, 1, 0], [-np.sin(c), 0, np.cos(c)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rz @ rx @ ry @ np.diag(spacing)
+    affine[:3, 3] = rng.uniform(-150, 150, 3)
+    return affine
+
+
+def _to_int16(frames: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(frames * INTENSITY_SCALE), 0, 32767).astype(np.int16)
+
+
+def acdc_subject(root: Path, seed: int, index: int) -> dict:
+    """Write ACDC-layout patient `index` (0-based) under root; returns its metadata."""
+    rng = np.random.default_rng([seed, index, 0])
+    group = ACDC_GROUPS[index % len(ACDC_GROUPS)]
+    n_frames = int(rng.integers(12, 31))
+    ed = 1
+    es = int(round(n_frames * rng.uniform(0.3, 0.42))) + 1
+    ph: Phantom = make_phantom(rng, group)
+    folder_name = "training" if index < 100 else "testing"
+    subject = f"patient{index + 1:03d}"
+    info = {"ED": ed, "ES": es, "Group": group, "Height": rng.uniform(150, 195), "NbFrame": n_frames,
+            "Weight": rng.uniform(50, 110)}
+    frames = _to_int16(ph.frames)
+    acdc.write_subject(root / folder_name / subject, subject, frames[ph.ed_index], frames[ph.es_index],
+                       ph.labels_ed, ph.labels_es, oblique_affine(rng, ph.spacing), info, ph.true_disp)
+    return {"subject": subject, "group": group}
+
+
+def _mnm_code(rng: np.random.Generator) -> str:
+    letters, digits = string.ascii_uppercase, string.digits
+    return "".join(rng.choice(list(letters if i % 2 == 0 else digits)) for i in range(6))
+
+
+def mnm_subject(root: Path, seed: int, index: int, labelled: bool = True) -> dict:
+    """Write M&Ms-layout subject `index`; returns its row of the information CSV."""
+    rng = np.random.default_rng([seed, index, 1 if labelled else 2])
+    vendor = "ABCD"[index % 4] if labelled else "C"
+    group = ACDC_GROUPS[index % len(ACDC_GROUPS)] if labelled else str(rng.choice(ACDC_GROUPS))
+    n_frames = int(rng.integers(8, 11))
+    es = int(round(n_frames * rng.uniform(0.33, 0.42)))
+    ed = 0 if vendor in "AC" else n_frames - 1  # some vendors' ED is the last frame
+    ph = make_phantom(rng, group, vendor, n_frames, ed, es)
+    code = f"{_mnm_code(rng)}"
+    if not labelled:
+        layout = Path("Training") / "Unlabeled"
+    else:
+        layout = {0: Path("Training") / "Labeled", 1: Path("Training") / "Labeled", 2: Path("Training") / "Labeled",
+                  3: Path("Validation"), 4: Path("Testing")}[index % 5]
+    labels = {ed: ph.labels_ed, es: ph.labels_es} if labelled else None
+    mnm.write_subject(root / layout / code, code, _to_int16(ph.frames), labels, oblique_affine(rng, ph.spacing),
+                      frame_ms=float(rng.uniform(25, 40)), true_disp=ph.true_disp if labelled else None)
+    v = VENDORS[vendor]
+    return {"External code": code, "VendorName": v["name"], "Vendor": vendor,
+            "Centre": int(rng.choice(v["centres"])), "ED": ed, "ES": es, "Pathology": MNM_PATHOLOGY[group],
+            "Sex": str(rng.choice(["M", "F"])), "Age": int(rng.integers(20, 80)),
+            "Height": round(float(rng.uniform(150, 195)), 1), "Weight": round(float(rng.uniform(50, 110)), 1)}
+
+
+def _run(jobs: list[tuple], workers: int) -> list[dict]:
+    if workers <= 1 or len(jobs) < 2:
+        return [fn(*args) for fn, *args in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fn, *args) for fn, *args in jobs]
+        return [f.result() for f in futures]
+
+
+def write_acdc(root: Path, n_subjects: int, seed: int, workers: int | None = None) -> list[dict]:
+    """ACDC layout: patient001.. in training/ (from patient101 on in testing/), plus
+    MANDATORY_CITATION.md as in the download."""
+    root = Path(root)
+    (root / "training").mkdir(parents=True, exist_ok=True)
+    (root / "MANDATORY_CITATION.md").write_text("Synthetic phantom in the ACDC layout; not ACDC data.\n")
+    jobs = [(acdc_subject, root, seed, i) for i in range(n_subjects)]
+    return _run(jobs, workers or os.cpu_count() or 1)
+
+
+def write_mnm(root: Path, n_subjects: int, seed: int, workers: int | None = None) -> list[dict]:
+    """M&Ms-1 layout with `n_subjects` labelled subjects, a few unlabelled ones under
+    Training/Unlabeled, and the information CSV at the root."""
+    import pandas as pd
+
+    from gsmorph.io import write_csv
+
+    root = Path(root)
+    n_unlabelled = 1 + n_subjects // 20
+    jobs = [(mnm_subject, root, seed, i, True) for i in range(n_subjects)]
+    jobs += [(mnm_subject, root, seed, i, False) for i in range(n_unlabelled)]
+    rows = _run(jobs, workers or os.cpu_count() or 1)
+    codes = [r["External code"] for r in rows]
+    if len(set(codes)) != len(codes):
+        raise RuntimeError("duplicate phantom subject codes; use another seed")
+    table = pd.DataFrame(rows)
+    table.insert(0, "", range(len(table)))  # the download's CSV has an unnamed index column
+    write_csv(root / mnm.INFO_NAME, table)
+    return rows
