@@ -1,0 +1,41 @@
+# GSMorph benchmark: from nothing (or the user's raw ACDC / M&Ms-1 folders) to Table 1,
+# figures and statistics. Every rule calls one `gsmorph` verb; see README.md.
+#
+#   snakemake --cores all                                   # embedded default (config.yaml)
+#   snakemake --cores all --configfile workflow/configs/paper.yaml \
+#       --config acdc_root=/data/ACDC/database mnm_root=/data/MnM
+#   snakemake --profile workflow/profiles/slurm             # GPU jobs on a SLURM cluster
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: f"{workflow.basedir}/config.yaml"
+
+
+# A wrong key or type stops here, before any job, naming the key.
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/tune.smk"
+include: "workflow/rules/classical.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all,
+    provenance,
+
+
+rule all:
+    """Every artifact: metrics of both datasets, tables, figures, statistics, provenance."""
+    input:
+        expand("results/{dataset}/metrics.csv", dataset=DATASETS),
+        REPORT_OUTPUTS,
+        "results/provenance.json",
+    default_target: True
