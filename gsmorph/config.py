@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "endpoint_prob": 0.2,    # P(lambda drawn from {0, 1}) per step
         "mse_sigma": 0.05,       # MSE similarity scaled by 1 / sigma^2
         "val_lambdas": 11,       # lambdas swept on validation to choose the reported one
+        "features": None,        # U-Net level widths; None: those of backbones.voxelmorph
     },
     # Optuna tuning of the weighted baseline (baselines/tuning.py)
     "tune": {
@@ -73,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     # syn: keyword arguments of ants.registration (all stages composed into one field)
     "syn": {"type_of_transform": "SyN", "grad_step": 0.2, "flow_sigma": 3.0, "total_sigma": 0.0,
             "reg_iterations": [40, 20, 0], "syn_metric": "mattes", "syn_sampling": 32,
+            "aff_metric": "mattes", "aff_sampling": 32, "aff_random_sampling_rate": 0.2,
             "aff_iterations": [2100, 1200, 1200, 10], "aff_shrink_factors": [6, 4, 2, 1],
             "aff_smoothing_sigmas": [3, 2, 1, 0]},
 }
