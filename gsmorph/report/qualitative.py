@@ -1,0 +1,138 @@
+"""Qualitative figure: for two test cases per dataset, the fixed and moving images, each
+method's moved image and its deformation (a warped grid over the moved image), with
+label contours (LV red, Myo green, RV blue).
+
+Layout per case, two rows: top: fixed | moved image of each method (moved label
+contours); bottom: moving | the method's deformation phi(x) = x + u(x) drawn as a grid.
+Cases: the first two subjects (sorted) that every method registered; the slice: the
+one with the largest fixed foreground among the slices every method registered.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gsmorph import pairs
+from gsmorph.evaluate import folder_meta
+from gsmorph.io import read_nifti
+from gsmorph.report import names
+from gsmorph.report.figures import plt, save
+
+CONTOURS = {1: "red", 2: "lime", 3: "deepskyblue"}
+PANEL_IN = 1.8  # inches per panel
+N_CASES = 2
+
+
+def _pairs_by_group(folders: list, skipped: list[str]) -> dict[tuple[str, str], list[tuple[dict, Path]]]:
+    """{(dataset, backbone): [(meta, folder)]}, the lowest seed of each method; the
+    classical folders of a dataset join every backbone's group."""
+    metas = []
+    for folder in folders:
+        try:
+            metas.append((folder_meta(folder), Path(folder)))
+        except Exception as err:  # an optional figure: a bad folder is skipped, not fatal
+            skipped.append(f"qualitative figure: {folder} skipped ({err})")
+    metas.sort(key=lambda mf: mf[0]["seed"])
+    chosen: dict[tuple[str, str, str], tuple[dict, Path]] = {}
+    for meta, folder in metas:
+        chosen.setdefault((meta["dataset"], meta["backbone"], meta["method"]), (meta, folder))
+    groups: dict[tuple[str, str], list] = {}
+    datasets = {d for d, _, _ in chosen}
+    for dataset in datasets:
+        backbones = sorted({b for d, b, _ in chosen if d == dataset and b != names.CLASSICAL},
+                           key=names.backbone_rank) or [names.CLASSICAL]
+        for backbone in backbones:
+            members = [v for (d, b, _), v in chosen.items() if d == dataset and b in (backbone, names.CLASSICAL)]
+            groups[(dataset, backbone)] = sorted(members, key=lambda mf: names.method_rank(mf[0]["method"]))
+    return groups
+
+
+def _load(folder: Path, subject: str) -> pairs.SubjectPairs:
+    return pairs.load_subject(folder / f"{subject}.npz")
+
+
+def _grid(ax, disp: np.ndarray, step: int) -> None:
+    """Draw phi(x) = x + disp(x), disp (2, X, Y); array axis 0 is the image's vertical."""
+    X, Y = disp.shape[1:]
+    rows, cols = np.mgrid[0:X, 0:Y].astype(float)
+    r, c = rows + disp[0], cols + disp[1]
+    for i in range(0, X, step):
+        ax.plot(c[i, :], r[i, :], color="yellow", lw=0.5)
+    for j in range(0, Y, step):
+        ax.plot(c[:, j], r[:, j], color="yellow", lw=0.5)
+
+
+def _show(ax, image, label=None, title=None):
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if label is not None:
+        for value, color in CONTOURS.items():
+            if np.any(label == value):
+                ax.contour(label == value, levels=[0.5], colors=color, linewidths=0.7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def qualitative(folders: list, out_dir: str | os.PathLike, skipped: list[str]) -> dict[str, str]:
+    if not folders:
+        skipped.append("qualitative figure: no --pairs folders given")
+        return {}
+    made = {}
+    for (dataset, backbone), members in sorted(_pairs_by_group(folders, skipped).items()):
+        subject_sets = []
+        for meta, folder in members:
+            import pandas as pd
+
+            subject_sets.append(set(pd.read_csv(folder / pairs.INDEX, dtype={"subject": str}).subject))
+        common = sorted(set.intersection(*subject_sets)) if subject_sets else []
+        if not common:
+            skipped.append(f"qualitative figure {dataset}/{backbone}: no subject registered by every method")
+            continue
+        cases = common[:N_CASES]
+        n_cols = 1 + len(members)
+        fig, axes = plt.subplots(2 * len(cases), n_cols, figsize=(PANEL_IN * n_cols, PANEL_IN * 2 * len(cases)),
+                                 squeeze=False, layout="constrained")
+        for c, subject in enumerate(cases):
+            _case(axes[2 * c], axes[2 * c + 1], members, subject)
+        fig.suptitle(f"{names.dataset_name(dataset)}" + (f", {names.backbone_name(backbone)}"
+                                                          if backbone != names.CLASSICAL else ""), fontsize=10)
+        stem = f"qualitative_{dataset}_{backbone}"
+        save(fig, out_dir, stem)
+        made[stem] = (f"Two {names.dataset_name(dataset)} test cases ({', '.join(cases)}). Per case, top row: "
+                      "the fixed image (ED) and each method's moved image; bottom row: the moving image (ES) "
+                      "and each method's deformation x + u(x) as a warped grid over its moved image. "
+                      "Contours: LV red, Myo green, RV blue (fixed, moving or warped labels).")
+    return made
+
+
+def _case(top, bottom, members, subject: str) -> None:
+    meta0 = members[0][0]
+    moving, fixed = meta0.get("moving", "ES"), meta0.get("fixed", "ED")
+    folder = Path(meta0["prepared"]) / subject
+    fixed_img, _, _ = read_nifti(folder / f"{fixed}.nii.gz")
+    fixed_lab, _, _ = read_nifti(folder / f"{fixed}_gt.nii.gz", dtype=np.uint8)
+    moving_img, _, _ = read_nifti(folder / f"{moving}.nii.gz")
+    moving_lab, _, _ = read_nifti(folder / f"{moving}_gt.nii.gz", dtype=np.uint8)
+    loaded = [(meta, _load(f, subject)) for meta, f in members]
+    slices = set(range(fixed_img.shape[2]))
+    for _, sp in loaded:
+        if sp.disp.shape[1] == 2:
+            slices &= set(int(k) for k in sp.slice_index)
+    k = max(sorted(slices), key=lambda z: int(np.count_nonzero(fixed_lab[:, :, z])))
+    _show(top[0], fixed_img[:, :, k], fixed_lab[:, :, k], f"fixed ({fixed}) {subject} z={k}")
+    _show(bottom[0], moving_img[:, :, k], moving_lab[:, :, k], f"moving ({moving})")
+    step = max(4, fixed_img.shape[0] // 16)
+    for j, (meta, sp) in enumerate(loaded, start=1):
+        if sp.disp.shape[1] == 2:
+            i = int(np.flatnonzero(sp.slice_index == k)[0])
+            image, label, disp = sp.moved_image[i], sp.moved_label[i], sp.disp[i]
+        else:
+            image, label, disp = sp.moved_image[0][:, :, k], sp.moved_label[0][:, :, k], sp.disp[0][:2, :, :, k]
+        _show(top[j], image, label, names.method_name(meta["method"], meta["backbone"]))
+        _show(bottom[j], image * 0.6)
+        _grid(bottom[j], disp, step)
+        bottom[j].set_xlim(-0.5, image.shape[1] - 0.5)
+        bottom[j].set_ylim(image.shape[0] - 0.5, -0.5)

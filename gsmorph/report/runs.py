@@ -1,0 +1,70 @@
+"""Read what training and tuning left under runs/<dataset>/<backbone>/<method>/seed<k>/.
+
+Every reader returns a DataFrame with the keys dataset, backbone, method, seed in front
+(empty when nothing is found) and records unreadable files in `problems` instead of
+raising: the figures these feed are optional.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+KEYS = ["dataset", "backbone", "method", "seed"]
+_SEED = re.compile(r"^seed(\d+)$")
+
+
+def run_folders(root: str | os.PathLike) -> list[tuple[dict, Path]]:
+    """(keys, folder) of every runs/<dataset>/<backbone>/<method>/seed<k>/ under root."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.glob("*/*/*/seed*")):
+        match = _SEED.match(folder.name)
+        if match and folder.is_dir():
+            dataset, backbone, method = folder.parts[-4:-1]
+            found.append(({"dataset": dataset, "backbone": backbone, "method": method,
+                           "seed": int(match.group(1))}, folder))
+    return found
+
+
+def read_csvs(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Concatenate `<run>/<name>` of every run folder (optionally only some methods)."""
+    frames = []
+    for keys, folder in run_folders(root):
+        path = folder / name
+        if (methods and keys["method"] not in methods) or not path.is_file():
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as err:
+            problems.append(f"{path}: unreadable ({err})")
+            continue
+        for i, key in enumerate(KEYS):
+            frame.insert(i, key, keys[key])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KEYS)
+
+
+def read_jsons(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per `<run>/<name>` JSON object (top-level scalar keys only)."""
+    rows = []
+    for keys, folder in run_folders(root):
+        path = folder / name
+        if (methods and keys["method"] not in methods) or not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            problems.append(f"{path}: unreadable ({err})")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"{path}: not a JSON object")
+            continue
+        rows.append({**keys, **{k: v for k, v in data.items()
+                                if k not in keys and (v is None or isinstance(v, (int, float, str, bool)))}})
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=KEYS)

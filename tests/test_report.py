@@ -1,0 +1,245 @@
+"""`gsmorph report`: tables (bold best, every method row, markers, pdflatex), figures, stats files."""
+import json
+import shutil
+import struct
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gsmorph import pairs
+from gsmorph.cli import main
+from gsmorph.evaluate import COLUMNS
+from gsmorph.io import write_json, write_nifti
+from gsmorph.report import names, tables
+from gsmorph import stats
+
+METHODS = ["initial", "demons", "syn", "weighted-s", "weighted-m", "weighted-l", "weighted-tuned",
+           "hypermorph", "gs-agr", "gs-pcgrad", "gsmorph"]
+N_SUBJECTS = 12  # exact two-sided Wilcoxon p >= 2^-11: survives Holm over ~60 tests
+# per-method Dice level: gsmorph best on acdc; syn best on mnm
+LEVEL = {m: 0.6 + 0.02 * i for i, m in enumerate(METHODS)}
+
+
+def metric_rows(dataset, backbone, method, rng):
+    rows = []
+    level = LEVEL[method] + (0.3 if dataset == "mnm" and method == "syn" else 0.0)
+    for s in range(N_SUBJECTS):
+        for sl in range(2):
+            base = dict(dataset=dataset, backbone=backbone, method=method, seed=0, subject=f"p{s:02d}", slice=sl)
+            for st in ("LV", "Myo", "RV"):
+                dice = np.nan if (st == "RV" and sl == 1 and s == 0) else level + 0.01 * rng.normal()
+                rows.append({**base, "metric": "dice", "structure": st, "value": dice})
+                rows.append({**base, "metric": "hd95_mm", "structure": st, "value": 5 - 3 * level + 0.05 * rng.normal()})
+            rows.append({**base, "metric": "mse", "structure": "", "value": 0.02 - 0.01 * level + 1e-4 * rng.normal()})
+            njd = 0.0 if method == "initial" else 2.0 - level + 0.01 * rng.normal()
+            rows.append({**base, "metric": "njd_pct", "structure": "", "value": njd})
+            rows.append({**base, "metric": "runtime_s", "structure": "", "value": 0.1})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def metrics_csvs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("metrics")
+    rng = np.random.default_rng(0)
+    paths = []
+    for dataset in ("acdc", "mnm"):
+        rows = []
+        for method in METHODS:
+            learned = method not in ("initial", "demons", "syn")
+            for backbone in (["voxelmorph", "transmorph"] if learned else ["none"]):
+                if backbone == "transmorph" and method not in ("weighted-m", "gsmorph"):
+                    continue
+                rows += metric_rows(dataset, backbone, method, rng)
+        path = root / dataset / "metrics.csv"
+        path.parent.mkdir()
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def write_runs(root):
+    """Minimal run folders: summaries, an Optuna study, a HyperMorph sweep, conflicts."""
+    base = root / "acdc" / "voxelmorph"
+    for method, dice, njd, wall in (("gsmorph", 0.85, 0.9, 100.0), ("weighted-s", 0.86, 2.0, 90.0),
+                                    ("weighted-m", 0.84, 0.7, 95.0), ("weighted-l", 0.80, 0.1, 92.0),
+                                    ("hypermorph", 0.83, 1.5, 150.0)):
+        write_json(base / method / "seed0" / "summary.json", {"best_val_dice": dice, "val_njd_pct": njd,
+                                                               "wall_s": wall, "device": "cpu", "best_epoch": 3,
+                                                               "epochs_done": 5})
+    tune = base / "weighted-tuned" / "seed0"
+    pd.DataFrame({"number": range(4), "lam": [0.001, 0.01, 0.1, 1.0], "lr": 5e-3,
+                  "state": ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"], "val_dice": [0.86, 0.84, 0.7, 0.6],
+                  "val_njd_pct": [2.1, 0.8, 0.1, 0.0], "wall_s": 100.0, "device": "cpu"}).to_csv(tune / "trials.csv", index=False) \
+        if tune.mkdir(parents=True) is None else None
+    write_json(tune / "study.json", {"best_lam": 0.001, "best_trial": 0, "n_trials": 4, "total_wall_s": 400.0,
+                                     "storage": "sqlite:///x.db", "study": "s"})
+    pd.DataFrame({"lam": [0.0, 0.5, 1.0], "val_dice": [0.86, 0.82, 0.7],
+                  "val_njd_pct": [3.0, 0.5, 0.0]}).to_csv(base / "hypermorph" / "seed0" / "lambda_sweep.csv", index=False)
+    rows = [{"epoch": e, "group": g, "n_steps": 10, "conflict_frac": 0.1 * e, "cosine_mean": -0.05 * e}
+            for e in range(1, 6) for g in ("enc.0.weight", "enc.0.bias", "flow.weight")]
+    pd.DataFrame(rows).to_csv(base / "gsmorph" / "seed0" / "conflicts.csv", index=False)
+
+
+def write_pairs_folders(root):
+    prepared = root / "prepared"
+    lab = np.zeros((32, 28, 3), np.uint8)
+    lab[10:18, 8:16] = 2
+    lab[12:16, 10:14] = 1
+    lab[20:26, 8:16] = 3
+    folders = []
+    for subject in ("s1", "s2", "s3"):
+        for frame in ("ED", "ES"):
+            write_nifti(prepared / subject / f"{frame}.nii.gz", lab.astype(np.float32) / 3, (1.5, 1.5, 8.0))
+            write_nifti(prepared / subject / f"{frame}_gt.nii.gz", lab, (1.5, 1.5, 8.0))
+    for backbone, method in (("none", "initial"), ("voxelmorph", "gsmorph"), ("voxelmorph", "weighted-m")):
+        out = root / "pairs" / "acdc" / backbone / method / "seed0"
+        for subject in ("s1", "s2", "s3"):
+            disp = np.zeros((3, 2, 32, 28), np.float32)
+            disp[:, 0] = 0.5 * np.sin(np.arange(28) / 4)[None, None, :]
+            pairs.save_subject(out, pairs.SubjectPairs(subject, np.arange(3), disp,
+                                                       np.moveaxis(lab, -1, 0) / 3.0, np.moveaxis(lab, -1, 0),
+                                                       np.full(3, 0.1), np.array([1.5, 1.5])))
+        pairs.finish(out, {"dataset": "acdc", "backbone": "" if backbone == "none" else backbone,
+                           "method": method, "seed": 0, "split": "test", "prepared": str(prepared),
+                           "moving": "ES", "fixed": "ED"}, ["s1", "s2", "s3"])
+        folders.append(out)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory, metrics_csvs):
+    root = tmp_path_factory.mktemp("report")
+    write_runs(root / "runs")
+    folders = write_pairs_folders(root)
+    out = root / "results"
+    argv = ["report", "--metrics", *map(str, metrics_csvs), "--runs", str(root / "runs"), "--out", str(out),
+            "--pairs", *map(str, folders), "--n-boot", "300"]
+    assert main(argv) == 0
+    return out
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_every_method_row_and_bold_best(report_dir):
+    tex = (report_dir / "tables" / "table1_voxelmorph.tex").read_text()
+    for method in METHODS:
+        display = names.method_name(method, "voxelmorph")
+        assert any(line.startswith(display + " &") for line in tex.splitlines()), display
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"M\&Ms" in tex
+    frame = pd.read_csv(report_dir / "tables" / "table1_voxelmorph.csv")
+    best = frame[frame.best]
+    dice_best = best[best.metric == "dice"].set_index("dataset")["method"]
+    assert dice_best["acdc"] == "gsmorph" and dice_best["mnm"] == "syn"
+    # the bold cell in LaTeX is GSMorph's Dice on ACDC
+    gs_line = next(line for line in tex.splitlines() if line.startswith("GSMorph &"))
+    assert gs_line.split(" & ")[1].startswith(r"$\mathbf{")
+    # NJD best excludes Initial (whose NJD is 0)
+    njd_best = best[best.metric == "njd_pct"]
+    assert "initial" not in set(njd_best.method) and len(njd_best) >= 2
+    md = (report_dir / "tables" / "table1_voxelmorph.md").read_text()
+    assert "| GSMorph | **" in md and "VoxelMorph-m" in md
+
+
+def test_significance_markers_follow_holm(report_dir):
+    frame = pd.read_csv(report_dir / "tables" / "table1_voxelmorph.csv", keep_default_na=False)
+    wil = pd.read_csv(report_dir / "stats" / "wilcoxon.csv")
+    initial = wil[(wil.dataset == "acdc") & (wil.metric == "dice") & (wil.structure == "mean")
+                  & (wil.method == "initial") & (wil.backbone == "voxelmorph")].iloc[0]
+    cell = frame[(frame.dataset == "acdc") & (frame.method == "initial") & (frame.metric == "dice")].iloc[0]
+    assert float(cell["p_holm"]) == pytest.approx(initial.p_holm)
+    assert cell["marker"] == tables.marker(initial.p_holm)
+    assert initial.n == N_SUBJECTS and initial.p_holm < 0.05  # initial is far below GSMorph on every subject
+    gs = frame[(frame.method == "gsmorph")]
+    assert (gs["marker"] == "").all()
+
+
+def test_stats_files_and_columns(report_dir):
+    for name in ("summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost"):
+        assert (report_dir / "stats" / f"{name}.csv").is_file()
+    wil = pd.read_csv(report_dir / "stats" / "wilcoxon.csv")
+    assert {"n", "statistic", "p", "p_holm", "reason"} <= set(wil.columns)
+    # classical methods are compared with the GSMorph of both backbones
+    assert set(wil[wil.method == "syn"].backbone) == {"voxelmorph", "transmorph"}
+    und = pd.read_csv(report_dir / "stats" / "undefined.csv", keep_default_na=False)
+    assert (und[und.structure == "RV"].n_undefined == 1).all() and len(und) > 0
+    cost = pd.read_csv(report_dir / "stats" / "tuning_cost.csv").set_index("method")
+    assert cost.loc["weighted-s/m/l", "wall_s"] == pytest.approx(90 + 95 + 92)
+    assert cost.loc["weighted-tuned", "wall_s"] == pytest.approx(400.0)
+
+
+def test_combined_table_and_pdflatex(report_dir, tmp_path):
+    tex = (report_dir / "tables" / "table1_combined.tex").read_text()
+    assert "TransMorph backbone" in tex and "VoxelMorph backbone" in tex
+    assert tex.count("GSMorph &") == 2 and "TransMorph-m &" in tex
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (Debian: apt-get install texlive-latex-base texlive-latex-recommended)")
+    work = tmp_path / "tex"
+    shutil.copytree(report_dir / "tables", work)
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=work,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (work / "tables.pdf").stat().st_size > 1000
+
+
+def test_figures_are_png_of_expected_size_with_captions(report_dir):
+    fig = report_dir / "figures"
+    assert png_size(fig / "dice_boxplot_acdc_voxelmorph.png") == (1200, 450)
+    assert png_size(fig / "pareto_acdc_voxelmorph.png") == (650, 500)
+    assert png_size(fig / "conflicts_acdc_voxelmorph_gsmorph.png") == (1200, 800)
+    assert png_size(fig / "tuning_cost.png") == (500, 350)
+    # qualitative: 2 cases x 2 rows, fixed/moving column + 3 methods, 1.8 inch panels
+    assert png_size(fig / "qualitative_acdc_voxelmorph.png") == (round(180 * 4), round(180 * 4))
+    for stem in ("dice_boxplot_mnm_transmorph", "qualitative_acdc_voxelmorph"):
+        assert (fig / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
+    captions = json.loads((report_dir / "report" / "captions.json").read_text())
+    assert "figures/pareto_acdc_voxelmorph.png" in captions and "tables/table1_combined.tex" in captions
+    assert (report_dir / "report" / "captions" / "tuning_cost.rst").read_text().strip()
+    prov = json.loads((fig / "provenance.json").read_text())
+    # mnm has no runs: no Pareto plot there, nothing crashed
+    assert not (fig / "pareto_mnm_voxelmorph.png").exists()
+    assert isinstance(prov["skipped"], list)
+
+
+def test_missing_runs_skip_optional_figures(metrics_csvs, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["report", "--metrics", str(metrics_csvs[0]), "--runs", str(tmp_path / "none"),
+                 "--out", str(out), "--n-boot", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "skipped: Pareto plot" in text and "skipped: qualitative figure" in text
+    assert (out / "figures" / "dice_boxplot_acdc_voxelmorph.png").is_file()
+    assert not (out / "figures" / "tuning_cost.png").exists()
+
+
+def test_bad_metrics_inputs(tmp_path, metrics_csvs, capsys):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"dataset": ["acdc"], "value": [1.0]}).to_csv(bad, index=False)
+    assert main(["report", "--metrics", str(bad), "--runs", "x", "--out", str(tmp_path / "o")]) == 1
+    assert "missing columns" in capsys.readouterr().err
+    assert main(["report", "--metrics", str(metrics_csvs[0]), str(metrics_csvs[0]), "--runs", "x",
+                 "--out", str(tmp_path / "o")]) == 1
+    assert "given twice" in capsys.readouterr().err
+    assert main(["report", "--metrics", str(tmp_path / "absent.csv"), "--runs", "x", "--out", str(tmp_path / "o")]) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_table_bold_ties_and_latex_cells():
+    summary = pd.DataFrame([
+        {"dataset": "acdc", "backbone": b, "method": m, "metric": met, "structure": st, "n": 5, "n_undefined": 0,
+         "mean": v, "std": 0.01, "ci_low": v, "ci_high": v}
+        for (b, m, v) in (("none", "initial", 0.5), ("voxelmorph", "weighted-m", 0.80001), ("voxelmorph", "gsmorph", 0.8))
+        for met, st in (("dice", "mean"), ("hd95_mm", "mean"), ("mse", ""), ("njd_pct", ""))])
+    wil = stats.wilcoxon_vs_reference(pd.DataFrame(columns=stats.SUBJECT_KEYS + ["value"]))
+    t = tables.build(summary, wil, ["voxelmorph"], "t")
+    dice_bold = [r.method for r in t.rows if r.cells[("acdc", 0)].bold]
+    assert dice_bold == ["weighted-m", "gsmorph"]  # equal when shown with 2 decimals
+    hd_bold = [r.method for r in t.rows if r.cells[("acdc", 1)].bold]
+    assert hd_bold == ["initial"]
+    njd_bold = [r.method for r in t.rows if r.cells[("acdc", 3)].bold]
+    assert njd_bold == ["weighted-m", "gsmorph"]  # Initial excluded
+    assert tables._tex_cell(t.rows[2].cells[("acdc", 0)]) == r"$\mathbf{80.00 \pm 1.00}$"
