@@ -6,7 +6,6 @@ missing is skipped: the function returns no figure and appends the reason to `sk
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -64,7 +63,10 @@ def dice_boxplots(subjects: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         ax.set_ylabel("Dice (%)")
         title = f"{names.dataset_name(dataset)}" + (f", {names.backbone_name(backbone)}" if backbone != names.CLASSICAL else "")
         ax.set_title(title)
-        ax.legend(ncol=min(6, len(order)), fontsize=8, loc="lower left")
+        handles, labels = ax.get_legend_handles_labels()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(order)), fontsize=8)
         stem = f"dice_boxplot_{dataset}_{backbone}"
         save(fig, out_dir, stem)
         made[stem] = (f"Dice (%) per structure on the {names.dataset_name(dataset)} test subjects "

@@ -197,7 +197,8 @@ def to_markdown(table: Table) -> str:
     lines = [f"**{table.name}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     blocks = len({r.block for r in table.rows if r.block}) > 1
     for row in table.rows:
-        label = row.display + (f" ({names.backbone_name(row.block)})" if blocks and row.block else "")
+        qualify = blocks and row.block and not row.display.startswith(names.backbone_name(row.block))
+        label = row.display + (f" ({names.backbone_name(row.block)})" if qualify else "")
         cells = []
         for d in table.datasets:
             for i in range(len(COLUMNS)):
