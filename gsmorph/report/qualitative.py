@@ -20,7 +20,7 @@ from gsmorph.io import read_nifti
 from gsmorph.report import names
 from gsmorph.report.figures import plt, save
 
-CONTOURS = {1: "red", 2: "lime", 3: "deepskyblue"}
+CONTOURS = {2: "lime", 3: "deepskyblue", 1: "red"}  # LV last: drawn over the inner Myo edge
 PANEL_IN = 1.8  # inches per panel
 N_CASES = 2
 

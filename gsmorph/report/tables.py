@@ -128,9 +128,13 @@ def _mark_best(rows: list[Row], datasets: list[str]) -> None:
 
 def caption(backbones: list[str], reference: str = "gsmorph") -> str:
     ref = names.method_name(reference)
-    which = (f"the {names.backbone_name(backbones[0])} backbone" if len(backbones) == 1
-             else "the " + " and ".join(names.backbone_name(b) for b in backbones) + " backbones")
-    text = (f"Registration of ES to ED on the test subjects with {which}: mean ± standard deviation over "
+    if not backbones:
+        which = "Initial and the classical methods"
+    elif len(backbones) == 1:
+        which = f"the {names.backbone_name(backbones[0])} backbone"
+    else:
+        which = "the " + " and ".join(names.backbone_name(b) for b in backbones) + " backbones"
+    text = (f"Registration of ES to ED on the test subjects, {which}: mean ± standard deviation over "
             "subjects (a subject's value is the mean over its slices and seeds). Dice and HD95 are the mean "
             "over LV, Myo and RV; MSE is scaled by 100; NJD is the percentage of voxels with a negative "
             "Jacobian determinant. Bold: best per column (highest Dice, lowest otherwise; NJD excludes "
