@@ -156,7 +156,7 @@ def render_ed(p: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, 
     img[body_r < 1.0] = INTENSITY["fat"]  # subcutaneous fat
     img[body_r < 0.93] = INTENSITY["body"]
     for side in (-1, 1):  # lungs left and right of the mediastinum
-        lung = np.sqrt(((bx - side * 0.24 * nx * sx) / (0.15 * nx * sx)) ** 2 + ((by + 0.02 * ny * sy) / (0.27 * ny * sy)) ** 2)
+        lung = np.sqrt(((bx - side * 0.26 * nx * sx) / (0.11 * nx * sx)) ** 2 + ((by + 0.02 * ny * sy) / (0.24 * ny * sy)) ** 2)
         img[np.broadcast_to(lung, rho.shape) < 1.0] = INTENSITY["lung"]
     aorta = np.hypot(x - 0.1 * p["r_endo"], y + prof["r_epi"] + 18) < 11
     img[aorta] = INTENSITY["blood"]
@@ -217,7 +217,7 @@ def _sample(volume: np.ndarray, disp2: np.ndarray, order: int) -> np.ndarray:
     return ndimage.map_coordinates(volume, coords, order=order, mode="nearest")
 
 
-def invert(v: np.ndarray, iterations: int = 15) -> np.ndarray:
+def invert(v: np.ndarray, iterations: int = 10) -> np.ndarray:
     """u with u(x) = -v(x + u(x)), (2, X, Y, Z): the inverse of the map y -> y + v(y)."""
     u = -v
     for _ in range(iterations):
@@ -269,13 +269,13 @@ def make_phantom(rng: np.random.Generator, group: str = "NOR", vendor: str | Non
     phases = _frame_phases(n_frames, ed_index, es_index)
     phases[ed_index], phases[es_index] = 0.0, 1.0
     frames = np.empty((n_frames,) + clean_ed.shape, np.float32)
-    for t, phase in enumerate(phases):
+    v_es = backward_map(box_p, 1.0)
+    for t, phase in enumerate(phases):  # frames between ED and ES: the ES motion scaled by the phase
         clean = clean_ed
         if phase > 1e-6:
             clean = clean_ed.copy()
-            clean[xs, ys] = _sample_box(clean_ed, backward_map(box_p, float(phase)), xs, ys, 1)
+            clean[xs, ys] = _sample_box(clean_ed, v_es * np.float32(phase), xs, ys, 1)
         frames[t] = _acquire(clean, p, rng)
-    v_es = backward_map(box_p, 1.0)
     labels_es = labels_ed.copy()
     labels_es[xs, ys] = _sample_box(labels_ed, v_es, xs, ys, 0)
     true_disp = np.zeros(clean_ed.shape + (3,), np.float32)

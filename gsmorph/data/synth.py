@@ -5,6 +5,7 @@ depend on how many others are written or on the number of worker processes.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import string
 from concurrent.futures import ProcessPoolExecutor
@@ -35,22 +36,26 @@ def _to_int16(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(frames * INTENSITY_SCALE), 0, 32767).astype(np.int16)
 
 
-def acdc_subject(root: Path, seed: int, index: int) -> dict:
-    """Write ACDC-layout patient `index` (0-based) under root; returns its metadata."""
+def acdc_phantom(seed: int, index: int) -> tuple[str, Phantom, dict, np.ndarray]:
+    """ACDC-like patient `index` (0-based): (subject id, phantom, Info.cfg values, affine)."""
     rng = np.random.default_rng([seed, index, 0])
     group = ACDC_GROUPS[index % len(ACDC_GROUPS)]
     n_frames = int(rng.integers(12, 31))
-    ed = 1
     es = int(round(n_frames * rng.uniform(0.3, 0.42))) + 1
-    ph: Phantom = make_phantom(rng, group)
-    folder_name = "training" if index < 100 else "testing"
-    subject = f"patient{index + 1:03d}"
-    info = {"ED": ed, "ES": es, "Group": group, "Height": rng.uniform(150, 195), "NbFrame": n_frames,
+    ph = make_phantom(rng, group)
+    info = {"ED": 1, "ES": es, "Group": group, "Height": rng.uniform(150, 195), "NbFrame": n_frames,
             "Weight": rng.uniform(50, 110)}
+    return f"patient{index + 1:03d}", ph, info, oblique_affine(rng, ph.spacing)
+
+
+def acdc_subject(root: Path, seed: int, index: int) -> dict:
+    """Write ACDC-layout patient `index` under root (training/, from patient101 on testing/)."""
+    subject, ph, info, affine = acdc_phantom(seed, index)
     frames = _to_int16(ph.frames)
-    acdc.write_subject(root / folder_name / subject, subject, frames[ph.ed_index], frames[ph.es_index],
-                       ph.labels_ed, ph.labels_es, oblique_affine(rng, ph.spacing), info, ph.true_disp)
-    return {"subject": subject, "group": group}
+    folder = root / ("training" if index < 100 else "testing") / subject
+    acdc.write_subject(folder, subject, frames[ph.ed_index], frames[ph.es_index],
+                       ph.labels_ed, ph.labels_es, affine, info, ph.true_disp)
+    return {"subject": subject, "group": info["Group"]}
 
 
 def _mnm_code(rng: np.random.Generator) -> str:
@@ -58,8 +63,8 @@ def _mnm_code(rng: np.random.Generator) -> str:
     return "".join(rng.choice(list(letters if i % 2 == 0 else digits)) for i in range(6))
 
 
-def mnm_subject(root: Path, seed: int, index: int, labelled: bool = True) -> dict:
-    """Write M&Ms-layout subject `index`; returns its row of the information CSV."""
+def mnm_phantom(seed: int, index: int, labelled: bool = True) -> tuple[str, Phantom, dict, np.ndarray, float]:
+    """M&Ms-like subject `index`: (code, phantom, information-CSV row, affine, frame ms)."""
     rng = np.random.default_rng([seed, index, 1 if labelled else 2])
     vendor = "ABCD"[index % 4] if labelled else "C"
     group = ACDC_GROUPS[index % len(ACDC_GROUPS)] if labelled else str(rng.choice(ACDC_GROUPS))
@@ -67,26 +72,36 @@ def mnm_subject(root: Path, seed: int, index: int, labelled: bool = True) -> dic
     es = int(round(n_frames * rng.uniform(0.33, 0.42)))
     ed = 0 if vendor in "AC" else n_frames - 1  # some vendors' ED is the last frame
     ph = make_phantom(rng, group, vendor, n_frames, ed, es)
-    code = f"{_mnm_code(rng)}"
-    if not labelled:
-        layout = Path("Training") / "Unlabeled"
-    else:
-        layout = {0: Path("Training") / "Labeled", 1: Path("Training") / "Labeled", 2: Path("Training") / "Labeled",
-                  3: Path("Validation"), 4: Path("Testing")}[index % 5]
-    labels = {ed: ph.labels_ed, es: ph.labels_es} if labelled else None
-    mnm.write_subject(root / layout / code, code, _to_int16(ph.frames), labels, oblique_affine(rng, ph.spacing),
-                      frame_ms=float(rng.uniform(25, 40)), true_disp=ph.true_disp if labelled else None)
+    code = _mnm_code(rng)
     v = VENDORS[vendor]
-    return {"External code": code, "VendorName": v["name"], "Vendor": vendor,
-            "Centre": int(rng.choice(v["centres"])), "ED": ed, "ES": es, "Pathology": MNM_PATHOLOGY[group],
-            "Sex": str(rng.choice(["M", "F"])), "Age": int(rng.integers(20, 80)),
-            "Height": round(float(rng.uniform(150, 195)), 1), "Weight": round(float(rng.uniform(50, 110)), 1)}
+    row = {"External code": code, "VendorName": v["name"], "Vendor": vendor,
+           "Centre": int(rng.choice(v["centres"])), "ED": ed, "ES": es, "Pathology": MNM_PATHOLOGY[group],
+           "Sex": str(rng.choice(["M", "F"])), "Age": int(rng.integers(20, 80)),
+           "Height": round(float(rng.uniform(150, 195)), 1), "Weight": round(float(rng.uniform(50, 110)), 1)}
+    return code, ph, row, oblique_affine(rng, ph.spacing), float(rng.uniform(25, 40))
+
+
+def mnm_layout(index: int, labelled: bool) -> Path:
+    """Where subject `index` goes: most in Training/Labeled, some in Validation/ and Testing/."""
+    if not labelled:
+        return Path("Training") / "Unlabeled"
+    return ([Path("Training") / "Labeled"] * 3 + [Path("Validation"), Path("Testing")])[index % 5]
+
+
+def mnm_subject(root: Path, seed: int, index: int, labelled: bool = True) -> dict:
+    """Write M&Ms-layout subject `index` under root; returns its row of the information CSV."""
+    code, ph, row, affine, frame_ms = mnm_phantom(seed, index, labelled)
+    labels = {ph.ed_index: ph.labels_ed, ph.es_index: ph.labels_es} if labelled else None
+    mnm.write_subject(root / mnm_layout(index, labelled) / code, code, _to_int16(ph.frames), labels, affine,
+                      frame_ms=frame_ms, true_disp=ph.true_disp if labelled else None)
+    return row
 
 
 def _run(jobs: list[tuple], workers: int) -> list[dict]:
     if workers <= 1 or len(jobs) < 2:
         return [fn(*args) for fn, *args in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: the parent may hold threads (e.g. torch's) that a fork would copy mid-lock
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(fn, *args) for fn, *args in jobs]
         return [f.result() for f in futures]
 
