@@ -151,13 +151,13 @@ class Trainer:
         self.sim_loss, self.reg_loss = build_losses(cfg, self.spatial_dims)
         self.model = self.build_model().to(self.device)
         self.optimizer = self.build_optimizer()
-        self.surgery = None
+        self.surgery = self.conflicts = None
         if method in SURGERY_MODES:
-            from gsmorph.surgery import GradientSurgery
+            from gsmorph.surgery import ConflictTracker, GradientSurgery
 
             self.surgery = GradientSurgery(self.model, mode=SURGERY_MODES[method])
+            self.conflicts = ConflictTracker()  # per-group stats summed on the device
         self.shuffle_gen = torch.Generator().manual_seed(self.seed)
-        self._reset_epoch_stats()
         # training state (restored by resume)
         self.epoch = 0
         self.best_val_dice = float("nan")
@@ -189,7 +189,10 @@ class Trainer:
         """The backbone: (B, 2, *S) -> (B, ndim, *S) displacement (velocity if diffeomorphic)."""
         from gsmorph.networks import build
 
-        return build(self.backbone, self.spatial_dims, **self.cfg["backbones"][self.backbone])
+        try:
+            return build(self.backbone, self.spatial_dims, **self.cfg["backbones"][self.backbone])
+        except ValueError as err:
+            raise GSMorphError(f"config key 'backbones.{self.backbone}': {err}") from None
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model.parameters(), lr=float(self.cfg["lr"]),
@@ -214,7 +217,7 @@ class Trainer:
         if self.surgery is None:
             (sim + self.lam * reg).backward()
         else:
-            self._add_conflict_stats(self.surgery.backward(sim, reg))
+            self.conflicts.add(self.surgery.backward(sim, reg))
         return {"loss_sim": sim.detach(), "loss_reg": reg.detach()}
 
     def predict(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
@@ -354,15 +357,28 @@ class Trainer:
             bucket = self.train_data[b]
             idx = idx.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            logs = self.training_step(bucket["moving"][idx], bucket["fixed"][idx])
+            logs = {k: torch.as_tensor(v).detach().float() for k, v in
+                    self.training_step(bucket["moving"][idx], bucket["fixed"][idx]).items()}
+            finite = torch.stack([v.reshape(()) for v in logs.values()]).isfinite().all()
+            self._drop_gradients_unless(finite)
             self.optimizer.step()
             for key, value in logs.items():
-                value = torch.as_tensor(value).detach().float()
                 sums[key] = sums[key] + value if key in sums else value
             steps += 1
+            if self.device.type == "cpu" and not bool(finite):  # free on CPU: stop the epoch now
+                break
         keys = list(sums)
         values = (torch.stack([sums[k] for k in keys]) / steps).cpu().tolist()  # the epoch's one sync
         return dict(zip(keys, values))
+
+    def _drop_gradients_unless(self, finite: torch.Tensor) -> None:
+        """Zero every gradient when a loss is non-finite, without a host sync, so the
+        weights stay finite (NaN weights crash grid_sample's backward on CPU) until the
+        epoch's end reports the failure."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = torch.where(finite, p.grad, torch.zeros((), dtype=p.grad.dtype, device=p.grad.device))
 
     def _check_finite(self, epoch: int, losses: dict[str, float]) -> None:
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
@@ -372,37 +388,9 @@ class Trainer:
             raise GSMorphError(f"non-finite loss at epoch {epoch} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
                                f"training stopped, {kept}")
 
-    def _reset_epoch_stats(self) -> None:
-        self._conflict_names: list[str] | None = None
-        self._cos_sum: torch.Tensor | None = None
-        self._conflict_sum: torch.Tensor | None = None
-        self._conflict_steps = 0
-
-    def _add_conflict_stats(self, stats: Any) -> None:
-        """Cache one step's per-group statistics on the device (no host sync)."""
-        if not stats:
-            return
-        cos = torch.as_tensor(stats["cosine"]).detach().reshape(-1).float()
-        conflict = torch.as_tensor(stats["conflict"]).detach().reshape(-1).float()
-        if self._cos_sum is None:
-            self._conflict_names = [str(n) for n in stats.get("names") or range(cos.numel())]
-            self._cos_sum, self._conflict_sum = cos.clone(), conflict.clone()
-        else:
-            self._cos_sum += cos
-            self._conflict_sum += conflict
-        self._conflict_steps += 1
-
     def _flush_conflicts(self, epoch: int) -> None:
-        if self._cos_sum is not None and self._conflict_steps:
-            n = self._conflict_steps
-            both = torch.stack([self._cos_sum, self._conflict_sum]).cpu() / n
-            names = self._conflict_names
-            if len(names) != both.shape[1]:  # several auxiliary losses: one row per (aux, group)
-                names = [f"{k}:{name}" for k in range(both.shape[1] // len(names)) for name in names]
-            for name, cos, frac in zip(names, both[0].tolist(), both[1].tolist()):
-                self.conflict_rows.append({"epoch": epoch, "group": name, "n_steps": n,
-                                           "conflict_frac": frac, "cosine_mean": cos})
-        self._reset_epoch_stats()
+        if self.conflicts is not None:
+            self.conflict_rows += self.conflicts.rows(epoch)
 
     def _write_logs(self) -> None:
         import pandas as pd

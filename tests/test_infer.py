@@ -1,0 +1,101 @@
+"""`gsmorph train` + `gsmorph infer` through the CLI: the shared per-pair outputs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gsmorph import pairs
+from gsmorph.cli import main
+from gsmorph.data.loader import pairs_2d, read_subjects
+from gsmorph.errors import GSMorphError
+from gsmorph.inference import infer_split, load_run
+
+SET = json.dumps({"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epochs": 1, "batch_size": 8,
+                  "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu", "num_threads": 1})
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained_run(prepared_acdc, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "weighted"
+    assert main(["train", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--method",
+                 "weighted", "--lam", "0.01", "--seed", "1", "--out", str(run), "--set", SET]) == 0
+    return run
+
+
+def test_infer_writes_pairs_readable_by_evaluation(prepared_acdc, trained_run, tmp_path):
+    out = tmp_path / "pairs"
+    assert main(["infer", "--run", str(trained_run), "--prepared", str(prepared_acdc), "--split", "test",
+                 "--out", str(out), "--method-name", "weighted-m", "--device", "cpu"]) == 0
+    meta = pairs.read_meta(out)
+    assert meta["method"] == "weighted-m" and meta["backbone"] == "voxelmorph" and meta["seed"] == 1
+    assert meta["dataset"] == read_subjects(prepared_acdc)["dataset"].iloc[0]
+    assert meta["params"]["lam"] == 0.01
+
+    expected = pairs_2d(prepared_acdc, "test")
+    by_subject = {}
+    for p in expected:
+        by_subject.setdefault(p.subject, []).append(p)
+    got = {sp.subject: sp for sp in pairs.iter_subjects(out)}
+    assert set(got) == set(by_subject)
+    for subject, group in by_subject.items():
+        sp = got[subject]
+        k, shape = len(group), group[0].moving.shape
+        assert sp.slice_index.tolist() == [p.slice_index for p in group]
+        assert sp.disp.shape == (k, 2, *shape) and sp.disp.dtype == np.float32
+        assert sp.moved_image.shape == (k, *shape) and sp.moved_label.shape == (k, *shape)
+        assert set(np.unique(sp.moved_label)) <= {0, 1, 2, 3}
+        assert (sp.runtime_s > 0).all()
+        np.testing.assert_allclose(sp.spacing, group[0].spacing)
+
+
+def test_zero_network_is_the_identity(prepared_acdc, trained_run, tmp_path):
+    # a run whose weights are all zero predicts u = 0: moved == moving exactly
+    run = tmp_path / "zero"
+    run.mkdir()
+    (run / "run.json").write_text((trained_run / "run.json").read_text())
+    state = torch.load(trained_run / "best.pt", weights_only=True)
+    torch.save({k: torch.zeros_like(v) for k, v in state.items()}, run / "best.pt")
+
+    predict, info = load_run(run, device="cpu")
+    assert info["method"] == "weighted"
+    out = infer_split(run, prepared_acdc, "test", tmp_path / "pairs", device="cpu")
+    expected = {}
+    for p in pairs_2d(prepared_acdc, "test"):
+        expected.setdefault(p.subject, []).append(p)
+    for sp in pairs.iter_subjects(out):
+        group = expected[sp.subject]
+        assert np.all(sp.disp == 0)
+        np.testing.assert_allclose(sp.moved_image, np.stack([p.moving for p in group]), atol=1e-6)
+        np.testing.assert_array_equal(sp.moved_label, np.stack([p.moving_label for p in group]))
+
+
+def test_infer_bad_inputs(prepared_acdc, trained_run, tmp_path, capsys):
+    with pytest.raises(GSMorphError, match="run.json"):
+        load_run(tmp_path)
+    assert main(["infer", "--run", str(tmp_path), "--prepared", str(prepared_acdc), "--out",
+                 str(tmp_path / "p")]) == 1
+    assert "run.json" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text((trained_run / "run.json").read_text())
+    with pytest.raises(GSMorphError, match="best.pt"):
+        load_run(broken, device="cpu")
+
+
+def test_train_cli_errors(prepared_acdc, tmp_path, capsys):
+    args = ["train", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--seed", "0",
+            "--out", str(tmp_path / "run"), "--set", SET]
+    assert main(args + ["--method", "weighted"]) == 1
+    assert "--lam" in capsys.readouterr().err
+    assert main(args + ["--method", "gsmorph", "--set", '{"epochz": 3}']) == 1
+    assert "epochz" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()

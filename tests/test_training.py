@@ -1,0 +1,206 @@
+"""The training loop on phantom pairs: learning, exact resume, run folder, failures."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gsmorph.config import load_config
+from gsmorph.errors import GSMorphError
+from gsmorph.training import Trainer, dice_per_pair, negative_jacobian_fraction, train_run
+
+SMALL_NET = {"voxelmorph": {"features": [8, 16, 32]}}
+
+
+def small_cfg(**overrides):
+    cfg = {"backbones": SMALL_NET, "epochs": 2, "batch_size": 4, "val_every": 1,
+           "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu", "num_threads": 1}
+    cfg.update(overrides)
+    return load_config(None, cfg)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Trainer applies cfg num_threads process-wide; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------- metric helpers
+def test_dice_per_pair_known_masks_and_empty_structures():
+    moved = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    fixed = torch.zeros_like(moved)
+    moved[0, 0, :2, :2] = 1   # LV: 4 voxels, fixed LV: 2 of them -> 2*2/(4+2)
+    fixed[0, 0, :1, :2] = 1
+    moved[0, 0, 3, 3] = 3     # RV only in moved -> 0; Myo absent in both -> NaN
+    dice = dice_per_pair(moved, fixed)[0]
+    assert dice[0].item() == pytest.approx(2 / 3)
+    assert math.isnan(dice[1].item())
+    assert dice[2].item() == 0.0
+
+
+def test_negative_jacobian_fraction_of_known_fields():
+    zero = torch.zeros(2, 2, 8, 8)
+    assert negative_jacobian_fraction(zero).tolist() == [0.0, 0.0]
+    # u_0 = -2 x_0: det = 1 - 2 = -1 everywhere (the field folds the grid)
+    x0 = torch.arange(8.0).view(1, 1, 8, 1).expand(1, 1, 8, 8)
+    folding = torch.cat([-2 * x0, torch.zeros_like(x0)], dim=1)
+    assert negative_jacobian_fraction(folding).item() == 1.0
+    # 3D: contraction by half along axis 2 keeps det = 0.5 > 0
+    x2 = torch.arange(6.0).view(1, 1, 1, 1, 6).expand(1, 1, 4, 5, 6)
+    field3 = torch.cat([torch.zeros_like(x2), torch.zeros_like(x2), -0.5 * x2], dim=1)
+    assert negative_jacobian_fraction(field3).item() == 0.0
+
+
+# --------------------------------------------------------------- argument checks
+def test_weighted_without_lambda_is_a_clear_error(prepared_acdc, tmp_path):
+    with pytest.raises(GSMorphError, match="--lam"):
+        Trainer(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg())
+
+
+@pytest.mark.parametrize("method, backbone, lam, message", [
+    ("gsmorph", "voxelmorph", 0.1, "takes no --lam"),
+    ("sgd", "voxelmorph", None, "unknown method"),
+    ("gsmorph", "unet", None, "unknown backbone 'unet'"),
+    ("weighted", "voxelmorph", -1.0, "--lam must be"),
+])
+def test_bad_arguments(prepared_acdc, tmp_path, method, backbone, lam, message):
+    with pytest.raises(GSMorphError, match=message):
+        Trainer(prepared_acdc, backbone, method, 0, tmp_path / "run", small_cfg(), lam=lam)
+
+
+def test_missing_prepared_folder(tmp_path):
+    with pytest.raises(GSMorphError, match="subjects.csv"):
+        Trainer(tmp_path / "nowhere", "voxelmorph", "gsmorph", 0, tmp_path / "run", small_cfg())
+
+
+# --------------------------------------------------------------- learning
+@pytest.fixture(scope="module")
+def forty_steps(prepared_acdc, tmp_path_factory):
+    """A GSMorph run of 40 steps: 16 training pairs, batch 8 (2 steps/epoch), 20 epochs."""
+    threads = torch.get_num_threads()
+    run = tmp_path_factory.mktemp("forty") / "run"
+    cfg = small_cfg(epochs=20, batch_size=8, max_train_pairs=16, max_val_pairs=16, val_every=10)
+    trainer = Trainer(prepared_acdc, "voxelmorph", "gsmorph", 0, run, cfg)
+    with torch.no_grad():
+        identity_dice = torch.cat([dice_per_pair(b["moving_label"].long(), b["fixed_label"].long())
+                                   for b in trainer.val_data]).nanmean(1).nanmean().item()
+    summary = trainer.fit()
+    torch.set_num_threads(threads)
+    return trainer, summary, identity_dice, run
+
+
+def test_forty_gsmorph_steps_lower_similarity_and_beat_no_registration(forty_steps):
+    trainer, summary, identity_dice, run = forty_steps
+    log = pd.read_csv(run / "train_log.csv")
+    assert list(log.columns[:7]) == ["epoch", "loss_sim", "loss_reg", "val_dice", "epoch_s", "wall_s", "lr"]
+    assert log["epoch"].tolist() == list(range(1, 21))
+    assert log["loss_sim"].iloc[-1] < 0.8 * log["loss_sim"].iloc[0]
+    assert log["val_dice"].notna().sum() == 2  # epochs 10 and 20
+    assert summary["best_val_dice"] > identity_dice + 0.02
+    assert summary["best_epoch"] in (10, 20)
+    assert summary["epochs_done"] == 20 and summary["device"] == "cpu"
+    assert 0.0 <= summary["val_njd_pct"] < 5.0
+
+    info = json.loads((run / "run.json").read_text())
+    assert info["method"] == "gsmorph" and info["surgery_mode"] == "layerwise"
+    assert info["backbone_kwargs"] == {"features": [8, 16, 32]} and info["spatial_dims"] == 2
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert set(best) == set(trainer.model.state_dict())
+    assert (run / "provenance.json").is_file()
+
+
+def test_conflicts_csv_has_every_layer_every_epoch(forty_steps):
+    trainer, _, _, run = forty_steps
+    conflicts = pd.read_csv(run / "conflicts.csv")
+    assert list(conflicts.columns) == ["epoch", "group", "n_steps", "conflict_frac", "cosine_mean"]
+    names = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert conflicts["group"].tolist() == names * 20
+    assert conflicts["epoch"].tolist() == [e for e in range(1, 21) for _ in names]
+    assert (conflicts["n_steps"] == 2).all()
+    assert conflicts["conflict_frac"].isin([0.0, 0.5, 1.0]).all()  # 2 steps per epoch
+    assert conflicts["conflict_frac"].mean() > 0  # similarity and smoothness do conflict
+
+
+@pytest.mark.xfail(reason="gsmorph.surgery computes the cosine as dot / sqrt(|a|^2 |b|^2), which "
+                          "underflows for a conv bias followed by BatchNorm (both gradients ~1e-13)",
+                   strict=False)
+def test_conflict_cosines_are_bounded(forty_steps):
+    conflicts = pd.read_csv(forty_steps[3] / "conflicts.csv")
+    assert conflicts["cosine_mean"].abs().max() <= 1 + 1e-5
+
+
+# --------------------------------------------------------------- resume
+def _final_state(run):
+    return torch.load(run / "last.pt", weights_only=True)
+
+
+def test_killed_and_resumed_run_ends_bitwise_identical(prepared_acdc, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_run(prepared_acdc, "voxelmorph", "gsmorph", 3, straight, small_cfg(epochs=4))
+    train_run(prepared_acdc, "voxelmorph", "gsmorph", 3, resumed, small_cfg(epochs=2))
+    assert _final_state(resumed)["epoch"] == 2
+    train_run(prepared_acdc, "voxelmorph", "gsmorph", 3, resumed, small_cfg(epochs=4))
+
+    a, b = _final_state(straight), _final_state(resumed)
+    assert a["epoch"] == b["epoch"] == 4
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in ("loss_sim", "loss_reg", "val_dice"):
+        assert [row[key] for row in a["log"]] == [row[key] for row in b["log"]]
+    assert pd.read_csv(straight / "conflicts.csv").equals(pd.read_csv(resumed / "conflicts.csv"))
+    assert len(pd.read_csv(resumed / "train_log.csv")) == 4
+
+
+def test_resume_refuses_a_different_run(prepared_acdc, tmp_path):
+    train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=1), lam=0.01)
+    with pytest.raises(GSMorphError, match="different"):
+        train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=2), lam=0.1)
+
+
+# --------------------------------------------------------------- failures
+class _NaNAfter(torch.nn.Module):
+    """MSE that turns NaN after `steps` calls."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps, self.calls = steps, 0
+
+    def forward(self, moved, fixed):
+        self.calls += 1
+        loss = ((moved - fixed) ** 2).mean()
+        return loss * float("nan") if self.calls > self.steps else loss
+
+
+def test_non_finite_loss_stops_naming_the_epoch_and_keeps_last_good_checkpoint(prepared_acdc, tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=3), lam=0.01)
+    trainer.sim_loss = _NaNAfter(steps=2)  # 8 pairs / batch 4: epoch 1 is finite, epoch 2 is not
+    with pytest.raises(GSMorphError, match=r"non-finite loss at epoch 2 .*epoch 1"):
+        trainer.fit()
+    state = _final_state(run)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert len(pd.read_csv(run / "train_log.csv")) == 1
+
+
+def test_report_callback_sees_each_validation_and_can_stop(prepared_acdc, tmp_path):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def report(epoch, val_dice):
+        seen.append((epoch, val_dice))
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=5),
+                  lam=0.01, report=report)
+    assert [e for e, _ in seen] == [1, 2]
+    assert all(0.0 <= d <= 1.0 for _, d in seen)
+    assert _final_state(tmp_path / "run")["epoch"] == 2
