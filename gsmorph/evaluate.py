@@ -23,7 +23,6 @@ import pandas as pd
 
 from gsmorph import metrics, pairs
 from gsmorph.errors import GSMorphError
-from gsmorph.io import read_nifti
 
 COLUMNS = ["dataset", "backbone", "method", "seed", "subject", "slice", "metric", "structure", "value"]
 PER_STRUCTURE = ("dice", "hd95_mm")
@@ -43,20 +42,20 @@ class Reference:
 
 
 def read_reference(prepared: Path, subject: str, moving: str, fixed: str) -> Reference:
-    """Read the fixed frame (and, for ES->ED, the true displacement) of a prepared subject."""
-    folder = Path(prepared) / subject
-    image, spacing, _ = read_nifti(folder / f"{fixed}.nii.gz", dtype=np.float32)
-    label, _, _ = read_nifti(folder / f"{fixed}_gt.nii.gz", dtype=np.uint8)
+    """The fixed frame (and, for ES->ED, the true displacement) of a prepared subject,
+    read with the data loader."""
+    from gsmorph.data.loader import load_subject
+
+    subj = load_subject(prepared, subject)
+    image, label = getattr(subj, fixed), getattr(subj, f"{fixed}_gt")
+    where = Path(prepared) / subject
     if image.shape != label.shape or image.ndim != 3:
-        raise GSMorphError(f"{folder}: {fixed} image {image.shape} and labels {label.shape} must be the same 3D shape")
-    true_disp = None
-    true_path = folder / "true_disp.nii.gz"
-    if (moving, fixed) == ("ES", "ED") and true_path.is_file():
-        field, _, _ = read_nifti(true_path, dtype=np.float32)
-        if field.shape != (*image.shape, 3):
-            raise GSMorphError(f"{true_path}: shape {field.shape}, expected {(*image.shape, 3)}")
-        true_disp = np.moveaxis(field, -1, 0)
-    return Reference(image, label, np.asarray(spacing, dtype=np.float64), true_disp)
+        raise GSMorphError(f"{where}: {fixed} image {image.shape} and labels {label.shape} must be the same 3D shape")
+    true_disp = subj.true_disp if (moving, fixed) == ("ES", "ED") else None
+    if true_disp is not None and true_disp.shape != (3, *image.shape):
+        raise GSMorphError(f"{where}/true_disp.nii.gz: shape {true_disp.shape[1:] + true_disp.shape[:1]}, "
+                           f"expected {(*image.shape, 3)}")
+    return Reference(image, label, np.asarray(subj.spacing, dtype=np.float64), true_disp)
 
 
 def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str) -> dict[tuple[str, str], np.ndarray]:
@@ -101,22 +100,24 @@ def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str) -> dict[tup
 
 
 def _evaluate_subject(task: tuple) -> pd.DataFrame:
-    folder, file, meta = task
-    where = str(Path(folder) / file)
-    sp = pairs.load_subject(Path(folder) / file)
-    ref = read_reference(Path(meta["prepared"]), sp.subject, meta.get("moving", "ES"), meta.get("fixed", "ED"))
-    values = pair_metrics(sp, ref, where)
-    k = len(sp.slice_index)
+    """Every method's pairs of one prepared subject; its reference is read once."""
+    prepared, subject, moving, fixed, entries = task
+    ref = read_reference(Path(prepared), subject, moving, fixed)
     frames = []
-    for (metric, structure), vals in values.items():
-        frames.append(pd.DataFrame({
-            "subject": sp.subject, "slice": np.asarray(sp.slice_index, dtype=int),
-            "metric": metric, "structure": structure, "value": np.asarray(vals, dtype=np.float64).reshape(k),
-        }))
-    frame = pd.concat(frames, ignore_index=True)
-    for key in GROUP:
-        frame.insert(GROUP.index(key), key, meta[key])
-    return frame[COLUMNS]
+    for folder, file, meta in entries:
+        where = str(Path(folder) / file)
+        sp = pairs.load_subject(Path(folder) / file)
+        if sp.subject != subject:
+            raise GSMorphError(f"{Path(folder) / pairs.INDEX}: file {file} listed for subject {subject}")
+        k = len(sp.slice_index)
+        for (metric, structure), vals in pair_metrics(sp, ref, where).items():
+            frame = pd.DataFrame({
+                "subject": subject, "slice": np.asarray(sp.slice_index, dtype=int), "metric": metric,
+                "structure": structure, "value": np.asarray(vals, dtype=np.float64).reshape(k)})
+            for key in reversed(GROUP):
+                frame.insert(0, key, meta[key])
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def folder_meta(folder: str | os.PathLike) -> dict:
@@ -135,19 +136,21 @@ def folder_meta(folder: str | os.PathLike) -> dict:
 
 def evaluate(folders: list[str | os.PathLike], workers: int = 1) -> pd.DataFrame:
     """Metrics of every pair in every folder, long format (COLUMNS), sorted."""
-    tasks, seen = [], {}
+    by_subject: dict[tuple, list] = {}
+    seen: dict[tuple, str] = {}
     for folder in folders:
         meta = folder_meta(folder)
         key = tuple(meta[k] for k in GROUP)
         if key in seen:
             raise GSMorphError(f"{folder} and {seen[key]} both hold {dict(zip(GROUP, key))}")
-        seen[key] = folder
+        seen[key] = str(folder)
         index = pd.read_csv(Path(folder) / pairs.INDEX, dtype={"subject": str})
-        if "file" not in index.columns:
-            raise GSMorphError(f"{Path(folder) / pairs.INDEX}: no 'file' column")
-        tasks += [(str(folder), file, meta) for file in index["file"]]
-    if not tasks:
-        raise GSMorphError("no pairs to evaluate: the pairs folders list no subjects")
+        if not {"subject", "file"} <= set(index.columns):
+            raise GSMorphError(f"{Path(folder) / pairs.INDEX}: needs columns subject and file")
+        frames = (str(Path(meta["prepared"]).resolve()), meta.get("moving", "ES"), meta.get("fixed", "ED"))
+        for subject, file in zip(index["subject"], index["file"]):
+            by_subject.setdefault((frames[0], subject, *frames[1:]), []).append((str(folder), file, meta))
+    tasks = [(*key, entries) for key, entries in sorted(by_subject.items())]
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             frames = list(pool.map(_evaluate_subject, tasks, chunksize=max(1, len(tasks) // (4 * workers))))

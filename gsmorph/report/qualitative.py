@@ -16,7 +16,7 @@ import numpy as np
 
 from gsmorph import pairs
 from gsmorph.evaluate import folder_meta
-from gsmorph.io import read_nifti
+from gsmorph.data.loader import load_subject
 from gsmorph.report import names
 from gsmorph.report.figures import plt, save
 
@@ -111,11 +111,9 @@ def qualitative(folders: list, out_dir: str | os.PathLike, skipped: list[str]) -
 def _case(top, bottom, members, subject: str) -> None:
     meta0 = members[0][0]
     moving, fixed = meta0.get("moving", "ES"), meta0.get("fixed", "ED")
-    folder = Path(meta0["prepared"]) / subject
-    fixed_img, _, _ = read_nifti(folder / f"{fixed}.nii.gz")
-    fixed_lab, _, _ = read_nifti(folder / f"{fixed}_gt.nii.gz", dtype=np.uint8)
-    moving_img, _, _ = read_nifti(folder / f"{moving}.nii.gz")
-    moving_lab, _, _ = read_nifti(folder / f"{moving}_gt.nii.gz", dtype=np.uint8)
+    subj = load_subject(meta0["prepared"], subject)
+    fixed_img, fixed_lab = getattr(subj, fixed), getattr(subj, f"{fixed}_gt")
+    moving_img, moving_lab = getattr(subj, moving), getattr(subj, f"{moving}_gt")
     loaded = [(meta, _load(f, subject)) for meta, f in members]
     slices = set(range(fixed_img.shape[2]))
     for _, sp in loaded:
