@@ -13,7 +13,8 @@ may run on one study; together they finish exactly N counted trials:
 - Each trial records its worker (host, pid, process start time) and a heartbeat. A
   RUNNING trial whose worker is dead (same host: the pid is gone or reused; other host:
   no heartbeat for `tune.stale_after_s`) is marked FAIL + interrupted, and its parameters
-  are enqueued again, so a rerun after a crash trains the same lambda it lost.
+  are enqueued again: the retry resumes in the lost trial's run folder (from its last.pt),
+  so a rerun after a crash finishes the same lambda it lost.
 - Sampling: TPE, reseeded for every trial with `seed + trial.number`. Trial numbers are
   unique, so parallel workers never propose from the same random state (no identical
   lambdas in the random start-up phase), and one worker with the same seed proposes the
@@ -276,7 +277,7 @@ def fail_dead_trials(study: optuna.Study, storage, stale_after_s: float) -> list
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
-        study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+        study.enqueue_trial(dict(t.params), user_attrs=_retry_attrs(t))
         failed.append(t.number)
     return failed
 
@@ -345,10 +346,31 @@ def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, setti
 
 # ----------------------------------------------------------------------------- one trial
 
-def _default_train_fn() -> TrainFn:
-    from gsmorph.training import train_run
+class TrialFailed(RuntimeError):
+    """Training of one lambda failed (e.g. a non-finite loss): the trial fails, the study goes on."""
 
-    return train_run
+
+def _default_train_fn() -> TrainFn:
+    """gsmorph's weighted-loss training. Errors while setting up (bad input, the same for
+    every lambda) stop the worker; errors while training fail only the trial."""
+    from gsmorph.training import Trainer
+
+    def train(prepared, backbone, method, seed, out, cfg, lam=None, report=None) -> dict:
+        trainer = Trainer(prepared, backbone, method, seed, out, cfg, lam=lam)
+        try:
+            return trainer.fit(report=report)
+        except GSMorphError as err:
+            raise TrialFailed(str(err)) from None
+
+    return train
+
+
+def _retry_attrs(trial) -> dict:
+    """User attrs of the enqueued retry of `trial`: it resumes in the same run folder."""
+    attrs = {"retry_of": trial.number}
+    if trial.user_attrs.get("run_dir"):
+        attrs["run_dir"] = trial.user_attrs["run_dir"]
+    return attrs
 
 
 def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, backbone: str, seed: int,
@@ -360,7 +382,9 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
     trial_cfg = copy.deepcopy(cfg)
     if t["tune_lr"]:
         trial_cfg["lr"] = trial.suggest_float("lr", float(t["lr_low"]), float(t["lr_high"]), log=True)
-    run_dir = out / "trials" / f"trial_{trial.number:04d}"
+    # a retry of an interrupted trial resumes from its run folder's last.pt
+    previous = trial.user_attrs.get("run_dir")
+    run_dir = out / "trials" / (Path(previous).name if previous else f"trial_{trial.number:04d}")
     trial.set_user_attr("run_dir", str(run_dir))
     epochs_seen: list[int] = []
 
@@ -397,7 +421,7 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
             record()
             trial.set_user_attr(NOT_COUNTED, "interrupted")
             study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            study.enqueue_trial(dict(trial.params), user_attrs=_retry_attrs(trial))
             raise
         except Exception as err:  # a genuine failure of this lambda (e.g. divergence)
             record(error=f"{type(err).__name__}: {err}", device=_device_of(run_dir, trial_cfg))
