@@ -285,3 +285,41 @@ def test_bad_input_in_training_aborts_without_counting(tmp_path, prepared):
     study = load(storage, "s")
     assert [t.user_attrs.get(tuning.NOT_COUNTED) for t in study.trials] == ["aborted"]
     assert not (tmp_path / "o" / "study.json").exists()
+
+
+# ---------------------------------------------------------------------------- real training, CLI
+
+def test_cli_with_real_training_resumes_and_best_is_inferable(prepared_acdc, tmp_path):
+    from gsmorph.cli import main
+
+    overrides = json.dumps({"backbones": {"voxelmorph": {"features": [4, 8, 8]}}, "epochs": 1, "batch_size": 4,
+                            "max_train_pairs": 4, "max_val_pairs": 4, "device": "cpu"})
+    out = tmp_path / "tune"
+    args = ["tune", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--storage",
+            str(tmp_path / "study.db"), "--study", "weighted", "--seed", "0", "--out", str(out), "--set", overrides]
+    assert main(args + ["--trials", "2"]) == 0
+    first = pd.read_csv(out / "trials.csv")
+    assert main(args + ["--trials", "3"]) == 0
+    again = pd.read_csv(out / "trials.csv")
+    assert list(again["number"]) == [0, 1, 2] and (again["state"] == "COMPLETE").all()
+    pd.testing.assert_frame_equal(again.iloc[:2][["number", "lam", "val_dice", "wall_s"]],
+                                  first[["number", "lam", "val_dice", "wall_s"]])
+    study = json.loads((out / "study.json").read_text())
+    best = again.loc[again["val_dice"].idxmax()]
+    assert study["best_trial"] == best["number"] and study["n_trials"] == 3
+    run = json.loads((out / "best" / "run.json").read_text())
+    assert run["method"] == "weighted" and run["lam"] == pytest.approx(best["lam"])
+    for trial in again["number"]:  # every trial is a full run folder
+        assert (out / "trials" / f"trial_{trial:04d}" / "summary.json").is_file()
+    assert main(["infer", "--run", str(out / "best"), "--prepared", str(prepared_acdc), "--split", "test",
+                 "--out", str(tmp_path / "pairs")]) == 0
+    assert (tmp_path / "pairs" / "index.csv").is_file()
+
+
+def test_cli_bad_storage_is_a_clear_error(prepared_acdc, tmp_path, capsys):
+    from gsmorph.cli import main
+
+    rc = main(["tune", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--trials", "1",
+               "--storage", str(tmp_path / "study.txt"), "--study", "s", "--seed", "0", "--out", str(tmp_path / "o")])
+    assert rc == 1 and "study.txt" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "study.json").exists()
