@@ -14,6 +14,8 @@ from gsmorph.inference import infer_split, load_run
 SET = json.dumps({"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epochs": 1, "batch_size": 8,
                   "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu", "num_threads": 1})
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
+
 
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
@@ -99,3 +101,57 @@ def test_train_cli_errors(prepared_acdc, tmp_path, capsys):
     assert main(args + ["--method", "gsmorph", "--set", '{"epochz": 3}']) == 1
     assert "epochz" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("backbone, method, overrides", [
+    ("transmorph", "gs-pcgrad", {"backbones": {"transmorph": {"embed_dim": 8, "depths": [1, 1, 1, 1],
+                                                              "num_heads": [2, 2, 2, 2], "window_size": 4}}}),
+    ("voxelmorph", "gs-agr", {"mode": "3d", "batch_size": 1, "smoothness": "bending"}),
+    ("voxelmorph", "weighted", {"diffeomorphic": True, "int_steps": 4, "similarity": "lncc",
+                                "smoothness": "l2", "lncc_kernel": 5}),
+])
+def test_backbones_modes_and_losses_end_to_end(prepared_acdc, tmp_path, backbone, method, overrides):
+    cfg = {**json.loads(SET), "max_train_pairs": 4, "max_val_pairs": 2, **overrides}
+    if "backbones" in overrides:
+        cfg["backbones"] = overrides["backbones"]
+    run, out = tmp_path / "run", tmp_path / "pairs"
+    lam = ["--lam", "0.1"] if method == "weighted" else []
+    assert main(["train", "--prepared", str(prepared_acdc), "--backbone", backbone, "--method", method,
+                 "--seed", "0", "--out", str(run), "--set", json.dumps(cfg)] + lam) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_done"] == 1 and 0 <= summary["best_val_dice"] <= 1
+    infer_split(run, prepared_acdc, "test", out, device="cpu")
+    ndim = 3 if cfg.get("mode") == "3d" else 2
+    for sp in pairs.iter_subjects(out):
+        assert sp.disp.shape[1] == ndim and sp.disp.shape[2:] == sp.moved_image.shape[1:]
+        if ndim == 3:
+            assert sp.slice_index.tolist() == [-1]
+
+
+def test_diffeomorphic_smoothness_sees_the_velocity_and_infer_integrates(prepared_acdc, trained_run, tmp_path):
+    from gsmorph.config import load_config
+    from gsmorph.networks import integrate
+    from gsmorph.training import Trainer
+
+    cfg = load_config(None, {**json.loads(SET), "diffeomorphic": True, "int_steps": 5})
+    trainer = Trainer(prepared_acdc, "voxelmorph", "gsmorph", 0, tmp_path / "run", cfg)
+    for p in trainer.model.parameters():  # a visible velocity: the flow head is near zero at init
+        p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
+    trainer.model.eval()
+    bucket = trainer.train_data[0]
+    moving, fixed = bucket["moving"][:2], bucket["fixed"][:2]
+    with torch.no_grad():
+        disp, smooth_field = trainer.field(moving, fixed)
+        velocity = trainer.model(torch.cat([moving, fixed], dim=1))
+    assert torch.equal(smooth_field, velocity)
+    assert torch.allclose(disp, integrate(velocity, 5))
+    assert not torch.allclose(disp, velocity)
+
+    run = tmp_path / "diffeo"
+    run.mkdir()
+    info = json.loads((trained_run / "run.json").read_text())
+    info.update(diffeomorphic=True, int_steps=5)
+    (run / "run.json").write_text(json.dumps(info))
+    torch.save(trainer.model.state_dict(), run / "best.pt")
+    predict, _ = load_run(run, device="cpu")
+    assert torch.allclose(predict(moving, fixed), disp, atol=1e-6)

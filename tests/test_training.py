@@ -13,6 +13,8 @@ from gsmorph.training import Trainer, dice_per_pair, negative_jacobian_fraction,
 
 SMALL_NET = {"voxelmorph": {"features": [8, 16, 32]}}
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
+
 
 def small_cfg(**overrides):
     cfg = {"backbones": SMALL_NET, "epochs": 2, "batch_size": 4, "val_every": 1,
@@ -138,12 +140,19 @@ def _final_state(run):
     return torch.load(run / "last.pt", weights_only=True)
 
 
-def test_killed_and_resumed_run_ends_bitwise_identical(prepared_acdc, tmp_path):
+TINY_TRANSMORPH = {"transmorph": {"embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [2, 2, 2, 2],
+                                   "window_size": 4, "drop_path_rate": 0.3}}
+
+
+# transmorph's stochastic depth draws from torch's RNG: resume must restore it
+@pytest.mark.parametrize("backbone, method, lam", [("voxelmorph", "gsmorph", None), ("transmorph", "weighted", 0.1)])
+def test_killed_and_resumed_run_ends_bitwise_identical(prepared_acdc, tmp_path, backbone, method, lam):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train_run(prepared_acdc, "voxelmorph", "gsmorph", 3, straight, small_cfg(epochs=4))
-    train_run(prepared_acdc, "voxelmorph", "gsmorph", 3, resumed, small_cfg(epochs=2))
+    nets = {**SMALL_NET, **TINY_TRANSMORPH}
+    train_run(prepared_acdc, backbone, method, 3, straight, small_cfg(epochs=4, backbones=nets), lam=lam)
+    train_run(prepared_acdc, backbone, method, 3, resumed, small_cfg(epochs=2, backbones=nets), lam=lam)
     assert _final_state(resumed)["epoch"] == 2
-    train_run(prepared_acdc, "voxelmorph", "gsmorph", 3, resumed, small_cfg(epochs=4))
+    train_run(prepared_acdc, backbone, method, 3, resumed, small_cfg(epochs=4, backbones=nets), lam=lam)
 
     a, b = _final_state(straight), _final_state(resumed)
     assert a["epoch"] == b["epoch"] == 4
@@ -151,7 +160,8 @@ def test_killed_and_resumed_run_ends_bitwise_identical(prepared_acdc, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     for key in ("loss_sim", "loss_reg", "val_dice"):
         assert [row[key] for row in a["log"]] == [row[key] for row in b["log"]]
-    assert pd.read_csv(straight / "conflicts.csv").equals(pd.read_csv(resumed / "conflicts.csv"))
+    if method != "weighted":
+        assert pd.read_csv(straight / "conflicts.csv").equals(pd.read_csv(resumed / "conflicts.csv"))
     assert len(pd.read_csv(resumed / "train_log.csv")) == 4
 
 
