@@ -36,6 +36,6 @@ rule all:
     """Every artifact: metrics of both datasets, tables, figures, statistics, provenance."""
     input:
         expand("results/{dataset}/metrics.csv", dataset=DATASETS),
-        REPORT_OUTPUTS,
+        report_targets(),
         "results/provenance.json",
     default_target: True

@@ -23,6 +23,14 @@ CLASSICAL_SEED = SEEDS[0]  # classical methods and Initial are run once, with th
 LEARNED_METHODS = [m for m in METHODS if m not in CLASSICAL]
 CLASSICAL_METHODS = [m for m in METHODS if m in CLASSICAL]
 METHOD_CFG = config.get("method") or {}
+# Methods that exist for some backbones only: HyperMorph's hypernetwork is built on the
+# VoxelMorph U-Net (baselines/hypermorph.py refuses other backbones).
+ONLY_ON = {"hypermorph": ["voxelmorph"]}
+
+
+def learned_pairs():
+    """(backbone, method) of every learned method of the config, on the backbones it has."""
+    return [(b, m) for b in BACKBONES for m in LEARNED_METHODS if b in ONLY_ON.get(m, [b])]
 RES = config["resources"]
 
 
@@ -45,10 +53,11 @@ def raw_dir(dataset):
 
 def pairs_done(dataset):
     """Every pairs folder's index.csv (written last by the verb) of one dataset."""
-    learned = expand(
-        "pairs/{dataset}/{backbone}/{method}/seed{seed}/index.csv",
-        dataset=dataset, backbone=BACKBONES, method=LEARNED_METHODS, seed=SEEDS,
-    )
+    learned = [
+        f"pairs/{dataset}/{backbone}/{method}/seed{seed}/index.csv"
+        for backbone, method in learned_pairs()
+        for seed in SEEDS
+    ]
     classical = expand(
         "pairs/{dataset}/none/{method}/seed{seed}/index.csv",
         dataset=dataset, method=CLASSICAL_METHODS, seed=CLASSICAL_SEED,
@@ -58,26 +67,26 @@ def pairs_done(dataset):
 
 def run_summaries():
     """The file each learned run ends with (summary.json, or study.json for the tuned one)."""
-    out = []
-    for method in LEARNED_METHODS:
-        name = "study.json" if method == TUNED else "summary.json"
-        out.extend(expand(
-            "runs/{dataset}/{backbone}/{method}/seed{seed}/{name}",
-            dataset=DATASETS, backbone=BACKBONES, method=method, seed=SEEDS, name=name,
-        ))
-    return out
+    return [
+        f"runs/{dataset}/{backbone}/{method}/seed{seed}/{'study' if method == TUNED else 'summary'}.json"
+        for dataset in DATASETS
+        for backbone, method in learned_pairs()
+        for seed in SEEDS
+    ]
 
 
 # ---------------------------------------------------------------- method config per verb
 # Each verb gets only the keys of config["method"] it reads, so that Snakemake's params
-# trigger reruns exactly the jobs a config change concerns.
+# trigger reruns exactly the jobs a config change concerns. Threads are not passed:
+# Snakemake sets OMP_NUM_THREADS to a job's threads and torch follows it, so running the
+# same config under another profile (other threads) reruns nothing.
 
 SECTION_KEYS = {"tune", "demons", "syn", "hypermorph", "lambdas", "backbones"}
 TRAIN_KEYS = [k for k in METHOD_DEFAULTS if k not in SECTION_KEYS]
 PAIR_KEYS = ["mode", "moving", "fixed", "drop_missing"]
 
 
-def train_cfg(backbone, method, threads):
+def train_cfg(backbone, method):
     cfg = {k: v for k, v in METHOD_CFG.items() if k in TRAIN_KEYS}
     if backbone in (METHOD_CFG.get("backbones") or {}):
         cfg["backbones"] = {backbone: METHOD_CFG["backbones"][backbone]}
@@ -85,7 +94,6 @@ def train_cfg(backbone, method, threads):
         cfg["hypermorph"] = METHOD_CFG["hypermorph"]
     if method == TUNED and "tune" in METHOD_CFG:
         cfg["tune"] = METHOD_CFG["tune"]
-    cfg["num_threads"] = threads
     return cfg
 
 
@@ -199,8 +207,8 @@ def train_method_args(w):
     return f"--method {w.method}"
 
 
-def tune_cfg(w, threads):
-    return as_json(train_cfg(w.backbone, TUNED, threads))
+def tune_cfg(w):
+    return as_json(train_cfg(w.backbone, TUNED))
 
 
 def tune_trials():
@@ -228,3 +236,48 @@ def run_done(w):
 
 def pairs_dirs(w, input):
     return " ".join(parent(f) for f in input)
+
+
+# ---------------------------------------------------------------- report artifacts
+
+STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost"]
+PARETO_METHODS = {"weighted-s", "weighted-m", "weighted-l", TUNED, "hypermorph", "gsmorph"}
+
+
+def report_files():
+    """{kind: [paths]} that `gsmorph report` writes for this config (see its docstring)."""
+    learned_backbones = BACKBONES if LEARNED_METHODS else []
+    groups = [(d, b) for d in DATASETS for b in learned_backbones]
+    tables = [f"table1_{b}" for b in learned_backbones] + ["table1_combined"]
+    figures = [f"dice_boxplot_{d}_{b}" for d, b in groups]
+    figures += [f"qualitative_{d}_{b}" for d, b in groups]
+    if PARETO_METHODS & set(LEARNED_METHODS):
+        figures += [f"pareto_{d}_{b}" for d, b in groups]
+        figures.append("tuning_cost")
+    figures += [f"conflicts_{d}_{b}_{m}" for d, b in groups for m in GS_MODES if m in METHODS]
+    return {
+        "tables": [f"results/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")],
+        "tables_doc": ["results/tables/tables.tex"],
+        "figures": [f"results/figures/{f}.png" for f in figures],
+        "figures_pdf": [f"results/figures/{f}.pdf" for f in figures],
+        "stats": [f"results/stats/{s}.csv" for s in STATS],
+    }
+
+
+def report_entry(path, kind):
+    """An output path, registered for Snakemake's HTML report where it belongs there."""
+    stem = Path(path).stem
+    # captions written by `gsmorph report`; absolute, as they live in the working folder
+    made_caption = str(Path("results/report/captions", f"{stem}.rst").resolve())
+    if kind == "figures":
+        return report(path, caption=made_caption, category="Figures", labels={"figure": stem})
+    if kind == "tables" and path.endswith(".csv"):
+        return report(path, caption=made_caption, category="Table 1", labels={"table": stem})
+    if kind == "stats":
+        return report(path, caption=f"{REPO}/workflow/report/stats_{stem}.rst", category="Statistics",
+                      labels={"file": stem})
+    return path
+
+
+def report_targets():
+    return [path for paths in report_files().values() for path in paths]

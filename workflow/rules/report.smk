@@ -1,11 +1,9 @@
-# Statistics, tables and figures of every dataset (`gsmorph report`), and the workflow's
-# provenance record.
-
-REPORT_OUTPUTS = [
-    "results/tables",
-    "results/figures",
-    "results/stats",
-]
+# Statistics, tables and figures of every dataset (`gsmorph report`), registered for
+# `snakemake --report results/report.html`, and the workflow's provenance record.
+#
+# The file names follow gsmorph/commands/report.py; report_files() (common.smk) lists
+# the ones this config makes. Figure and table captions are the ones `gsmorph report`
+# writes to results/report/captions/<stem>.rst; statistics use workflow/report/*.rst.
 
 
 rule report:
@@ -13,13 +11,14 @@ rule report:
     input:
         metrics=expand("results/{dataset}/metrics.csv", dataset=DATASETS),
         runs=run_summaries(),
+        pairs=[f for dataset in DATASETS for f in pairs_done(dataset)],
     output:
-        tables=directory("results/tables"),
-        figures=directory("results/figures"),
-        stats=directory("results/stats"),
+        [report_entry(path, kind) for kind, paths in report_files().items() for path in paths],
+        captions="results/report/captions.json",
     params:
-        runs="runs",
-        out="results",
+        runs=lambda w, input: Path(input.runs[0]).parts[0] if input.runs else "runs",
+        out=lambda w, output: parent(parent(output.captions)),
+        pairs=lambda w, input: " ".join(parent(f) for f in input.pairs),
         code=code_version("report"),
     threads: RES["report"]["threads"]
     resources:
@@ -30,13 +29,20 @@ rule report:
     benchmark:
         "logs/benchmarks/report.tsv"
     shell:
-        "gsmorph report --metrics {input.metrics} --runs {params.runs} --out {params.out} > {log} 2>&1"
+        "gsmorph report --metrics {input.metrics} --runs {params.runs} --out {params.out}"
+        " --pairs {params.pairs} > {log} 2>&1"
 
 
 rule provenance:
-    """results/provenance.json: config, seeds, package versions, git commit, code versions."""
+    """results/provenance.json: config, seeds, package versions, git commit, code versions.
+
+    Written after every result it describes, so it is rewritten whenever they are.
+    """
+    input:
+        expand("results/{dataset}/metrics.csv", dataset=DATASETS),
+        report_targets(),
     output:
-        "results/provenance.json",
+        report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
     params:
         cfg=as_json(config),
         seeds=SEEDS,

@@ -16,7 +16,7 @@ rule train:
         prepared=lambda w, input: parent(input[0]),
         out=lambda w, output: parent(output[0]),
         method=train_method_args,
-        cfg=lambda w, threads: as_json(train_cfg(w.backbone, w.method, threads)),
+        cfg=lambda w: as_json(train_cfg(w.backbone, w.method)),
         code=code_version("train"),
     threads: RES["train"]["threads"]
     resources:

@@ -22,7 +22,7 @@ rule tune_study:
     wildcard_constraints:
         backbone=regex(BACKBONES),
     params:
-        cfg=lambda w: tune_cfg(w, None),
+        cfg=tune_cfg,
         code=code_version("tune"),
     log:
         "logs/tune/{dataset}/{backbone}/seed{seed}.study.log",
@@ -54,7 +54,7 @@ if config["tuning"]["workers"] > 1:
             out=lambda w, output: parent(parent(output[0])),
             study="{dataset}-{backbone}-weighted-tuned-seed{seed}",
             trials=tune_trials(),
-            cfg=lambda w, threads: tune_cfg(w, threads),
+            cfg=tune_cfg,
             code=code_version("tune"),
         threads: RES["tune"]["threads"]
         resources:
@@ -84,7 +84,7 @@ rule tune:
         out=lambda w, output: parent(output[0]),
         study="{dataset}-{backbone}-weighted-tuned-seed{seed}",
         trials=tune_trials(),
-        cfg=lambda w, threads: tune_cfg(w, threads),
+        cfg=tune_cfg,
         code=code_version("tune"),
     threads: RES["tune"]["threads"]
     resources:

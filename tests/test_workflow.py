@@ -1,0 +1,378 @@
+"""The Snakemake workflow: DAG, config schema, lint, a tiny run of the whole default DAG,
+and reruns decided by config and code changes.
+
+The tiny run (one module-scoped fixture) executes every rule of the default DAG (both
+phantom datasets, both backbones, every method) at a scale that takes a few minutes on
+2 cores; the other tests are dry runs.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+import yaml
+
+from gsmorph.config import DEFAULTS
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+PAPER = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())
+
+# Scale of the tiny run: every method and dataset of config.yaml, each step as small as it goes.
+TINY = {
+    "synth": {"subjects": 8, "seed": 0},
+    "prepare": {"size": 32, "seed": 0, "split_ratios": [0.5, 0.25, 0.25]},
+    "method": {
+        "epochs": 1,
+        "batch_size": 8,
+        "val_every": 1,
+        "max_train_pairs": 16,
+        "max_val_pairs": 8,
+        "backbones": {
+            "voxelmorph": {"features": [4, 8, 8, 8, 8]},
+            "transmorph": {"embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [2, 2, 2, 2], "window_size": 4},
+        },
+        "hypermorph": {"val_lambdas": 3, "hidden": 8, "layers": 2},
+        "tune": {"trials": 2},
+        "demons": {"iterations": 5},
+        "syn": {"reg_iterations": [4, 0, 0], "aff_iterations": [10, 0, 0, 0]},
+    },
+}
+DISPLAY = {  # Table 1 row names (common brief); {B} is the backbone's display name
+    "initial": "Initial", "demons": "Demons", "syn": "SyN", "weighted-s": "{B}-s", "weighted-m": "{B}-m",
+    "weighted-l": "{B}-l", "weighted-tuned": "Tuned", "hypermorph": "HyperMorph", "gs-agr": "GS-Agr",
+    "gs-pcgrad": "GS-PCGrad", "gsmorph": "GSMorph",
+}
+BACKBONE_DISPLAY = {"voxelmorph": "VoxelMorph", "transmorph": "TransMorph"}
+
+
+def snakemake(*args, cwd: Path, snakefile: Path = REPO / "Snakefile", timeout: int = 600,
+              check: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["snakemake", "--snakefile", str(snakefile), "--directory", str(cwd), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run: {rule: count}."""
+    table = output.split("Job stats:")[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def shell_commands(output: str, verb: str = "") -> list[str]:
+    """The shell commands printed by `snakemake -n -p` that call `gsmorph <verb>`."""
+    prefix = "Shell command: "
+    lines = [line.split(prefix, 1)[1].strip() for line in output.splitlines() if prefix in line]
+    return [line for line in lines if line.startswith(f"gsmorph {verb}".strip())]
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def expected_jobs(cfg: dict) -> dict[str, int]:
+    """What the default DAG must hold, derived from a config (HyperMorph: VoxelMorph only)."""
+    d, s = len(cfg["datasets"]), len(cfg["seeds"])
+    classical = [m for m in cfg["methods"] if m in ("initial", "demons", "syn")]
+    learned = [(b, m) for b in cfg["backbones"] for m in cfg["methods"]
+               if m not in classical and (m != "hypermorph" or b == "voxelmorph")]
+    trained = [bm for bm in learned if bm[1] != "weighted-tuned"]
+    tuned = [bm for bm in learned if bm[1] == "weighted-tuned"]
+    phantoms = sum(1 for ds in cfg["datasets"] if not cfg.get(f"{ds}_root"))
+    jobs = {"synth": phantoms, "prepare": d, "register": d * len(classical), "train": d * s * len(trained),
+            "tune_study": d * s * len(tuned), "tune": d * s * len(tuned), "infer": d * s * len(learned),
+            "evaluate": d, "report": 1, "provenance": 1, "all": 1}
+    if cfg["tuning"]["workers"] > 1:
+        jobs["tune_worker"] = d * s * len(tuned) * cfg["tuning"]["workers"]
+    return {k: v for k, v in jobs.items() if v}
+
+
+def merged(*configs: dict) -> dict:
+    out = copy.deepcopy(configs[0])
+    for cfg in configs[1:]:
+        for key, value in cfg.items():
+            out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+# ----------------------------------------------------------------------------- dry runs
+
+@pytest.fixture(scope="module")
+def default_dry_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("dry")
+    proc = snakemake("-n", "-p", cwd=work)
+    return work, proc.stdout
+
+
+def test_dry_run_lists_the_whole_default_dag(default_dry_run):
+    work, out = default_dry_run
+    assert job_counts(out) == expected_jobs(CONFIG)
+    assert {p.name for p in work.iterdir()} <= {".snakemake"}  # a dry run writes nothing else
+
+
+def test_dry_run_of_the_paper_config_with_real_roots(tmp_path):
+    acdc = tmp_path / "ACDC" / "database"
+    acdc.mkdir(parents=True)
+    proc = snakemake("-n", "-p", "--configfile", REPO / "workflow/configs/paper.yaml",
+                     "--config", f"acdc_root={acdc}", cwd=tmp_path / "work")
+    cfg = merged(CONFIG, PAPER, {"acdc_root": str(acdc)})
+    assert job_counts(proc.stdout) == expected_jobs(cfg)
+    assert expected_jobs(cfg)["tune_worker"] == 2 * 4 * 2  # 4 workers per study
+    prepare = shell_commands(proc.stdout, "prepare")
+    assert any(f"--dataset acdc --raw {acdc}" in line and "--size 128" in line for line in prepare)
+    assert any("--dataset mnm --raw raw/mnm" in line for line in prepare)
+    train = shell_commands(proc.stdout, "train")
+    assert len(train) == expected_jobs(cfg)["train"]
+    assert any('"epochs":500' in line and '"batch_size":32' in line and "--seed 3407" in line for line in train)
+
+
+def test_method_commands_follow_the_cli(default_dry_run):
+    out = default_dry_run[1]
+    lines = shell_commands(out)
+    lam = CONFIG["method"].get("lambdas", DEFAULTS["lambdas"])
+    assert any(f"--method weighted --lam {lam['s']} --seed 0 --out runs/acdc/voxelmorph/weighted-s/seed0" in l
+               for l in lines)
+    assert any("--run runs/mnm/transmorph/weighted-tuned/seed0/best" in l and "--method-name weighted-tuned" in l
+               for l in lines)
+    assert any(l.startswith("gsmorph register --method syn --prepared prepared/acdc --split test "
+                            "--out pairs/acdc/none/syn/seed0") for l in lines)
+    tune = [l for l in lines if l.startswith("gsmorph tune")]
+    assert len(tune) == 4 and all("--storage runs/optuna/" in l and l.count("--trials") == 1 for l in tune)
+    # each verb gets only its own part of the method config
+    assert all('"syn"' not in l for l in lines if l.startswith("gsmorph train"))
+    assert any('"hypermorph"' in l for l in lines if "--method hypermorph" in l)
+    assert all('"hypermorph"' not in l for l in lines if "--method gsmorph" in l)
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    proc = snakemake("-n", "--profile", REPO / "workflow/profiles/slurm", cwd=tmp_path)
+    assert job_counts(proc.stdout) == expected_jobs(CONFIG)
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert {"slurm_partition", "slurm_account"} <= set(profile["default-resources"])
+    for rule in ("train", "tune", "infer"):
+        assert profile["set-resources"][rule]["cpus_per_gpu"] >= 1
+
+
+def test_local_profile_limits_gpu_jobs(tmp_path):
+    proc = snakemake("-n", "--profile", REPO / "workflow/profiles/local", cwd=tmp_path)
+    assert job_counts(proc.stdout) == expected_jobs(CONFIG)
+    for block in proc.stdout.split("\nrule ")[1:]:
+        rule = block.split(":")[0]
+        resources = next((l for l in block.splitlines() if l.strip().startswith("resources:")), "")
+        assert ("gpu=1" in resources) == (rule in ("train", "tune", "infer")), (rule, resources)
+
+
+# ----------------------------------------------------------------------------- config and schema
+
+def test_schema_stops_a_misspelt_key_before_any_job(tmp_path):
+    proc = snakemake("--cores", "1", "--config", "datsets=[acdc]", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "Error validating config file" in proc.stderr and "'datsets' was unexpected" in proc.stderr
+    assert {p.name for p in tmp_path.iterdir()} <= {".snakemake"}
+
+
+def test_schema_stops_a_misspelt_method_key(tmp_path):
+    extra = write_config(tmp_path / "typo.yaml", {"method": {"epoch": 3}})
+    proc = snakemake("-n", "--configfile", extra, cwd=tmp_path / "w", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'epoch' was unexpected" in text and "['method']" in text
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"seeds": "zero"}, "seeds"),
+    ({"split": "testing"}, "split"),
+    ({"prepare": {"size": "128"}}, "size"),
+    ({"method": {"tune": {"trials": "many"}}}, "trials"),
+    ({"resources": {"train": {"gpus": 1}}}, "gpus"),
+    ({"methods": ["gsmorph", "voxelmorph-s"]}, "methods"),
+    ({"tuning": {"workers": 2, "storage": "x"}}, "storage"),
+])
+def test_schema_rejects_wrong_types_naming_the_key(change, key):
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(merged(CONFIG, change)))
+    assert errors
+    assert any(key in (list(e.absolute_path) + [e.message]) or key in e.message for e in errors), \
+        [e.message for e in errors]
+
+
+def _method_schema() -> dict:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return schema, schema["properties"]["method"]
+
+
+def test_schema_method_section_mirrors_gsmorph_defaults():
+    schema, method = _method_schema()
+    assert set(method["properties"]) == set(DEFAULTS)
+    for key, value in DEFAULTS.items():
+        if isinstance(value, dict) and key != "backbones":
+            assert set(method["properties"][key]["properties"]) == set(value), key
+    # the defaults themselves are a valid method section, a misspelt one is not
+    validator = jsonschema.Draft202012Validator({**method, "$defs": schema["$defs"]})
+    validator.validate(copy.deepcopy(DEFAULTS))
+    assert not validator.is_valid({"lambda": 0.1})
+    assert not validator.is_valid({"similarity": "ncc"})
+
+
+def test_configs_validate_and_paper_restores_every_shrunk_key():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema).validate(CONFIG)
+    jsonschema.Draft202012Validator(schema).validate(merged(CONFIG, PAPER))
+    jsonschema.Draft202012Validator(schema).validate(merged(CONFIG, TINY))
+    paper = merged(CONFIG, PAPER)
+    # paper.yaml is loaded on top of config.yaml: every method key the quick default sets
+    # is set back to gsmorph's defaults (the paper's setting)
+    for key, value in CONFIG["method"].items():
+        assert key in PAPER["method"], key
+        if isinstance(value, dict) and key != "backbones":
+            for sub in value:
+                assert paper["method"][key][sub] == DEFAULTS[key][sub], (key, sub)
+        else:
+            assert paper["method"][key] == DEFAULTS[key], key
+    assert paper["prepare"]["size"] == 128 and paper["method"]["epochs"] == 500
+    assert paper["method"]["batch_size"] == 32 and paper["method"]["lr"] == 5e-3
+    assert paper["method"]["tune"]["trials"] >= 20
+
+
+def test_lint_leaves_only_the_explained_note(tmp_path):
+    proc = snakemake("--lint", cwd=tmp_path, check=False)
+    notes = set(re.findall(r"^\s+\* (.+?):?$", proc.stdout + proc.stderr, flags=re.M))
+    # the software is the installed package (scripts/setup.sh), not a per-rule conda env
+    assert notes <= {"Specify a conda environment or container for each rule."}, notes
+
+
+# ----------------------------------------------------------------------------- the tiny run
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole default DAG at tiny scale, with the workflow copied beside the package
+    sources (so that a test may change a verb's source without touching the repository)."""
+    root = tmp_path_factory.mktemp("tiny")
+    src = root / "src"
+    src.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("workflow", "gsmorph", "baselines"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    tiny = write_config(root / "tiny.yaml", TINY)
+    work = root / "work"
+    proc = snakemake("--cores", "2", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile", timeout=900)
+    return {"work": work, "src": src, "tiny": tiny, "stdout": proc.stdout + proc.stderr}
+
+
+@pytest.mark.slow
+def test_tiny_run_makes_every_artifact(tiny_run):
+    work = tiny_run["work"]
+    cfg = merged(CONFIG, TINY)
+    methods = cfg["methods"]
+    for dataset in cfg["datasets"]:
+        metrics = pd.read_csv(work / f"results/{dataset}/metrics.csv", keep_default_na=False,
+                              na_values={"value": ["", "nan", "NaN"]})
+        got = set(zip(metrics.backbone, metrics.method))
+        want = {("none", m) for m in ("initial", "demons", "syn")}
+        want |= {(b, m) for b in cfg["backbones"] for m in methods
+                 if m not in ("initial", "demons", "syn") and (m != "hypermorph" or b == "voxelmorph")}
+        assert got == want, dataset
+        dice = metrics[metrics.metric == "dice"]
+        assert dice.value.notna().all() and dice.value.between(0, 1).all()
+        assert (work / f"results/{dataset}/metrics.csv.provenance.json").is_file()
+
+    # Table 1: a row per method with numbers, per backbone
+    for backbone in cfg["backbones"]:
+        table = (work / f"results/tables/table1_{backbone}.md").read_text()
+        for method in methods:
+            if method == "hypermorph" and backbone != "voxelmorph":
+                continue
+            name = DISPLAY[method].format(B=BACKBONE_DISPLAY[backbone])
+            row = next((l for l in table.splitlines() if l.startswith(f"| {name} ")), None)
+            assert row is not None, f"no row {name} in table1_{backbone}.md"
+            assert re.search(r"\d+\.\d", row), row
+    assert (work / "results/tables/table1_combined.tex").read_text().count("\\\\") >= len(methods)
+
+    # figures: real images of a readable size
+    figures = sorted((work / "results/figures").glob("*.png"))
+    stems = {p.stem for p in figures}
+    for dataset in cfg["datasets"]:
+        for backbone in cfg["backbones"]:
+            for kind in ("dice_boxplot", "qualitative", "pareto"):
+                assert f"{kind}_{dataset}_{backbone}" in stems
+            assert f"conflicts_{dataset}_{backbone}_gsmorph" in stems
+    assert "tuning_cost" in stems
+    for png in figures:
+        width, height = png_size(png)
+        assert width >= 400 and height >= 250, (png.name, width, height)
+        assert png.stat().st_size > 10_000, png.name
+        assert png.with_suffix(".pdf").stat().st_size > 1_000
+
+    # statistics and provenance
+    summary = pd.read_csv(work / "results/stats/summary.csv")
+    assert len(summary) and summary.select_dtypes("number").notna().any().any()
+    prov = json.loads((work / "results/provenance.json").read_text())
+    assert prov["config"]["methods"] == methods and prov["seed"] == cfg["seeds"]
+    assert prov["packages"]["snakemake"] and prov["packages"]["torch"]
+    assert set(prov["code_versions"]) >= {"train", "infer", "evaluate", "report"}
+
+    # every job left its log and benchmark
+    assert len(list((work / "logs/benchmarks").rglob("*.tsv"))) >= 60
+    tuned = json.loads((work / "runs/acdc/voxelmorph/weighted-tuned/seed0/study.json").read_text())
+    assert tuned["n_trials"] == TINY["method"]["tune"]["trials"]
+
+
+@pytest.mark.slow
+def test_tiny_run_html_report(tiny_run):
+    work = tiny_run["work"]
+    snakemake("--report", "results/report.html", "--configfile", tiny_run["tiny"], cwd=work,
+              snakefile=tiny_run["src"] / "Snakefile")
+    html = (work / "results/report.html").read_text(errors="replace")
+    assert len(html) > 100_000
+    for stem in ("table1_combined", "dice_boxplot_acdc_voxelmorph", "tuning_cost", "summary"):
+        assert stem in html
+    # a caption written by `gsmorph report` made it into the report
+    caption = (work / "results/report/captions/tuning_cost.rst").read_text().split()[:6]
+    assert " ".join(caption) in html
+
+
+@pytest.mark.slow
+def test_tiny_run_reruns_only_what_a_change_concerns(tiny_run):
+    work, src, tiny = tiny_run["work"], tiny_run["src"], tiny_run["tiny"]
+    up_to_date = snakemake("-n", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile")
+    assert "Nothing to be done" in up_to_date.stdout + up_to_date.stderr
+
+    # a method-config change: only Demons' pairs and what reads them
+    demons = write_config(work.parent / "demons.yaml", {"method": {"demons": {"iterations": 6}}})
+    proc = snakemake("-n", "--configfile", tiny, demons, cwd=work, snakefile=src / "Snakefile")
+    assert job_counts(proc.stdout) == {"register": 2, "evaluate": 2, "report": 1, "provenance": 1, "all": 1}
+
+    # a code change in one verb's sources: only that verb's jobs and what follows
+    source = src / "gsmorph" / "commands" / "evaluate.py"
+    original = source.read_text()
+    try:
+        source.write_text(original + "\n# changed\n")
+        proc = snakemake("-n", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile")
+        assert job_counts(proc.stdout) == {"evaluate": 2, "report": 1, "provenance": 1, "all": 1}
+    finally:
+        source.write_text(original)
