@@ -144,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_text(text + "\n")
 
     print(f"wrote {len(tex_files)} tables, {len(made)} figures, statistics under {out}")
+    undefined = outputs["undefined"]
+    if not undefined.empty:
+        print(f"undefined (NaN) pair values, left out of the means ({stats_dir / 'undefined.csv'}):")
+        print(undefined.to_string(index=False))
     for reason in skipped:
         print(f"skipped: {reason}")
     return 0

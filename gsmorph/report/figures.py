@@ -140,7 +140,7 @@ def _select(frame: pd.DataFrame, dataset: str, backbone: str, method: str) -> pd
 def tuning_cost(summaries: pd.DataFrame, studies: pd.DataFrame) -> pd.DataFrame:
     """Wall seconds spent to obtain each method's reported model, per dataset and backbone
     (mean over seeds): GSMorph one training; the fixed lambdas all three trainings;
-    Tuned the whole Optuna study; HyperMorph one training (its lambda sweep included)."""
+    Tuned the whole Optuna study; HyperMorph one training."""
     rows = []
     for dataset, backbone in _groups(pd.concat([f[["dataset", "backbone"]] for f in (summaries, studies)
                                                 if not f.empty] or [pd.DataFrame(columns=["dataset", "backbone"])])):
@@ -192,8 +192,8 @@ def tuning_cost_chart(cost: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
     save(fig, out_dir, stem)
     return {stem: ("Compute spent to obtain each method's reported model (wall-clock training time, mean "
                    "over seeds): GSMorph needs one training; the fixed lambdas need one training each; the "
-                   "tuned weighted loss needs the whole Optuna study; HyperMorph one training with its "
-                   "validation lambda sweep. Devices are listed in stats/tuning_cost.csv.")}
+                   "tuned weighted loss needs the whole Optuna study; HyperMorph needs one training (its lambda "
+                   "is then chosen by a validation sweep). Devices are listed in stats/tuning_cost.csv.")}
 
 
 def conflict_figures(conflicts: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str, str]:
