@@ -6,6 +6,12 @@
 set -uo pipefail
 
 STATE=${1:-/tmp/gsmorph-slurm}
+# cancel what is left of this cluster's jobs while its controller still runs
+if [ -s "$STATE/slurmctld.pid" ] && [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$STATE/slurm.conf" ]; then
+    ids=$(squeue -h -o %i 2>/dev/null || true)
+    # shellcheck disable=SC2086  # one id per word
+    [ -n "$ids" ] && scancel --full $ids 2>/dev/null
+fi
 for pidfile in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$STATE/munge/munged.pid"; do
     [ -s "$pidfile" ] || continue
     pid=$(cat "$pidfile")
