@@ -359,22 +359,23 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             logs = {k: torch.as_tensor(v).detach().float() for k, v in
                     self.training_step(bucket["moving"][idx], bucket["fixed"][idx]).items()}
-            finite = torch.stack([v.reshape(()) for v in logs.values()]).isfinite().all()
-            self._drop_gradients_unless(finite)
-            self.optimizer.step()
             for key, value in logs.items():
                 sums[key] = sums[key] + value if key in sums else value
             steps += 1
-            if self.device.type == "cpu" and not bool(finite):  # free on CPU: stop the epoch now
-                break
+            finite = torch.stack([v.reshape(()) for v in logs.values()]).isfinite().all()
+            if self.device.type == "cpu":
+                if not bool(finite):  # free on CPU (no queue to wait for): stop before the update
+                    break
+            else:
+                self._drop_gradients_unless(finite)
+            self.optimizer.step()
         keys = list(sums)
         values = (torch.stack([sums[k] for k in keys]) / steps).cpu().tolist()  # the epoch's one sync
         return dict(zip(keys, values))
 
     def _drop_gradients_unless(self, finite: torch.Tensor) -> None:
-        """Zero every gradient when a loss is non-finite, without a host sync, so the
-        weights stay finite (NaN weights crash grid_sample's backward on CPU) until the
-        epoch's end reports the failure."""
+        """Zero every gradient when a loss is non-finite, without a host sync (CUDA), so
+        the weights stay finite until the epoch's end reports the failure."""
         for group in self.optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is not None:

@@ -196,6 +196,15 @@ def test_non_finite_loss_stops_naming_the_epoch_and_keeps_last_good_checkpoint(p
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert len(pd.read_csv(run / "train_log.csv")) == 1
 
+    # the CUDA path cannot stop mid-epoch without a sync: it zeroes the step's gradients
+    params = [p for p in trainer.model.parameters()]
+    for p in params:
+        p.grad = torch.full_like(p, float("nan"))
+    trainer._drop_gradients_unless(torch.tensor(True))
+    assert all(torch.isnan(p.grad).all() for p in params)
+    trainer._drop_gradients_unless(torch.tensor(False))
+    assert all((p.grad == 0).all() for p in params)
+
 
 def test_report_callback_sees_each_validation_and_can_stop(prepared_acdc, tmp_path):
     seen = []
