@@ -57,6 +57,20 @@ def test_negative_jacobian_fraction_of_known_fields():
     assert negative_jacobian_fraction(field3).item() == 0.0
 
 
+def test_validation_metrics_agree_with_evaluation():
+    from gsmorph import metrics
+
+    rng = np.random.default_rng(0)
+    for shape in [(2, 16, 12), (3, 8, 9, 7)]:
+        u = (rng.normal(size=shape) * 1.2).astype(np.float32)
+        ours = 100 * negative_jacobian_fraction(torch.from_numpy(u)[None]).item()
+        assert ours == pytest.approx(metrics.njd_percent(u), abs=1e-4)
+    a, b = rng.integers(0, 4, size=(2, 20, 20))
+    ours = dice_per_pair(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])[0]
+    for k, value in enumerate((1, 2, 3)):
+        assert ours[k].item() == pytest.approx(metrics.dice(a == value, b == value))
+
+
 # --------------------------------------------------------------- argument checks
 def test_weighted_without_lambda_is_a_clear_error(prepared_acdc, tmp_path):
     with pytest.raises(GSMorphError, match="--lam"):
