@@ -257,8 +257,11 @@ def _sigterm_raises() -> Iterator[None]:
 # ----------------------------------------------------------------------------- counting
 
 def is_counted(trial: optuna.trial.FrozenTrial) -> bool:
-    return not trial.user_attrs.get(NOT_COUNTED) and trial.state in (
-        TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    """COMPLETE and PRUNED trials always count (even if a worker that wrongly took their
+    owner for dead tagged them); FAIL and RUNNING ones unless tagged `not_counted`."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state in (TrialState.FAIL, TrialState.RUNNING) and not trial.user_attrs.get(NOT_COUNTED)
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
@@ -297,6 +300,14 @@ def study_settings(backbone: str, prepared: str, seed: int, cfg: dict) -> dict[s
     }
 
 
+def warmup_epochs(cfg: dict) -> int:
+    """Epochs before the pruner may stop a trial: the larger of tune.pruner_warmup_steps
+    and tune.pruner_warmup_frac x epochs (the first epochs of every run sit near the
+    no-registration Dice, and comparing them prunes at random)."""
+    t = cfg["tune"]
+    return max(int(t["pruner_warmup_steps"]), int(round(float(t["pruner_warmup_frac"]) * int(cfg["epochs"]))))
+
+
 def check_tune_config(cfg: dict) -> None:
     t = cfg["tune"]
     if t["objective"] not in OBJECTIVES:
@@ -305,6 +316,8 @@ def check_tune_config(cfg: dict) -> None:
         if not (0 < float(t[low]) < float(t[high])):
             raise GSMorphError(f"config keys 'tune.{low}'/'tune.{high}': need 0 < {low} < {high} "
                                f"(log-uniform), got {t[low]}, {t[high]}")
+    if not 0.0 <= float(t["pruner_warmup_frac"]) <= 1.0:
+        raise GSMorphError(f"config key 'tune.pruner_warmup_frac' must be in [0, 1], got {t['pruner_warmup_frac']}")
     if float(t["heartbeat_s"]) <= 0 or float(t["stale_after_s"]) <= float(t["heartbeat_s"]):
         raise GSMorphError("config keys 'tune.heartbeat_s'/'tune.stale_after_s': need "
                            "0 < heartbeat_s < stale_after_s")
@@ -316,7 +329,7 @@ def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, setti
     multi = t["objective"] == "dice-njd"
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     pruner = (optuna.pruners.NopPruner() if multi else optuna.pruners.MedianPruner(
-        n_startup_trials=int(t["pruner_startup_trials"]), n_warmup_steps=int(t["pruner_warmup_steps"])))
+        n_startup_trials=int(t["pruner_startup_trials"]), n_warmup_steps=warmup_epochs(cfg)))
     kwargs = dict(storage=storage, study_name=name, sampler=TrialSeededTPE(seed, multi), pruner=pruner,
                   directions=directions, load_if_exists=True)
     for attempt in range(5):  # schema or study creation may race on a database server
@@ -400,7 +413,8 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
 
     def record(**attrs: Any) -> None:
         attrs["wall_s"] = time.monotonic() - start
-        attrs["epochs_done"] = max(epochs_seen) + 1 if epochs_seen else attrs.get("epochs_done")
+        if attrs.get("epochs_done") is None and epochs_seen:
+            attrs["epochs_done"] = max(epochs_seen)  # the loop's epochs count from 1
         for key, value in attrs.items():
             if value is not None:
                 trial.set_user_attr(key, value)
@@ -502,7 +516,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial that did work (surplus placeholders left out)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        note = t.user_attrs.get(NOT_COUNTED, "")
+        note = t.user_attrs.get(NOT_COUNTED, "") if t.state in (TrialState.FAIL, TrialState.RUNNING) else ""
         if note == "surplus" or t.state == TrialState.WAITING:
             continue
         if t.state == TrialState.FAIL and not note:

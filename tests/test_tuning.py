@@ -41,7 +41,7 @@ def fake_train(prepared, backbone, method, seed, out, cfg, lam=None, report=None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dice = known_dice(lam)
-    for epoch in range(cfg["epochs"]):
+    for epoch in range(1, cfg["epochs"] + 1):  # as the training loop: epochs count from 1
         time.sleep(sleep_s)
         if report is not None:
             report(epoch, dice)
@@ -61,7 +61,7 @@ def parity_train(prepared, backbone, method, seed, out, cfg, lam=None, report=No
     """Dice 0.9 for even trial numbers, 0.1 for odd ones (read from the run folder name)."""
     number = int(Path(out).name.split("_")[1])
     dice = 0.9 if number % 2 == 0 else 0.1
-    for epoch in range(cfg["epochs"]):
+    for epoch in range(1, cfg["epochs"] + 1):
         report(epoch, dice)
     return fake_train(prepared, backbone, method, seed, out, cfg, lam=lam, report=None)
 
@@ -176,8 +176,10 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, prepared):
 
 # ---------------------------------------------------------------------------- parallel
 
-def test_two_concurrent_workers_on_a_journal_file(tmp_path, prepared):
-    storage = f"journal://{tmp_path / 'study.log'}"
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_two_concurrent_workers_on_one_study(tmp_path, prepared, kind):
+    """Journal file: the cluster case. SQLite: two workers on a fresh file (schema race)."""
+    storage = f"journal://{tmp_path / 'study.log'}" if kind == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
     out = tmp_path / "tune"
     script = textwrap.dedent(f"""
         import sys
@@ -207,7 +209,7 @@ def test_two_concurrent_workers_on_a_journal_file(tmp_path, prepared):
 # ---------------------------------------------------------------------------- pruning
 
 def test_median_pruner_stops_bad_trials(tmp_path, prepared):
-    cfg = cfg_for(pruner_startup_trials=2, pruner_warmup_steps=0)
+    cfg = cfg_for(pruner_startup_trials=2, pruner_warmup_steps=0, pruner_warmup_frac=0.0)
     cfg["epochs"] = 5
     info = tuning.tune(prepared, "voxelmorph", 6, str(tmp_path / "p.db"), "p", 0, str(tmp_path / "o"), cfg,
                        train_fn=parity_train)
@@ -260,6 +262,14 @@ def test_outputs_multi_objective_pareto(tmp_path, prepared):
     assert info["best_trial"] == expected["number"]
 
 
+def test_pruner_warmup_is_at_least_a_fraction_of_the_budget():
+    cfg = cfg_for(pruner_warmup_steps=1, pruner_warmup_frac=0.25)
+    cfg["epochs"] = 40
+    assert tuning.warmup_epochs(cfg) == 10
+    cfg["epochs"] = 2
+    assert tuning.warmup_epochs(cfg) == 1
+
+
 def test_bad_inputs(tmp_path, prepared):
     with pytest.raises(GSMorphError, match="prepared folder not found"):
         tuning.tune(str(tmp_path / "nope"), "voxelmorph", 2, str(tmp_path / "x.db"), "s", 0, str(tmp_path / "o"),
@@ -273,6 +283,23 @@ def test_bad_inputs(tmp_path, prepared):
     with pytest.raises(GSMorphError, match="trials"):
         tuning.tune(prepared, "voxelmorph", 0, str(tmp_path / "x.db"), "s", 0, str(tmp_path / "o"),
                     cfg_for(), train_fn=fake_train)
+
+
+def test_a_failing_lambda_fails_its_trial_and_the_study_goes_on(tmp_path, prepared):
+    def diverges_for_large_lambda(prepared, backbone, method, seed, out, cfg, lam=None, report=None):
+        if lam > 0.01:
+            raise tuning.TrialFailed("non-finite loss at epoch 1")
+        return fake_train(prepared, backbone, method, seed, out, cfg, lam=lam, report=report)
+
+    out = tmp_path / "o"
+    info = tuning.tune(prepared, "voxelmorph", 6, str(tmp_path / "f.db"), "f", 1, str(out), cfg_for(),
+                       train_fn=diverges_for_large_lambda)
+    frame = pd.read_csv(out / "trials.csv")
+    failed = frame[frame["state"] == "FAIL"]
+    assert len(frame) == 6 and info["n_trials"] == 6  # failures count: the study cannot loop forever
+    assert len(failed) == info["n_failed"] > 0 and (failed["lam"] > 0.01).all()
+    assert failed["note"].str.contains("non-finite loss").all()
+    assert (frame.loc[frame["state"] == "COMPLETE", "lam"] <= 0.01).all()
 
 
 def test_bad_input_in_training_aborts_without_counting(tmp_path, prepared):
