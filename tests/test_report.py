@@ -243,3 +243,10 @@ def test_table_bold_ties_and_latex_cells():
     njd_bold = [r.method for r in t.rows if r.cells[("acdc", 3)].bold]
     assert njd_bold == ["weighted-m", "gsmorph"]  # Initial excluded
     assert tables._tex_cell(t.rows[2].cells[("acdc", 0)]) == r"$\mathbf{80.00 \pm 1.00}$"
+
+
+def test_short_parameter_names_stay_unique():
+    from gsmorph.report.figures import short_names
+
+    assert short_names(["a.submodule.0.w", "a.submodule.1.w"]) == ["a.0.w", "a.1.w"]
+    assert short_names(["a.submodule.0.w", "a.0.w"]) == ["a.submodule.0.w", "a.0.w"]

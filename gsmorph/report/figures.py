@@ -196,6 +196,13 @@ def tuning_cost_chart(cost: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
                    "is then chosen by a validation sweep). Devices are listed in stats/tuning_cost.csv.")}
 
 
+def short_names(groups: list[str]) -> list[str]:
+    """Parameter names without MONAI's repeated 'submodule.' (kept whole if that makes
+    two names equal)."""
+    short = [g.replace("submodule.", "") for g in groups]
+    return short if len(set(short)) == len(set(groups)) else list(groups)
+
+
 def conflict_figures(conflicts: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str, str]:
     """Per layer and epoch: share of steps with conflicting gradients and mean cosine."""
     need = {"epoch", "group", "conflict_frac", "cosine_mean"}
@@ -214,7 +221,7 @@ def conflict_figures(conflicts: pd.DataFrame, out_dir, skipped: list[str]) -> di
             im = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap=cmap, vmin=lim[0], vmax=lim[1],
                            interpolation="nearest")
             ax.set_yticks(range(len(groups)))
-            ax.set_yticklabels(groups, fontsize=max(3, min(8, int(400 / max(1, len(groups))))))
+            ax.set_yticklabels(short_names(groups), fontsize=max(3, min(8, int(400 / max(1, len(groups))))))
             ticks = np.unique(np.linspace(0, len(epochs) - 1, min(8, len(epochs))).round().astype(int))
             ax.set_xticks(ticks)
             ax.set_xticklabels([str(epochs[i]) for i in ticks])
