@@ -167,6 +167,7 @@ def to_latex(table: Table, label: str) -> str:
     k = len(COLUMNS)
     ncols = 1 + k * len(table.datasets)
     lines = [
+        r"% needs \usepackage{booktabs} and \usepackage{graphicx}",
         r"\begin{table}[t]",
         r"\centering",
         r"\caption{" + _tex_escape(table.caption).replace("±", r"$\pm$") + "}",
