@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import os
 import shutil
@@ -400,16 +401,16 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
     run_dir = out / "trials" / (Path(previous).name if previous else f"trial_{trial.number:04d}")
     trial.set_user_attr("run_dir", str(run_dir))
     epochs_seen: list[int] = []
+    start = time.monotonic()
 
     def report(epoch: int, val_dice: float) -> None:
         epochs_seen.append(int(epoch))
+        trial.set_user_attr("elapsed_s", time.monotonic() - start)  # cost known if killed
         if multi or val_dice is None or not math.isfinite(float(val_dice)):
             return
         trial.report(float(val_dice), int(epoch))
         if trial.should_prune():
             raise optuna.TrialPruned(f"epoch {epoch}: val Dice {val_dice:.4f} below the median")
-
-    start = time.monotonic()
 
     def record(**attrs: Any) -> None:
         attrs["wall_s"] = time.monotonic() - start
@@ -458,8 +459,6 @@ def _device_of(run_dir: Path, cfg: dict) -> str:
         path = run_dir / name
         if path.is_file():
             try:
-                import json
-
                 device = json.loads(path.read_text()).get("device")
             except ValueError:
                 device = None
