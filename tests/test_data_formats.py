@@ -76,3 +76,31 @@ def test_mnm_csv_without_index_column_and_with_extra_columns(raw_mnm, tmp_path):
     assert subj.group in "ABCD" and subj.meta["vendor_name"]
     zooms = nib.load(str(folder / f"{code}_sa.nii.gz")).header.get_zooms()
     assert len(zooms) == 4 and subj.spacing == tuple(float(z) for z in zooms[:3])
+
+
+def test_phantom_independent_of_worker_count(raw_acdc, tmp_path):
+    from gsmorph.data.synth import write_acdc
+
+    write_acdc(tmp_path, 1, 0, workers=1)  # the fixture was written by 2 worker processes
+    name = "patient001/patient001_frame01.nii.gz"
+    one = np.asarray(nib.load(str(tmp_path / "training" / name)).dataobj)
+    two = np.asarray(nib.load(str(raw_acdc / "training" / name)).dataobj)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_mnm_frame_without_labels_is_an_error(raw_mnm, tmp_path):
+    import pytest
+
+    from gsmorph.data.raw import SubjectError
+
+    root = tmp_path / "m"
+    shutil.copytree(raw_mnm, root)
+    csv = mnm.find_info_csv(root)
+    table = pd.read_csv(csv, dtype={"External code": str})
+    code = table["External code"][0]
+    # point ES at a frame that has no labels (as when the CSV and the labels disagree)
+    table.loc[0, "ES"] = (int(table.loc[0, "ES"]) + 1)
+    table.to_csv(csv, index=False)
+    folder = next(p.parent for p in root.rglob(f"{code}_sa.nii.gz"))
+    with pytest.raises(SubjectError, match="no labelled voxels in the ES frame"):
+        mnm.read_subject(folder, mnm.read_info(csv), csv)

@@ -112,6 +112,8 @@ def read_subject(folder: str | Path) -> RawSubject:
             spacing, affine = _spacing3(zooms), aff
         elif img.shape != images["ED"].shape:
             raise SubjectError(subject, img_path, f"ES shape {img.shape} differs from ED shape {images['ED'].shape}")
+        if not gt.any():
+            raise SubjectError(subject, gt_path, f"no labelled voxels in the {key} frame {frame}")
         images[key], labels[key] = img, to_canonical(gt, DATASET)
     true_disp = read_true_disp(folder / f"{subject}_true_disp.nii.gz", subject, images["ED"].shape)
     meta = {"source": folder.parent.name, "ed_frame": frames["ED"], "es_frame": frames["ES"]}

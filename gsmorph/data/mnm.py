@@ -128,6 +128,9 @@ def read_subject(folder: str | Path, info, csv_path: Path) -> RawSubject:
                                                f"{image.shape[3]} frames of the image")
     frames = {key: check_image(image[..., t], code, img_path) for key, t in (("ED", ed), ("ES", es))}
     gts = {key: to_canonical(check_labels(labels[..., t], code, gt_path), DATASET) for key, t in (("ED", ed), ("ES", es))}
+    for key, t in (("ED", ed), ("ES", es)):
+        if not gts[key].any():
+            raise SubjectError(code, gt_path, f"no labelled voxels in the {key} frame {t} (from {csv_path.name})")
     row = info.loc[code]
     parts = folder.parts[:-1]
     top = max((i for i, part in enumerate(parts) if part in LAYOUT_FOLDERS), default=len(parts) - 1)
