@@ -68,7 +68,10 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predicto
     from gsmorph.networks import build, integrate
 
     dev = resolve_device(device)
-    model = build(info["backbone"], int(info["spatial_dims"]), **info["backbone_kwargs"]).to(dev)
+    try:
+        model = build(info["backbone"], int(info["spatial_dims"]), **info["backbone_kwargs"]).to(dev)
+    except ValueError as err:
+        raise GSMorphError(f"{run_dir / 'run.json'}: cannot rebuild the backbone ({err})") from None
     try:
         model.load_state_dict(load_state_dict(run_dir / "best.pt", dev))
     except RuntimeError as err:

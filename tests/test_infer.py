@@ -91,6 +91,10 @@ def test_infer_bad_inputs(prepared_acdc, trained_run, tmp_path, capsys):
     (broken / "run.json").write_text((trained_run / "run.json").read_text())
     with pytest.raises(GSMorphError, match="best.pt"):
         load_run(broken, device="cpu")
+    info = json.loads((trained_run / "run.json").read_text())
+    (broken / "run.json").write_text(json.dumps({**info, "backbone": "unet"}))
+    with pytest.raises(GSMorphError, match="cannot rebuild the backbone"):
+        load_run(broken, device="cpu")
 
 
 def test_train_cli_errors(prepared_acdc, tmp_path, capsys):
