@@ -62,8 +62,7 @@ DEFAULTS: dict[str, Any] = {
         "lr_high": 1e-2,
         "objective": "dice",     # dice | dice-njd (multi-objective: Dice up, NJD down)
         "pruner_startup_trials": 3,
-        "pruner_warmup_steps": 1,     # epochs before the pruner may stop a trial, at least
-        "pruner_warmup_frac": 0.25,   # ... and at least this fraction of cfg epochs
+        "pruner_warmup_steps": 1,     # epochs before pruning: at least this, and a quarter of epochs
         "njd_bound": 1.0,        # dice-njd: best = highest-Dice Pareto trial with val NJD % <= this
         "heartbeat_s": 30.0,     # a running trial records a heartbeat this often
         "stale_after_s": 900.0,  # a trial of another host without heartbeat this long is dead

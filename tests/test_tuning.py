@@ -209,8 +209,8 @@ def test_two_concurrent_workers_on_one_study(tmp_path, prepared, kind):
 # ---------------------------------------------------------------------------- pruning
 
 def test_median_pruner_stops_bad_trials(tmp_path, prepared):
-    cfg = cfg_for(pruner_startup_trials=2, pruner_warmup_steps=0, pruner_warmup_frac=0.0)
-    cfg["epochs"] = 5
+    cfg = cfg_for(pruner_startup_trials=2, pruner_warmup_steps=0)
+    cfg["epochs"] = 2  # warm-up max(0, round(0.25 x 2)) = 0: pruning from the first report
     info = tuning.tune(prepared, "voxelmorph", 6, str(tmp_path / "p.db"), "p", 0, str(tmp_path / "o"), cfg,
                        train_fn=parity_train)
     frame = pd.read_csv(tmp_path / "o" / "trials.csv").set_index("number")
@@ -263,11 +263,14 @@ def test_outputs_multi_objective_pareto(tmp_path, prepared):
 
 
 def test_pruner_warmup_is_at_least_a_fraction_of_the_budget():
-    cfg = cfg_for(pruner_warmup_steps=1, pruner_warmup_frac=0.25)
+    cfg = cfg_for(pruner_warmup_steps=1)
     cfg["epochs"] = 40
     assert tuning.warmup_epochs(cfg) == 10
     cfg["epochs"] = 2
     assert tuning.warmup_epochs(cfg) == 1
+    cfg["tune"]["pruner_warmup_steps"] = 15
+    cfg["epochs"] = 40
+    assert tuning.warmup_epochs(cfg) == 15
 
 
 def test_bad_inputs(tmp_path, prepared):
