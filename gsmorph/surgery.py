@@ -102,11 +102,11 @@ def _project(sim: list[torch.Tensor], reg: list[torch.Tensor], mode: str, gid: t
             return sim, cosine, conflict
         return torch._foreach_mul(sim, keep), cosine, conflict
     coef = torch.where(conflict, dots / rr.clamp_min(torch.finfo(rr.dtype).tiny), torch.zeros_like(dots))
-    scaled = torch._foreach_mul(reg, list(coef.neg()[gid].unbind()))
+    per_tensor = list(coef.neg()[gid].unbind())  # 0-d tensors, broadcast by the fused op
     if inplace:
-        torch._foreach_add_(sim, scaled)
+        torch._foreach_addcmul_(sim, reg, per_tensor)
         return sim, cosine, conflict
-    return torch._foreach_add(sim, scaled), cosine, conflict
+    return torch._foreach_addcmul(sim, reg, per_tensor), cosine, conflict
 
 
 def combine(g_sim: Sequence[torch.Tensor | None], g_reg: Sequence[torch.Tensor | None], mode: str,
