@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
     if workers is not None and workers < 1:
         raise GSMorphError(f"--workers must be at least 1, got {workers}")
     mode = cfg.get("mode", "2d")
+    moving, fixed = cfg.get("moving", "ES"), cfg.get("fixed", "ED")
     if mode not in ("2d", "3d"):
         raise GSMorphError(f"config key 'mode' is '{mode}', expected '2d' or '3d'")
     _refuse_foreign_folder(out)
@@ -80,10 +82,10 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
     if in_split.empty:
         raise GSMorphError(f"{prepared / 'subjects.csv'}: no subject in split '{split}'")
     if mode == "2d":
-        pair_list = loader.pairs_2d(prepared, split, moving=cfg["moving"], fixed=cfg["fixed"],
+        pair_list = loader.pairs_2d(prepared, split, moving=moving, fixed=fixed,
                                     drop_missing=bool(cfg.get("drop_missing", False)))
     else:
-        pair_list = loader.pairs_3d(prepared, split, moving=cfg["moving"], fixed=cfg["fixed"])
+        pair_list = loader.pairs_3d(prepared, split, moving=moving, fixed=fixed)
     if not pair_list:
         raise GSMorphError(f"{prepared}: split '{split}' has no pairs to register")
 
@@ -101,8 +103,8 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
         "seed": int(seed),
         "split": split,
         "mode": mode,
-        "moving": cfg["moving"],
-        "fixed": cfg["fixed"],
+        "moving": moving,
+        "fixed": fixed,
         "prepared": str(prepared.resolve()),
         "params": params,
         "workers": n_workers,
@@ -173,9 +175,13 @@ def _register_all(method, pair_list, params, seed, workers) -> list[tuple]:
     # A fresh interpreter per worker (spawn), so the single-thread setting is in place
     # before ITK is loaded, whatever the parent process has imported.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=_n_workers(workers, len(pair_list)), mp_context=context,
-                             initializer=_single_threaded) as pool:
-        return list(pool.map(task, *columns))
+    try:
+        with ProcessPoolExecutor(max_workers=_n_workers(workers, len(pair_list)), mp_context=context,
+                                 initializer=_single_threaded) as pool:
+            return list(pool.map(task, *columns))
+    except BrokenProcessPool as err:
+        raise GSMorphError(f"a {method} worker process died before finishing ({err}); out of memory, "
+                           "or a crash inside ITK/ANTs; try fewer --workers") from None
 
 
 def _single_threaded() -> None:
