@@ -160,6 +160,9 @@ def test_config_typo_and_bad_workers_are_clear_errors(prepared_acdc, tmp_path, c
     rc = main(["register", "--method", "demons", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
                "--workers", "0"])
     assert rc == 1 and "--workers must be at least 1" in capsys.readouterr().err
+    rc = main(["register", "--method", "syn", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
+               "--seed", "-1"])
+    assert rc == 1 and "--seed must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -71,6 +71,8 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
         raise GSMorphError(f"{prepared / 'subjects.csv'}: file not found (is {prepared} a prepared folder?)")
     if workers is not None and workers < 1:
         raise GSMorphError(f"--workers must be at least 1, got {workers}")
+    if int(seed) < 0:
+        raise GSMorphError(f"--seed must be >= 0, got {seed}")
     mode = cfg.get("mode", "2d")
     moving, fixed = cfg.get("moving", "ES"), cfg.get("fixed", "ED")
     if mode not in ("2d", "3d"):
