@@ -281,7 +281,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
-        self._resume()
+        if not self._resume():  # a fresh start: no stale best weights from an earlier attempt
+            (self.out / "best.pt").unlink(missing_ok=True)
         write_json(self.out / "run.json", self.run_info())
         epochs, val_every = int(self.cfg["epochs"]), int(self.cfg["val_every"])
         self.model.train()
@@ -309,8 +310,12 @@ class Trainer:
             self._write_logs()
             if validate or epoch == epochs:
                 self._save_checkpoint()
-            bar.set_postfix(loss_sim=f"{losses['loss_sim']:.4g}",
-                            val_dice="-" if val_dice is None else f"{val_dice:.4f}")
+            shown = {k: f"{v:.4g}" for k, v in losses.items()}
+            shown["val_dice"] = "-" if val_dice is None else f"{val_dice:.4f}"
+            bar.set_postfix(shown)
+            if bar.disable and validate:  # logs (not a terminal): one line per validation
+                print(f"epoch {epoch}/{epochs} " + " ".join(f"{k}={v}" for k, v in shown.items()),
+                      file=sys.stderr, flush=True)
             if validate and report is not None:
                 report(epoch, val_dice)
         bar.close()
@@ -428,10 +433,11 @@ class Trainer:
         }, "last.pt")
         self.checkpoint_epoch = self.epoch
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
+        """Restore the training state from out/last.pt; False when there is none."""
         path = self.out / "last.pt"
         if not path.is_file():
-            return
+            return False
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as err:
@@ -450,6 +456,7 @@ class Trainer:
         self.wall_s = float(state["wall_s"])
         set_rng_state(state["rng"])
         self.shuffle_gen.set_state(state["shuffle_rng"])
+        return True
 
     def _finish(self) -> dict:
         best = self.out / "best.pt"
