@@ -11,7 +11,7 @@ A pairs folder `pairs/<dataset>/<backbone>/<method>/seed<k>/` holds:
     runtime_s    (K,) f64           wall seconds to register that pair (forward pass or
                                     classical optimisation, warping included)
     spacing      (ndim,) f64        mm per array axis of *S
-- `pairs.json`: what made them: dataset, backbone ("" for non-learned methods), method,
+- `pairs.json`: what made them: dataset, backbone ("none" for non-learned methods), method,
   seed, split, moving/fixed frames, prepared folder, method parameters (e.g. chosen
   lambda), provenance.
 - `index.csv`: subject, file, n_pairs. Written last: its presence means the folder is complete.
