@@ -43,8 +43,9 @@ SURGERY_MODES = {"gsmorph": "layerwise", "gs-pcgrad": "network", "gs-agr": "agr"
 STRUCTURES = {"LV": 1, "Myo": 2, "RV": 3}
 LOG_COLUMNS = ["epoch", "loss_sim", "loss_reg", "val_dice", "epoch_s", "wall_s", "lr"]
 CONFLICT_COLUMNS = ["epoch", "group", "n_steps", "conflict_frac", "cosine_mean"]
-# config keys that may change between a run and its resumption
-RESUMABLE_CHANGES = ("epochs", "num_threads", "device")
+# config keys that may change between a run and its resumption (budget, machine, and
+# sections of other methods)
+RESUMABLE_CHANGES = ("epochs", "num_threads", "device", "lambdas", "tune", "demons", "syn")
 
 Report = Callable[[int, float], None]
 
@@ -413,6 +414,9 @@ class Trainer:
 
     def _fingerprint(self) -> str:
         cfg = {k: v for k, v in self.cfg.items() if k not in RESUMABLE_CHANGES}
+        cfg["backbones"] = self.cfg["backbones"][self.backbone]
+        if self.method != "hypermorph":
+            cfg.pop("hypermorph", None)
         return json.dumps({"method": self.method, "backbone": self.backbone, "seed": self.seed,
                            "lam": self.lam, "cfg": cfg}, sort_keys=True, default=str)
 

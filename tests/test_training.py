@@ -183,6 +183,12 @@ def test_resume_refuses_a_different_run(prepared_acdc, tmp_path):
     train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=1), lam=0.01)
     with pytest.raises(GSMorphError, match="different"):
         train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=2), lam=0.1)
+    with pytest.raises(GSMorphError, match="different"):
+        train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=2, lr=1e-3),
+                  lam=0.01)
+    # other methods' sections and the budget may change: the run continues
+    other = small_cfg(epochs=2, tune={"trials": 3}, demons={"iterations": 5})
+    assert train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", other, lam=0.01)["epochs_done"] == 2
 
 
 # --------------------------------------------------------------- failures
