@@ -167,7 +167,7 @@ def render_ed(p: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, 
     img[(labels == LV) | (labels == RV)] = INTENSITY["blood"]
 
     texture = ndimage.gaussian_filter(rng.standard_normal(img.shape, dtype=np.float32), (2.0, 2.0, 0))
-    img = img * (1 + 0.35 * texture / max(float(texture.std()), 1e-6) * 0.15) * (img > 0)
+    img = img * (1 + 0.05 * texture / max(float(texture.std()), 1e-6)) * (img > 0)  # 5 % tissue texture
     img = ndimage.gaussian_filter(img, (0.6, 0.6, 0))  # partial volume
     return np.clip(img, 0, None).astype(np.float32), labels
 
