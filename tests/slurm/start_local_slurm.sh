@@ -23,7 +23,14 @@ for conf in slurm.conf gres.conf; do
         target=$(readlink "$link" || true)
         case "$target" in
             "$STATE"/*) ;;
-            *) echo "$link exists and is not a link into $STATE: refusing to replace it" >&2; exit 2 ;;
+            *)
+                # a link left by a cluster whose state folder is gone is stale: replace it
+                if [ -L "$link" ] && [ ! -e "$target" ]; then
+                    rm -f "$link"
+                else
+                    echo "$link exists and is not a link into $STATE: refusing to replace it" >&2
+                    exit 2
+                fi ;;
         esac
     fi
 done
