@@ -1,7 +1,8 @@
 # Shared definitions of the workflow: method families, paths, and what each job is given.
+import ast
 import hashlib
-import shlex
 import json
+import shlex
 from pathlib import Path
 
 from gsmorph.cli import VERBS
@@ -23,6 +24,7 @@ CLASSICAL_SEED = SEEDS[0]  # classical methods and Initial are run once, with th
 LEARNED_METHODS = [m for m in METHODS if m not in CLASSICAL]
 CLASSICAL_METHODS = [m for m in METHODS if m in CLASSICAL]
 METHOD_CFG = config.get("method") or {}
+RES = config["resources"]
 # Methods that exist for some backbones only: HyperMorph's hypernetwork is built on the
 # VoxelMorph U-Net (baselines/hypermorph.py refuses other backbones).
 ONLY_ON = {"hypermorph": ["voxelmorph"]}
@@ -31,7 +33,6 @@ ONLY_ON = {"hypermorph": ["voxelmorph"]}
 def learned_pairs():
     """(backbone, method) of every learned method of the config, on the backbones it has."""
     return [(b, m) for b in BACKBONES for m in LEARNED_METHODS if b in ONLY_ON.get(m, [b])]
-RES = config["resources"]
 
 
 def regex(names):
@@ -119,9 +120,6 @@ def as_json(obj):
 # module that verb imports (transitively, lazy imports included). Snakemake's params
 # trigger then reruns a job when that code changes, and only then: unlike listing the
 # sources as inputs, a checkout that only touches file times reruns nothing.
-
-import ast
-
 
 def _module_file(name):
     base = REPO.joinpath(*name.split("."))
