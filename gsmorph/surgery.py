@@ -91,8 +91,10 @@ def _project(sim: list[torch.Tensor], reg: list[torch.Tensor], mode: str, gid: t
     ss = torch.zeros_like(dots).index_add_(0, gid, ss)
     rr = torch.zeros_like(dots).index_add_(0, gid, rr)
     has_reg = rr > eps * ss
-    denom = (ss * rr).sqrt()
-    cosine = torch.where(has_reg, dots / denom.clamp_min(torch.finfo(dots.dtype).tiny), torch.zeros_like(dots))
+    # |s| |r| as a product of roots: ss * rr underflows in float32 for gradients ~1e-13
+    denom = ss.sqrt() * rr.sqrt()
+    cosine = torch.where(has_reg, (dots / denom.clamp_min(torch.finfo(dots.dtype).tiny)).clamp(-1, 1),
+                         torch.zeros_like(dots))
     conflict = (dots < 0) & has_reg
     if mode == "agr":
         keep = [((torch.sign(s) == torch.sign(r)) | ~h).to(s.dtype)

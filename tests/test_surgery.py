@@ -239,6 +239,14 @@ def test_stats_and_tracker():
     assert tracker.rows(epoch=4) == []  # reset after reading
 
 
+def test_cosine_of_tiny_float32_gradients():
+    # |s|^2 |r|^2 = 1e-51 underflows in float32; the cosine must still be 1 / sqrt(10)
+    w = torch.nn.Parameter(torch.zeros(2))
+    s, r = torch.tensor([1e-13, 2e-13]), torch.tensor([-1e-13, 1e-13])
+    stats = GradientSurgery([w]).backward(torch.dot(s, w), torch.dot(r, w))
+    assert stats.cosine.item() == pytest.approx(10 ** -0.5, rel=1e-5)
+
+
 def test_grad_accumulates_and_unused_parameters_stay_none():
     used = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
     unused = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
