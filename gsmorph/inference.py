@@ -63,7 +63,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predicto
     if info["method"] == "hypermorph":
         from baselines.hypermorph import load_predictor
 
-        return load_predictor(run_dir, info), info
+        return load_predictor(run_dir, info, device=device), info
 
     from gsmorph.networks import build, integrate
 
