@@ -272,7 +272,7 @@ def report_entry(path, kind):
     if kind == "tables" and path.endswith(".csv"):
         return report(path, caption=made_caption, category="Table 1", labels={"table": stem})
     if kind == "stats":
-        return report(path, caption=f"{REPO}/workflow/report/stats_{stem}.rst", category="Statistics",
+        return report(path, caption=f"{REPO}/workflow/report/stats_{stem}.rst", category="Statistics and tests",
                       labels={"file": stem})
     return path
 
