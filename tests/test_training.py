@@ -141,9 +141,6 @@ def test_conflicts_csv_has_every_layer_every_epoch(forty_steps):
     assert conflicts["conflict_frac"].mean() > 0  # similarity and smoothness do conflict
 
 
-@pytest.mark.xfail(reason="gsmorph.surgery computes the cosine as dot / sqrt(|a|^2 |b|^2), which "
-                          "underflows for a conv bias followed by BatchNorm (both gradients ~1e-13)",
-                   strict=False)
 def test_conflict_cosines_are_bounded(forty_steps):
     conflicts = pd.read_csv(forty_steps[3] / "conflicts.csv")
     assert conflicts["cosine_mean"].abs().max() <= 1 + 1e-5
