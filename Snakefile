@@ -30,6 +30,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     provenance,
+    tune_study,
 
 
 rule all:

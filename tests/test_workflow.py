@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import struct
@@ -80,7 +81,8 @@ def shell_commands(output: str, verb: str = "") -> list[str]:
     """The shell commands printed by `snakemake -n -p` that call `gsmorph <verb>`."""
     prefix = "Shell command: "
     lines = [line.split(prefix, 1)[1].strip() for line in output.splitlines() if prefix in line]
-    return [line for line in lines if line.startswith(f"gsmorph {verb}".strip())]
+    parts = [part.strip() for line in lines for part in line.split(" && ")]
+    return [part for part in parts if part.startswith(f"gsmorph {verb}".strip())]
 
 
 def write_config(path: Path, data: dict) -> Path:
@@ -255,8 +257,31 @@ def test_configs_validate_and_paper_restores_every_shrunk_key():
 def test_lint_leaves_only_the_explained_note(tmp_path):
     proc = snakemake("--lint", cwd=tmp_path, check=False)
     notes = set(re.findall(r"^\s+\* (.+?):?$", proc.stdout + proc.stderr, flags=re.M))
-    # the software is the installed package (scripts/setup.sh), not a per-rule conda env
-    assert notes <= {"Specify a conda environment or container for each rule."}, notes
+    # both explained in README.md ("Lint"): the software is the installed package
+    # (scripts/setup.sh), not a per-rule conda env; the train rule's helper script is named
+    # by a variable, not a param, so that a moved checkout does not rerun every training
+    assert notes <= {"Specify a conda environment or container for each rule.",
+                     "Shell command directly uses variable RUN_FOLDER from outside of the rule"}, notes
+
+
+def test_run_folder_is_kept_for_a_resume_and_emptied_for_a_new_run(tmp_path):
+    script = REPO / "workflow" / "scripts" / "run_folder.sh"
+    run, data = tmp_path / "run", tmp_path / "subjects.csv"
+    data.write_text("subject\n")
+
+    def prepare(key):
+        subprocess.run(["bash", str(script), str(run), key, str(data)], check=True, capture_output=True)
+
+    prepare("k1")
+    (run / "last.pt").write_text("checkpoint")
+    prepare("k1")  # the same job again (killed half way): the checkpoint stays for the resume
+    assert (run / "last.pt").read_text() == "checkpoint"
+    prepare("k2")  # another config or code: start afresh
+    assert not (run / "last.pt").exists()
+    (run / "last.pt").write_text("checkpoint")
+    os.utime(data, (1_000_000, 1_000_000))  # the input was made again
+    prepare("k2")
+    assert not (run / "last.pt").exists()
 
 
 # ----------------------------------------------------------------------------- the tiny run

@@ -205,8 +205,24 @@ def train_method_args(w):
     return f"--method {w.method}"
 
 
+RUN_FOLDER = f"{REPO}/workflow/scripts/run_folder.sh"
+
+
+def run_key(w, verb):
+    """What identifies a training run besides its inputs: method arguments, config, code."""
+    cfg = train_cfg(w.backbone, w.method) if verb == "train" else tune_cfg(w)
+    key = as_json([verb, w.method if verb == "train" else TUNED, train_method_args(w) if verb == "train" else "",
+                   cfg, code_version(verb)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def tune_cfg(w):
     return as_json(train_cfg(w.backbone, TUNED))
+
+
+def journal(w):
+    """The Optuna journal file of a tuned run (a folder shared with the workers on a cluster)."""
+    return f"{config['tuning']['storage_dir']}/{w.dataset}-{w.backbone}-{TUNED}-seed{w.seed}.log"
 
 
 def tune_trials():

@@ -18,6 +18,8 @@ rule train:
         method=train_method_args,
         cfg=lambda w: as_json(train_cfg(w.backbone, w.method)),
         code=code_version("train"),
+        # run_folder.sh: a changed config, code or input trains afresh; a killed job resumes
+        key=lambda w: run_key(w, "train"),
     threads: RES["train"]["threads"]
     resources:
         gpu=RES["train"]["gpu"],
@@ -28,6 +30,7 @@ rule train:
     benchmark:
         "logs/benchmarks/train/{dataset}/{backbone}/{method}/seed{seed}.tsv"
     shell:
+        "bash {RUN_FOLDER} {params.out} {params.key} {input} > {log} 2>&1 && "
         "gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
         " {params.method} --seed {wildcards.seed} --out {params.out}"
-        " --set {params.cfg:q} > {log} 2>&1"
+        " --set {params.cfg:q} >> {log} 2>&1"

@@ -2,37 +2,43 @@
 # runs/<dataset>/<backbone>/weighted-tuned/seed<k>/ with trials.csv, study.json, trials/ and
 # best/ (a complete run folder that infer reads).
 #
-# The study lives in a journal file outside that folder (tuning.storage_dir; on a cluster a
-# shared folder). With tuning.workers = k > 1, k `tune_worker` jobs (k GPU jobs at once on
-# a cluster) run `gsmorph tune` on that one study and the same output folder: the verb
-# makes them finish exactly --trials trials together. A last `tune` job, with the same
-# arguments, finds the study complete and writes trials.csv, study.json and best/.
+# The study lives in a journal file outside that folder (tuning.storage_dir; on a cluster
+# a shared folder). With tuning.workers = k > 1, k `tune_worker` jobs (k GPU jobs at once
+# on a cluster) run `gsmorph tune` on that one study and the same output folder: the verb
+# makes them finish exactly --trials trials together. The `tune` job, with the same
+# arguments, then finds the study complete and writes trials.csv, study.json and best/.
 #
-# `tune_study` makes the journal: it reruns (and so the study starts from scratch) when
-# the prepared data, the tuning config or the tuning code change. A tune job killed half
-# way resumes the same study on the next run (its unfinished trial is trained again).
+# `tune_study` names a new study (and empties the tune folder) whenever the prepared data,
+# the tuning config or the tuning code change; the other jobs read that name. A job killed
+# half way therefore resumes its study on the next run (the verb trains the interrupted
+# trial again), while a change starts afresh. The journal is deliberately neither an
+# input nor an output: the workers append to it while they run.
 
 
 rule tune_study:
-    """A fresh, empty Optuna journal for the study of {backbone} on {dataset}, seed {seed}."""
+    """A new Optuna study for the tuned baseline of {backbone} on {dataset}, seed {seed}."""
     input:
         "prepared/{dataset}/subjects.csv",
     output:
-        f"{config['tuning']['storage_dir']}/{{dataset}}-{{backbone}}-weighted-tuned-seed{{seed}}.log",
+        "runs/{dataset}/{backbone}/weighted-tuned/seed{seed}/study_name.txt",
     wildcard_constraints:
         backbone=regex(BACKBONES),
     params:
+        folder=lambda w, output: parent(output[0]),
+        name="{dataset}-{backbone}-weighted-tuned-seed{seed}",
         cfg=tune_cfg,
         code=code_version("tune"),
     log:
         "logs/tune/{dataset}/{backbone}/seed{seed}.study.log",
     shell:
-        ": > {output} && echo 'new study journal {output}' > {log}"
+        "find {params.folder} -mindepth 1 -delete && "
+        "echo {params.name}-$(date -u +%Y%m%dT%H%M%S)-$$ > {output} && "
+        "echo new study $(cat {output}) > {log}"
 
 
 TUNE_SHELL = (
     "gsmorph tune --prepared {params.prepared} --backbone {wildcards.backbone}"
-    " --trials {params.trials} --storage {input.journal} --study {params.study}"
+    " --trials {params.trials} --storage {params.journal} --study $(cat {input.study})"
     " --seed {wildcards.seed} --out {params.out} --set {params.cfg:q} > {log} 2>&1"
 )
 
@@ -42,8 +48,7 @@ if config["tuning"]["workers"] > 1:
         """Worker {worker} of the shared study of {backbone} on {dataset}, seed {seed}."""
         input:
             prepared="prepared/{dataset}/subjects.csv",
-            # ancient: workers append to the journal; that must not make it look newer
-            journal=ancient(rules.tune_study.output[0]),
+            study=rules.tune_study.output[0],
         output:
             touch("runs/{dataset}/{backbone}/weighted-tuned/seed{seed}/workers/worker{worker}.done"),
         wildcard_constraints:
@@ -52,7 +57,7 @@ if config["tuning"]["workers"] > 1:
         params:
             prepared=lambda w, input: parent(input.prepared),
             out=lambda w, output: parent(parent(output[0])),
-            study="{dataset}-{backbone}-weighted-tuned-seed{seed}",
+            journal=journal,
             trials=tune_trials(),
             cfg=tune_cfg,
             code=code_version("tune"),
@@ -73,7 +78,7 @@ rule tune:
     """Tune lambda of the weighted baseline on {backbone}, {dataset}, seed {seed}."""
     input:
         prepared="prepared/{dataset}/subjects.csv",
-        journal=ancient(rules.tune_study.output[0]),
+        study=rules.tune_study.output[0],
         workers=tune_workers,
     output:
         "runs/{dataset}/{backbone}/weighted-tuned/seed{seed}/study.json",
@@ -82,7 +87,7 @@ rule tune:
     params:
         prepared=lambda w, input: parent(input.prepared),
         out=lambda w, output: parent(output[0]),
-        study="{dataset}-{backbone}-weighted-tuned-seed{seed}",
+        journal=journal,
         trials=tune_trials(),
         cfg=tune_cfg,
         code=code_version("tune"),
