@@ -208,11 +208,9 @@ def train_method_args(w):
 RUN_FOLDER = f"{REPO}/workflow/scripts/run_folder.sh"
 
 
-def run_key(w, verb):
-    """What identifies a training run besides its inputs: method arguments, config, code."""
-    cfg = train_cfg(w.backbone, w.method) if verb == "train" else tune_cfg(w)
-    key = as_json([verb, w.method if verb == "train" else TUNED, train_method_args(w) if verb == "train" else "",
-                   cfg, code_version(verb)])
+def run_key(w):
+    """What identifies a training run besides its input data: arguments, config, code."""
+    key = as_json([train_method_args(w), train_cfg(w.backbone, w.method), code_version("train")])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

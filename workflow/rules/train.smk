@@ -19,7 +19,7 @@ rule train:
         cfg=lambda w: as_json(train_cfg(w.backbone, w.method)),
         code=code_version("train"),
         # run_folder.sh: a changed config, code or input trains afresh; a killed job resumes
-        key=lambda w: run_key(w, "train"),
+        key=run_key,
     threads: RES["train"]["threads"]
     resources:
         gpu=RES["train"]["gpu"],
