@@ -48,7 +48,7 @@ TINY = {
         "syn": {"reg_iterations": [4, 0, 0], "aff_iterations": [10, 0, 0, 0]},
     },
 }
-DISPLAY = {  # Table 1 row names (common brief); {B} is the backbone's display name
+DISPLAY = {  # Table 1 row names; {B} is the backbone's display name
     "initial": "Initial", "demons": "Demons", "syn": "SyN", "weighted-s": "{B}-s", "weighted-m": "{B}-m",
     "weighted-l": "{B}-l", "weighted-tuned": "Tuned", "hypermorph": "HyperMorph", "gs-agr": "GS-Agr",
     "gs-pcgrad": "GS-PCGrad", "gsmorph": "GSMorph",
