@@ -7,9 +7,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 
 from gsmorph.data import acdc, mnm
 from gsmorph.data.prepare import prepare
+from gsmorph.errors import GSMorphError
 
 REAL_INFO = "ED: 1\nES: 12\nGroup: DCM\nHeight: 184.0\nNbFrame: 30\nWeight: 95.0\n"
 
@@ -104,3 +106,25 @@ def test_mnm_frame_without_labels_is_an_error(raw_mnm, tmp_path):
     folder = next(p.parent for p in root.rglob(f"{code}_sa.nii.gz"))
     with pytest.raises(SubjectError, match="no labelled voxels in the ES frame"):
         mnm.read_subject(folder, mnm.read_info(csv), csv)
+
+
+def test_folders_limit_the_layout_read(raw_acdc, raw_mnm, tmp_path):
+    base = tmp_path / "database"
+    shutil.copytree(raw_acdc / "training" / "patient001", base / "training" / "patient001")
+    _rename_patient(raw_acdc / "training" / "patient002", base / "testing" / "patient101")
+    both = prepare("acdc", base, tmp_path / "both", size=32, split_file=None)
+    only = prepare("acdc", base, tmp_path / "only", size=32, folders=["training"])
+    assert both["n_prepared"] == 2 and only["n_prepared"] == 1
+    table = pd.read_csv(tmp_path / "only" / "subjects.csv", dtype={"subject": str})
+    assert table["subject"].tolist() == ["patient001"]
+
+    every = mnm.subject_dirs(raw_mnm)
+    training = mnm.subject_dirs(raw_mnm, ("Training",))
+    testing = mnm.subject_dirs(raw_mnm, ("Testing",))
+    assert training and testing and len(training) + len(testing) < len(every)  # Validation left out
+    assert all(p.relative_to(raw_mnm).parts[0] == "Training" for p in training)
+    assert set(training) | set(testing) <= set(every)
+
+    with pytest.raises(GSMorphError, match=r"--folders: \['Training'\] are not folders of the acdc layout"):
+        prepare("acdc", base, tmp_path / "bad", size=32, folders=["Training"])
+    assert not (tmp_path / "bad").exists()

@@ -16,13 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-ratios", type=float, nargs=3, default=(0.7, 0.1, 0.2),
                         metavar=("TRAIN", "VAL", "TEST"))
     parser.add_argument("--split-file", type=Path, default=None, help="CSV with columns subject, split")
+    parser.add_argument("--folders", nargs="+", default=None, metavar="NAME",
+                        help="read only these top-level folders of the raw layout (ACDC: training, testing;"
+                             " M&Ms-1: Training, Validation, Testing); default: all")
 
 
 def run(args: argparse.Namespace) -> int:
     from gsmorph.data.prepare import prepare
 
     summary = prepare(args.dataset, args.raw, args.out, size=args.size, on_error=args.on_error, seed=args.seed,
-                      ratios=tuple(args.split_ratios), split_file=args.split_file)
+                      ratios=tuple(args.split_ratios), split_file=args.split_file, folders=args.folders)
     print(f"prepared {summary['n_prepared']} subjects into {args.out} "
           f"(splits {summary['split_counts']}; {summary['n_excluded']} excluded, "
           f"{len(summary['unlabelled'])} unlabelled)")

@@ -38,15 +38,15 @@ def find_root(root: str | Path) -> Path:
     raise GSMorphError(f"{root}: not an ACDC folder (no training/ or testing/ in it or in {root / 'database'})")
 
 
-def subject_dirs(root: str | Path) -> list[Path]:
-    """Every patientNNN folder, training first, each sorted by name."""
+def subject_dirs(root: str | Path, folders: tuple[str, ...] = SPLIT_FOLDERS) -> list[Path]:
+    """Every patientNNN folder of `folders` (default training then testing), each sorted by name."""
     base = find_root(root)
     out: list[Path] = []
-    for folder in SPLIT_FOLDERS:
+    for folder in folders:
         if (base / folder).is_dir():
             out += sorted(p for p in (base / folder).iterdir() if p.is_dir() and SUBJECT_RE.match(p.name))
     if not out:
-        raise GSMorphError(f"{base}: no patientNNN folders in {' or '.join(SPLIT_FOLDERS)}")
+        raise GSMorphError(f"{base}: no patientNNN folders in {' or '.join(folders)}")
     return out
 
 
@@ -141,9 +141,9 @@ def read_true_disp(path: Path, subject: str, shape: tuple[int, ...]) -> np.ndarr
     return disp
 
 
-def iter_subjects(root: str | Path) -> Iterator[tuple[str, Path, bool]]:
-    """(subject, folder, labelled) for every patient folder."""
-    for folder in subject_dirs(root):
+def iter_subjects(root: str | Path, folders: tuple[str, ...] = SPLIT_FOLDERS) -> Iterator[tuple[str, Path, bool]]:
+    """(subject, folder, labelled) for every patient folder of `folders`."""
+    for folder in subject_dirs(root, folders):
         yield folder.name, folder, is_labelled(folder)
 
 

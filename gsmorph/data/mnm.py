@@ -62,14 +62,14 @@ def read_info(path: Path):
     return table.drop_duplicates(CODE_COLUMN).set_index(CODE_COLUMN)
 
 
-def subject_dirs(root: Path) -> list[Path]:
-    """Every folder holding a `<code>_sa.nii.gz`, in layout order then by code."""
+def subject_dirs(root: Path, folders: tuple[str, ...] = LAYOUT_FOLDERS) -> list[Path]:
+    """Every folder of `folders` holding a `<code>_sa.nii.gz`, in layout order then by code."""
     out = []
-    for folder in LAYOUT_FOLDERS:
+    for folder in folders:
         if (root / folder).is_dir():
             out += sorted({p.parent for p in (root / folder).rglob("*_sa.nii*")}, key=lambda p: (str(p.parent), p.name))
     if not out:
-        raise GSMorphError(f"{root}: no <code>/<code>_sa.nii.gz files under {', '.join(LAYOUT_FOLDERS)}")
+        raise GSMorphError(f"{root}: no <code>/<code>_sa.nii.gz files under {', '.join(folders)}")
     return out
 
 
@@ -151,9 +151,9 @@ def _isnan(value) -> bool:
         return False
 
 
-def iter_subjects(root: str | Path) -> Iterator[tuple[str, Path, bool]]:
-    """(code, folder, labelled) for every subject folder."""
-    for folder in subject_dirs(find_root(root)):
+def iter_subjects(root: str | Path, folders: tuple[str, ...] = LAYOUT_FOLDERS) -> Iterator[tuple[str, Path, bool]]:
+    """(code, folder, labelled) for every subject folder of `folders`."""
+    for folder in subject_dirs(find_root(root), folders):
         yield folder.name, folder, is_labelled(folder)
 
 

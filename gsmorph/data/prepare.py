@@ -84,19 +84,32 @@ def prepare_subject(raw: RawSubject, size: int) -> dict[str, Any]:
     return {"arrays": arrays, "affine": shifted_affine(raw.affine, x0, y0), "row": row}
 
 
-def list_subjects(dataset: str, raw_dir: str | Path):
+def layout_folders(dataset: str, folders=None) -> tuple[str, ...]:
+    """The top-level folders of the raw layout to read: all by default (ACDC: training,
+    testing; M&Ms-1: Training, Validation, Testing), or the named subset."""
+    known = {"acdc": acdc.SPLIT_FOLDERS, "mnm": mnm.LAYOUT_FOLDERS}.get(dataset)
+    if known is None:
+        raise GSMorphError(f"unknown dataset '{dataset}'; use one of {list(DATASETS)}")
+    if not folders:
+        return tuple(known)
+    unknown = [f for f in folders if f not in known]
+    if unknown:
+        raise GSMorphError(f"--folders: {unknown} are not folders of the {dataset} layout; use some of {list(known)}")
+    return tuple(folders)
+
+
+def list_subjects(dataset: str, raw_dir: str | Path, folders=None):
     """(subject, read function) for every labelled subject, and the unlabelled subject ids."""
+    folders = layout_folders(dataset, folders)
     if dataset == "acdc":
-        items = list(acdc.iter_subjects(raw_dir))
+        items = list(acdc.iter_subjects(raw_dir, folders))
         readers = [(s, (lambda f=f: acdc.read_subject(f))) for s, f, lab in items if lab]
-    elif dataset == "mnm":
+    else:  # mnm (layout_folders rejected any other name)
         root = mnm.find_root(raw_dir)
         csv_path = mnm.find_info_csv(root)
         info = mnm.read_info(csv_path)
-        items = list(mnm.iter_subjects(root))
+        items = list(mnm.iter_subjects(root, folders))
         readers = [(s, (lambda f=f: mnm.read_subject(f, info, csv_path))) for s, f, lab in items if lab]
-    else:
-        raise GSMorphError(f"unknown dataset '{dataset}'; use one of {list(DATASETS)}")
     names = [s for s, _, _ in items]
     dupes = sorted({s for s in names if names.count(s) > 1})
     if dupes:
@@ -106,8 +119,11 @@ def list_subjects(dataset: str, raw_dir: str | Path):
 
 def prepare(dataset: str, raw_dir: str | Path, out: str | Path, size: int = 128, on_error: str = "fail",
             seed: int = 0, ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
-            split_file: str | Path | None = None, progress=None) -> dict[str, Any]:
+            split_file: str | Path | None = None, progress=None, folders=None) -> dict[str, Any]:
     """Prepare every labelled subject of a raw folder into `out` (replaced whole, atomically).
+
+    folders: the layout's top-level folders to read (None: all; e.g. ["training"] for the
+    100 ACDC subjects the paper used).
 
     on_error "fail": the first bad subject raises GSMorphError naming subject and file, and
     nothing is written; "skip": bad subjects are left out and listed in excluded.csv.
@@ -125,7 +141,7 @@ def prepare(dataset: str, raw_dir: str | Path, out: str | Path, size: int = 128,
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise GSMorphError(f"{raw_dir}: raw folder not found")
-    readers, unlabelled = list_subjects(dataset, raw_dir)
+    readers, unlabelled = list_subjects(dataset, raw_dir, folders)
     rows, excluded = [], []
     with atomic_dir(out) as tmp:
         for subject, read in readers:

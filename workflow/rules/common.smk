@@ -198,6 +198,12 @@ def split_args(w):
     return f"--split-ratios {' '.join(str(r) for r in p['split_ratios'])}"
 
 
+def folder_args(w):
+    """`--folders ...` when config prepare.folders names a subset of the raw layout."""
+    folders = (config["prepare"].get("folders") or {}).get(w.dataset)
+    return f"--folders {' '.join(folders)}" if folders else ""
+
+
 def train_method_args(w):
     """CLI method (and lambda) of a workflow method name."""
     if w.method in FIXED_LAMBDA:

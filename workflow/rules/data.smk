@@ -34,6 +34,7 @@ rule prepare:
         seed=config["prepare"]["seed"],
         on_error=config["prepare"]["on_error"],
         split=split_args,
+        folders=folder_args,
         code=code_version("prepare"),
     log:
         "logs/prepare/{dataset}.log",
@@ -42,4 +43,4 @@ rule prepare:
     shell:
         "gsmorph prepare --dataset {wildcards.dataset} --raw {params.raw:q} --out {params.out}"
         " --size {params.size} --seed {params.seed} --on-error {params.on_error}"
-        " {params.split} > {log} 2>&1"
+        " {params.split} {params.folders} > {log} 2>&1"
