@@ -32,13 +32,18 @@ def run_folders(root: str | os.PathLike) -> list[tuple[dict, Path]]:
     return found
 
 
+def _run_files(root, name: str, methods: tuple[str, ...] | None):
+    """(keys, `<run>/<name>`) for every run folder holding that file (optionally only some methods)."""
+    for keys, folder in run_folders(root):
+        path = folder / name
+        if (not methods or keys["method"] in methods) and path.is_file():
+            yield keys, path
+
+
 def read_csvs(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Concatenate `<run>/<name>` of every run folder (optionally only some methods)."""
     frames = []
-    for keys, folder in run_folders(root):
-        path = folder / name
-        if (methods and keys["method"] not in methods) or not path.is_file():
-            continue
+    for keys, path in _run_files(root, name, methods):
         try:
             frame = pd.read_csv(path)
         except (OSError, ValueError) as err:
@@ -53,10 +58,7 @@ def read_csvs(root, name: str, problems: list[str], methods: tuple[str, ...] | N
 def read_jsons(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per `<run>/<name>` JSON object (top-level scalar keys only)."""
     rows = []
-    for keys, folder in run_folders(root):
-        path = folder / name
-        if (methods and keys["method"] not in methods) or not path.is_file():
-            continue
+    for keys, path in _run_files(root, name, methods):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as err:
