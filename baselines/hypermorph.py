@@ -26,9 +26,9 @@ import torch
 from baselines.hypernet import HyperUNet
 from gsmorph.errors import GSMorphError
 from gsmorph.io import write_csv
-from gsmorph.training import Trainer
+from gsmorph.networks.voxelmorph import PRESETS
+from gsmorph.training import Trainer, _count
 
-DEFAULT_FEATURES = (16, 32, 64, 128, 256)
 SWEEP_COLUMNS = ["lam", "val_dice", "val_njd_pct"]
 
 
@@ -38,9 +38,17 @@ def network_kwargs(cfg: dict, backbone: str) -> dict:
         raise GSMorphError(f"method 'hypermorph' supports backbone 'voxelmorph' only, got '{backbone}'")
     hyper = cfg["hypermorph"]
     vm = cfg["backbones"].get("voxelmorph", {})
-    features = hyper.get("features") or vm.get("features") or DEFAULT_FEATURES
+    preset = vm.get("preset", "paper")
+    if preset not in PRESETS:
+        raise GSMorphError(f"config key 'backbones.voxelmorph.preset': unknown '{preset}' (choose from {list(PRESETS)})")
+    features = hyper.get("features") or vm.get("features") or PRESETS[preset].get("features")
+    if not features:
+        raise GSMorphError(f"hypermorph needs level features: set 'hypermorph.features' (the voxelmorph preset "
+                           f"'{preset}' is not a symmetric U-Net)")
+    upsample = vm.get("upsample", "preset")
+    upsample = PRESETS[preset]["upsample"] if upsample == "preset" else upsample
     return {"features": [int(f) for f in features], "hidden": int(hyper["hidden"]), "layers": int(hyper["layers"]),
-            "upsample": vm.get("upsample", "linear") if vm.get("upsample", "preset") != "preset" else "linear"}
+            "upsample": upsample}
 
 
 def sweep_lambdas(n: int) -> np.ndarray:
@@ -62,6 +70,7 @@ class HyperMorphTrainer(Trainer):
     """The gsmorph training loop with HyperMorph's model, loss and lambda selection."""
 
     methods = ("hypermorph",)
+    own_sections = ("hypermorph",)
 
     def __init__(self, prepared, backbone: str, seed: int, out, cfg: dict):
         self.hyper_kwargs = network_kwargs(cfg, backbone)
@@ -75,6 +84,9 @@ class HyperMorphTrainer(Trainer):
         self.hyper_lambda: float | None = None
         self.sweep_rows: list[dict] = []
         super().__init__(prepared, backbone, "hypermorph", seed, out, cfg, lam=None)
+        if _count(self.val_data) == 0:  # checked before training: lambda is chosen on validation
+            raise GSMorphError(f"{self.prepared / 'subjects.csv'}: hypermorph chooses lambda on the validation "
+                               "split, which has no pairs")
 
     def build_model(self) -> torch.nn.Module:
         return HyperUNet(self.spatial_dims, **self.hyper_kwargs)
@@ -127,9 +139,6 @@ class HyperMorphTrainer(Trainer):
     def after_fit(self) -> None:
         import pandas as pd
 
-        if sum(b["moving"].shape[0] for b in self.val_data) == 0:
-            raise GSMorphError(f"{self.prepared / 'subjects.csv'}: hypermorph chooses lambda on the validation "
-                               "split, which has no pairs")
         self.sweep_rows = self.sweep()
         best = self.choose(self.sweep_rows)
         self.hyper_lambda = best["lam"]

@@ -88,13 +88,6 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predicto
     return predict_fn, info
 
 
-def _dataset_name(prepared: Path) -> str:
-    from gsmorph.data.loader import read_subjects
-
-    names = sorted(set(read_subjects(prepared)["dataset"].astype(str)))
-    return names[0] if len(names) == 1 else "+".join(names)
-
-
 def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: str, out: str | os.PathLike,
                 method_name: str | None = None, device: str = "auto") -> Path:
     """Register every pair of `split` with the run and write the pairs folder `out`
@@ -109,10 +102,7 @@ def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: 
     run_dir, prepared, out = Path(run_dir), Path(prepared), Path(out)
     predict_fn, info = load_run(run_dir, device)
     dev = getattr(predict_fn, "device", None) or resolve_device(device)
-    if info["mode"] == "2d":
-        pairs = loader.pairs_2d(prepared, split, moving=info["moving"], fixed=info["fixed"], drop_missing=False)
-    else:
-        pairs = loader.pairs_3d(prepared, split, moving=info["moving"], fixed=info["fixed"])
+    pairs = loader.pairs(prepared, split, mode=info["mode"], moving=info["moving"], fixed=info["fixed"])
     if not pairs:
         raise GSMorphError(f"{prepared / 'subjects.csv'}: no pairs in split '{split}'")
 
@@ -154,7 +144,7 @@ def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: 
         params = {k: info[k] for k in ("lam", "hyper_lambda", "surgery_mode", "diffeomorphic",
                                        "similarity", "smoothness") if k in info}
         meta = {
-            "dataset": _dataset_name(prepared),
+            "dataset": loader.dataset_name(prepared),
             "backbone": info["backbone"],
             "method": method_name or info["method"],
             "seed": int(info["seed"]),

@@ -14,10 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from gsmorph.data.labels import STRUCTURES  # canonical label ids after `gsmorph prepare`
 from gsmorph.errors import GSMorphError
-
-# canonical label ids after `gsmorph prepare`
-STRUCTURES: dict[str, int] = {"LV": 1, "Myo": 2, "RV": 3}
 
 # clip range of the Jacobian determinant before the log in SDlogJ
 LOGJ_CLIP = (1e-9, 1e9)

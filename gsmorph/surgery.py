@@ -125,7 +125,9 @@ def combine(g_sim: Sequence[torch.Tensor | None], g_reg: Sequence[torch.Tensor |
     return out
 
 
-def _combine(g_sim, g_regs, mode, lam, groups, eps, inplace):
+def _combine(g_sim, g_regs, mode, lam, groups, eps, inplace, group_ids=None):
+    """combine() for several auxiliary gradients; `group_ids` (gid, n_groups) may be given
+    precomputed on the gradients' device (GradientSurgery caches it)."""
     if mode not in MODES:
         raise ValueError(f"unknown surgery mode '{mode}' (choose from {', '.join(MODES)})")
     n = len(g_sim)
@@ -147,7 +149,7 @@ def _combine(g_sim, g_regs, mode, lam, groups, eps, inplace):
         return result, (None, None)
     ref = [next(t for t in [g_sim[i]] + [g[i] for g in g_regs] if t is not None) for i in present]
     cur = [g_sim[i] if g_sim[i] is not None else torch.zeros_like(r) for i, r in zip(present, ref)]
-    gid, n_groups = _group_ids(n, mode, groups, cur[0].device)
+    gid, n_groups = group_ids if group_ids is not None else _group_ids(n, mode, groups, cur[0].device)
     gid = gid[torch.tensor(present, device=gid.device)] if len(present) < n else gid
     cosines, conflicts = [], []
     for k, g_reg in enumerate(g_regs):
@@ -203,6 +205,7 @@ class GradientSurgery:
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.mode, self.lam, self.eps, self.batched_vjp = mode, lam, eps, batched_vjp
+        self._group_ids: dict[torch.device, tuple[torch.Tensor, int]] = {}
         if mode == "weighted" and lam is None:
             raise ValueError("mode 'weighted' needs lam")
         if mode == "module":
@@ -248,8 +251,11 @@ class GradientSurgery:
             self._accumulate(update)
             return SurgeryStats(names=[], cosine=None, conflict=None)
         grads = self._grads([primary_loss, *aux_losses])
+        device = self.params[0].device
+        if device not in self._group_ids:  # built once per device: no per-step host-to-device copy
+            self._group_ids[device] = _group_ids(len(self.params), self.mode, self.groups, device)
         update, (cosine, conflict) = _combine(grads[0], grads[1:], self.mode, None, self.groups,
-                                              self.eps, inplace=True)
+                                              self.eps, inplace=True, group_ids=self._group_ids[device])
         self._accumulate(update)
         return SurgeryStats(names=list(self.group_names), cosine=cosine, conflict=conflict)
 

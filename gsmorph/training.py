@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from gsmorph.data.labels import STRUCTURES
 from gsmorph.device import get_rng_state, resolve_device, seed_everything, set_rng_state
 from gsmorph.errors import GSMorphError
 from gsmorph.io import atomic_path, write_csv, write_json
@@ -40,12 +41,12 @@ from gsmorph.provenance import write_provenance
 warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
 
 SURGERY_MODES = {"gsmorph": "layerwise", "gs-pcgrad": "network", "gs-agr": "agr"}
-STRUCTURES = {"LV": 1, "Myo": 2, "RV": 3}
 LOG_COLUMNS = ["epoch", "loss_sim", "loss_reg", "val_dice", "epoch_s", "wall_s", "lr"]
 CONFLICT_COLUMNS = ["epoch", "group", "n_steps", "conflict_frac", "cosine_mean"]
-# config keys that may change between a run and its resumption (budget, machine, and
-# sections of other methods)
-RESUMABLE_CHANGES = ("epochs", "num_threads", "device", "lambdas", "tune", "demons", "syn")
+# config keys that may change between a run and its resumption (budget and machine) ...
+RESUMABLE_CHANGES = ("epochs", "num_threads", "device")
+# ... and the config sections of methods; a trainer's own sections (`own_sections`) count
+METHOD_SECTIONS = ("lambdas", "tune", "demons", "syn", "hypermorph")
 
 Report = Callable[[int, float], None]
 
@@ -89,13 +90,8 @@ def load_split(prepared: Path, split: str, cfg: dict, device: torch.device, limi
     moving_label, fixed_label (N, 1, *S) uint8."""
     from gsmorph.data import loader
 
-    if cfg["mode"] == "2d":
-        pairs = loader.pairs_2d(prepared, split, moving=cfg["moving"], fixed=cfg["fixed"],
-                                drop_missing=bool(cfg["drop_missing"]))
-    elif cfg["mode"] == "3d":
-        pairs = loader.pairs_3d(prepared, split, moving=cfg["moving"], fixed=cfg["fixed"])
-    else:
-        raise GSMorphError(f"config key 'mode': unknown '{cfg['mode']}', expected 2d or 3d")
+    pairs = loader.pairs(prepared, split, mode=cfg["mode"], moving=cfg["moving"], fixed=cfg["fixed"],
+                         drop_missing=bool(cfg["drop_missing"]))
     pairs = _select(pairs, limit, seed)
     by_shape: dict[tuple, list] = {}
     for pair in pairs:
@@ -127,6 +123,7 @@ class Trainer:
     """
 
     methods: tuple[str, ...] = ("gsmorph", "gs-pcgrad", "gs-agr", "weighted")
+    own_sections: tuple[str, ...] = ()  # config sections (METHOD_SECTIONS) that belong to these methods
 
     def __init__(self, prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None):
         self.prepared = Path(prepared)
@@ -268,10 +265,9 @@ class Trainer:
 
     # ------------------------------------------------------------------- the loop
     def dataset(self) -> str:
-        from gsmorph.data.loader import read_subjects
+        from gsmorph.data.loader import dataset_name
 
-        names = sorted(set(read_subjects(self.prepared)["dataset"].astype(str)))
-        return names[0] if len(names) == 1 else "+".join(names)
+        return dataset_name(self.prepared)
 
     def fit(self, report: Report | None = None) -> dict:
         """Train (resuming from out/last.pt when present), then finish the run folder.
@@ -413,10 +409,9 @@ class Trainer:
             torch.save(obj, tmp)
 
     def _fingerprint(self) -> str:
-        cfg = {k: v for k, v in self.cfg.items() if k not in RESUMABLE_CHANGES}
+        ignored = set(RESUMABLE_CHANGES) | (set(METHOD_SECTIONS) - set(self.own_sections))
+        cfg = {k: v for k, v in self.cfg.items() if k not in ignored}
         cfg["backbones"] = self.cfg["backbones"][self.backbone]
-        if self.method != "hypermorph":
-            cfg.pop("hypermorph", None)
         return json.dumps({"method": self.method, "backbone": self.backbone, "seed": self.seed,
                            "lam": self.lam, "cfg": cfg}, sort_keys=True, default=str)
 

@@ -79,3 +79,16 @@ def test_missing_prepared_folder(tmp_path):
         read_subjects(tmp_path)
     with pytest.raises(GSMorphError, match="ED.nii.gz"):
         load_subject(tmp_path, "nobody")
+
+
+def test_pairs_by_mode_and_dataset_name(prepared_acdc):
+    from gsmorph.data import loader
+    from gsmorph.errors import GSMorphError
+
+    two = loader.pairs(prepared_acdc, "test", mode="2d")
+    three = loader.pairs(prepared_acdc, "test", mode="3d")
+    assert len(two) == len(loader.pairs_2d(prepared_acdc, "test")) > len(three) > 0
+    assert {p.slice_index for p in three} == {-1}
+    with pytest.raises(GSMorphError, match="config key 'mode': unknown '4d'"):
+        loader.pairs(prepared_acdc, "test", mode="4d")
+    assert loader.dataset_name(prepared_acdc) == "acdc"

@@ -83,11 +83,8 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
     in_split = subjects if split == "all" else subjects[subjects["split"] == split]
     if in_split.empty:
         raise GSMorphError(f"{prepared / 'subjects.csv'}: no subject in split '{split}'")
-    if mode == "2d":
-        pair_list = loader.pairs_2d(prepared, split, moving=moving, fixed=fixed,
-                                    drop_missing=bool(cfg.get("drop_missing", False)))
-    else:
-        pair_list = loader.pairs_3d(prepared, split, moving=moving, fixed=fixed)
+    # every pair of the split, as `gsmorph infer` registers (drop_missing is a training option)
+    pair_list = loader.pairs(prepared, split, mode=mode, moving=moving, fixed=fixed)
     if not pair_list:
         raise GSMorphError(f"{prepared}: split '{split}' has no pairs to register")
 
@@ -99,7 +96,7 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
         by_subject.setdefault(str(pair.subject), []).append(i)
     n_workers = 1 if method == "initial" else _n_workers(workers, len(pair_list))
     meta = {
-        "dataset": _dataset_name(in_split),
+        "dataset": loader.dataset_name(prepared),
         "backbone": "none",
         "method": method,
         "seed": int(seed),
@@ -198,13 +195,6 @@ def _single_threaded() -> None:
 def _n_workers(workers: int | None, n_tasks: int) -> int:
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(workers or available, n_tasks))
-
-
-def _dataset_name(rows) -> str:
-    if "dataset" not in rows.columns:
-        return ""
-    names = sorted({str(v) for v in rows["dataset"].dropna()})
-    return "+".join(names)
 
 
 def _refuse_foreign_folder(out: Path) -> None:

@@ -149,6 +149,23 @@ def pairs_3d(prepared: str | Path, split: str, moving: str = "ES", fixed: str = 
     return out
 
 
+def pairs(prepared: str | Path, split: str, mode: str = "2d", moving: str = "ES", fixed: str = "ED",
+          drop_missing: bool = False) -> list[Pair]:
+    """The pairs of `split` in registration `mode`: "2d" (slice pairs, see pairs_2d) or
+    "3d" (volume pairs, see pairs_3d; drop_missing does not apply)."""
+    if mode == "2d":
+        return pairs_2d(prepared, split, moving=moving, fixed=fixed, drop_missing=drop_missing)
+    if mode == "3d":
+        return pairs_3d(prepared, split, moving=moving, fixed=fixed)
+    raise GSMorphError(f"config key 'mode': unknown '{mode}', expected 2d or 3d")
+
+
+def dataset_name(prepared: str | Path) -> str:
+    """The dataset of a prepared folder, from subjects.csv ('a+b' if it mixes several)."""
+    names = sorted(set(read_subjects(prepared)["dataset"].astype(str)))
+    return names[0] if len(names) == 1 else "+".join(names)
+
+
 def stack(pairs: list[Pair]) -> dict[str, np.ndarray]:
     """Batch pairs of one shape: moving, fixed, moving_label, fixed_label (N, *S), spacing
     (N, ndim), and true_disp (N, ndim, *S) when every pair has one."""
