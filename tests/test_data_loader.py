@@ -92,3 +92,14 @@ def test_pairs_by_mode_and_dataset_name(prepared_acdc):
     with pytest.raises(GSMorphError, match="config key 'mode': unknown '4d'"):
         loader.pairs(prepared_acdc, "test", mode="4d")
     assert loader.dataset_name(prepared_acdc) == "acdc"
+
+
+def test_corrupt_true_disp_is_named(prepared_acdc, tmp_path):
+    import shutil
+
+    copy = tmp_path / "prepared"
+    shutil.copytree(prepared_acdc, copy)
+    subject = read_subjects(copy)["subject"].iloc[0]
+    (copy / subject / "true_disp.nii.gz").write_bytes(b"corrupt")
+    with pytest.raises(GSMorphError, match=f"{subject}/true_disp.nii.gz: cannot read NIfTI"):
+        load_subject(copy, subject)

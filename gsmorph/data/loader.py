@@ -63,7 +63,7 @@ def read_subjects(prepared: str | Path):
 
 def load_subject(prepared: str | Path, subject: str) -> Subject:
     """Read one prepared subject's volumes (and true displacement where present)."""
-    import nibabel as nib
+    from gsmorph.io import read_nifti
 
     folder = Path(prepared) / str(subject)
     arrays, spacing = {}, None
@@ -71,18 +71,13 @@ def load_subject(prepared: str | Path, subject: str) -> Subject:
         path = folder / f"{name}.nii.gz"
         if not path.is_file():
             raise GSMorphError(f"{path}: not found (subject {subject})")
-        try:
-            img = nib.load(str(path))
-            data = np.asarray(img.dataobj)
-        except Exception as err:
-            raise GSMorphError(f"{path}: cannot read NIfTI ({type(err).__name__}: {err})") from None
-        arrays[name] = data.astype(np.uint8 if name.endswith("_gt") else np.float32, copy=False)
+        arrays[name], zooms, _ = read_nifti(path, dtype=np.uint8 if name.endswith("_gt") else np.float32)
         if spacing is None:
-            spacing = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+            spacing = np.asarray(zooms[:3], dtype=np.float64)
     disp_path = folder / "true_disp.nii.gz"
     true_disp = None
     if disp_path.is_file():
-        disp = np.asarray(nib.load(str(disp_path)).dataobj, dtype=np.float32)
+        disp, _, _ = read_nifti(disp_path, dtype=np.float32)
         true_disp = np.ascontiguousarray(np.moveaxis(disp, -1, 0))
     return Subject(str(subject), arrays["ED"], arrays["ES"], arrays["ED_gt"], arrays["ES_gt"], spacing, true_disp)
 
