@@ -53,7 +53,7 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import TrialState
 
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_dir, write_csv, write_json
+from gsmorph.io import atomic_dir, check_not_input, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 NOT_COUNTED = "not_counted"
@@ -478,6 +478,7 @@ def tune(prepared: str, backbone: str, trials: int, storage: str, study_name: st
     if not Path(prepared).is_dir():
         raise GSMorphError(f"{prepared}: prepared folder not found")
     check_tune_config(cfg)
+    check_not_input(out, [prepared])
     train_fn = train_fn or _default_train_fn()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -583,7 +584,7 @@ def write_outputs(study: optuna.Study, out: Path, storage_url: str, cfg: dict, s
         source = Path(best.user_attrs["run_dir"])
         if not (source / "run.json").is_file():
             raise GSMorphError(f"{source}: the best trial's run folder has no run.json")
-        with atomic_dir(out / "best") as tmp:
+        with atomic_dir(out / "best", made_by="tune") as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
     write_json(out / "study.json", info)
     write_provenance(out / "provenance.json", config=cfg, seed=seed, study=study.study_name, storage=storage_url)

@@ -115,7 +115,7 @@ def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: 
 
     first = pairs[0]
     predict_fn(as_tensor(first.moving), as_tensor(first.fixed))  # warm-up, not timed
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, inputs=[run_dir, prepared], made_by="infer") as tmp:
         for subject, group in by_subject.items():
             disps, images, labels, times = [], [], [], []
             for pair in group:

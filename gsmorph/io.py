@@ -12,7 +12,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -23,29 +23,108 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
 
 
+def _os_error(err: OSError, path: Path) -> GSMorphError:
+    """An OSError (disk full, permission, read-only folder) as a message naming the path."""
+    where = err.filename if err.filename else path
+    return GSMorphError(f"{where}: {err.strerror or err}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it onto `path`."""
+    """Yield a temporary path beside `path`; on success rename it onto `path`.
+
+    An OSError on the way becomes a GSMorphError naming the file; nothing is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        raise _os_error(err, path) from None
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; on success it replaces `path` whole."""
+# ----------------------------------------------------------------------------- output folders
+# A folder a verb replaces whole (synth, prepare, infer, register, tune's best/, the
+# report's sub-folders) carries MARKER: the list of files gsmorph wrote into it. A folder
+# is only ever replaced when it is empty or when it holds nothing but the files its
+# marker lists, so a user's own files (or a raw download) are never deleted.
+MARKER = ".gsmorph-output.json"
+
+
+def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse an output folder that is, contains or lies inside one of the input folders."""
+    out_r = Path(out).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        inp = Path(given).resolve()
+        what = f"the input {'file' if inp.is_file() else 'folder'} {given}"
+        if out_r == inp:
+            raise GSMorphError(f"--out {out}: is {what}; choose another --out")
+        if inp.is_relative_to(out_r):
+            raise GSMorphError(f"--out {out}: contains {what}; choose another --out")
+        if out_r.is_relative_to(inp):
+            raise GSMorphError(f"--out {out}: lies inside {what}; choose another --out")
+
+
+def _files(folder: Path) -> list[str]:
+    """Relative POSIX paths of every file under `folder` (links included, folders not)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise unless `path` is absent, empty, or a folder holding only files gsmorph wrote."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
-    tmp.mkdir()
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        raise GSMorphError(f"{path}: exists and is not a folder; choose another --out")
+    present = _files(path)
+    if not present and not any(path.iterdir()):
+        return
+    marker = path / MARKER
+    if not marker.is_file():
+        raise GSMorphError(f"{path}: exists and was not written by gsmorph (no {MARKER} in it); refusing to "
+                           "replace it: choose another --out, or empty the folder yourself")
     try:
+        written = set(json.loads(marker.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise GSMorphError(f"{marker}: unreadable; refusing to replace {path}") from None
+    foreign = [f for f in present if f != MARKER and f not in written]
+    if foreign:
+        raise GSMorphError(f"{path}: holds {len(foreign)} file(s) gsmorph did not write (e.g. {foreign[0]}); "
+                           "refusing to replace it: move them away or choose another --out")
+
+
+def _write_marker(folder: Path, made_by: str) -> None:
+    files = [f for f in _files(folder) if f != MARKER]
+    (folder / MARKER).write_text(json.dumps({"made_by": made_by, "files": files}, indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
+               made_by: str = "gsmorph") -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it replaces `path` whole.
+
+    Refused before anything is written (GSMorphError naming the folder) when `path` is, holds
+    or lies inside one of `inputs`, or when it holds files gsmorph did not write (see
+    MARKER). The new folder gets its own marker. On failure nothing is left behind.
+    """
+    path = Path(path)
+    check_not_input(path, inputs)
+    check_replaceable(path)
+    tmp = _tmp_sibling(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
         yield tmp
+        _write_marker(tmp, made_by)
+        check_replaceable(path)  # again: a user may have added files meanwhile
         if path.exists():
             old = _tmp_sibling(path)
             os.replace(path, old)
@@ -53,6 +132,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        raise _os_error(err, path) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

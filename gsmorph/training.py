@@ -33,7 +33,7 @@ import torch
 from gsmorph.data.labels import STRUCTURES
 from gsmorph.device import get_rng_state, resolve_device, seed_everything, set_rng_state
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_path, write_csv, write_json
+from gsmorph.io import atomic_path, check_not_input, write_csv, write_json
 from gsmorph.losses import build_losses
 from gsmorph.provenance import write_provenance
 
@@ -134,6 +134,7 @@ class Trainer:
         self.cfg = cfg
         self.lam = None if lam is None else float(lam)
         self._check_arguments()
+        check_not_input(self.out, [self.prepared])
         if cfg.get("num_threads"):
             torch.set_num_threads(int(cfg["num_threads"]))
         self.device = resolve_device(cfg.get("device", "auto"))

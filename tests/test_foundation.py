@@ -25,13 +25,13 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_dir_replaces_whole_folder(tmp_path):
+def test_atomic_dir_replaces_whole_folder_it_made(tmp_path):
     target = tmp_path / "d"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as tmp:
+        (tmp / "old.txt").write_text("old")
     with atomic_dir(target) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [".gsmorph-output.json", "new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 

@@ -123,6 +123,10 @@ def test_volume_mode_registers_one_3d_pair_per_subject(prepared_acdc, tmp_path):
 def test_rerun_replaces_the_folder_whole(prepared_acdc, tmp_path):
     out = tmp_path / "init"
     assert run_cli("initial", prepared_acdc, out) == 0
+    # a file an older run wrote (listed in the folder's marker) goes with the folder
+    marker = out / ".gsmorph-output.json"
+    listed = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**listed, "files": listed["files"] + ["stale.npz"]}))
     (out / "stale.npz").write_bytes(b"left from an older run")
     assert run_cli("initial", prepared_acdc, out) == 0
     assert not (out / "stale.npz").exists() and (out / "index.csv").is_file()
@@ -180,5 +184,5 @@ def test_refuses_to_replace_a_folder_that_is_not_a_pairs_folder(prepared_acdc, t
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "precious.txt").write_text("keep me")
     assert run_cli("initial", prepared_acdc, tmp_path / "results") == 1
-    assert "not a pairs folder" in capsys.readouterr().err
+    assert "was not written by gsmorph" in capsys.readouterr().err
     assert (tmp_path / "results" / "precious.txt").read_text() == "keep me"

@@ -77,7 +77,6 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
     moving, fixed = cfg.get("moving", "ES"), cfg.get("fixed", "ED")
     if mode not in ("2d", "3d"):
         raise GSMorphError(f"config key 'mode' is '{mode}', expected '2d' or '3d'")
-    _refuse_foreign_folder(out)
 
     subjects = loader.read_subjects(prepared)
     in_split = subjects if split == "all" else subjects[subjects["split"] == split]
@@ -110,7 +109,7 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
         "n_pairs": len(pair_list),
     }
     meta["provenance"] = provenance(config=cfg, seed=seed, method=method)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, inputs=[prepared], made_by="register") as tmp:
         for subject, idx in by_subject.items():
             first = pair_list[idx[0]]
             pairs_format.save_subject(tmp, pairs_format.SubjectPairs(
@@ -195,12 +194,3 @@ def _single_threaded() -> None:
 def _n_workers(workers: int | None, n_tasks: int) -> int:
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(workers or available, n_tasks))
-
-
-def _refuse_foreign_folder(out: Path) -> None:
-    """The pairs folder is replaced whole: refuse a non-empty folder that is not one."""
-    if out.exists() and not out.is_dir():
-        raise GSMorphError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / pairs_format.META).is_file() \
-            and not (out / pairs_format.INDEX).is_file():
-        raise GSMorphError(f"{out}: a non-empty folder that is not a pairs folder; refusing to replace it")

@@ -8,7 +8,7 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, choices=("acdc", "mnm"))
     parser.add_argument("--raw", required=True, type=Path, help="the raw download (or phantom) folder")
-    parser.add_argument("--out", required=True, type=Path, help="prepared folder (replaced whole)")
+    parser.add_argument("--out", required=True, type=Path, help="prepared folder: a new one, or one gsmorph wrote (replaced whole); never the --raw folder or one around or inside it")
     parser.add_argument("--size", type=int, default=128, help="in-plane crop/pad size (voxels)")
     parser.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                         help="fail: stop at the first bad subject; skip: list it in excluded.csv")

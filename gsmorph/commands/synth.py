@@ -10,7 +10,7 @@ from gsmorph.errors import GSMorphError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=("acdc", "mnm"), help="raw layout to write")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (replaced whole)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder: a new one, or one gsmorph wrote (replaced whole)")
     parser.add_argument("--subjects", required=True, type=int, help="number of labelled subjects")
     parser.add_argument("--seed", required=True, type=int, help="random seed")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.subjects < 1:
         raise GSMorphError(f"--subjects must be at least 1, got {args.subjects}")
     start = time.perf_counter()
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, made_by="synth") as tmp:
         writer = synth.write_acdc if args.format == "acdc" else synth.write_mnm
         rows = writer(tmp, args.subjects, args.seed, args.workers)
         write_provenance(tmp / "phantom_provenance.json", config={"format": args.format, "subjects": args.subjects},

@@ -143,7 +143,7 @@ def prepare(dataset: str, raw_dir: str | Path, out: str | Path, size: int = 128,
         raise GSMorphError(f"{raw_dir}: raw folder not found")
     readers, unlabelled = list_subjects(dataset, raw_dir, folders)
     rows, excluded = [], []
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, inputs=[raw_dir, split_file], made_by="prepare") as tmp:
         for subject, read in readers:
             try:
                 prepared = prepare_subject(read(), size)
