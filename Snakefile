@@ -5,7 +5,10 @@
 #   snakemake --cores all --configfile workflow/configs/paper.yaml \
 #       --config acdc_root=/data/ACDC/database mnm_root=/data/MnM
 #   snakemake --profile workflow/profiles/slurm             # GPU jobs on a SLURM cluster
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from gsmorph.errors import GSMorphError
+from gsmorph.workflow_config import check as check_config
 
 min_version("9.0")
 
@@ -13,8 +16,15 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config.yaml"
 
 
-# A wrong key or type stops here, before any job, naming the key.
-validate(config, "workflow/schemas/config.schema.yaml")
+# A wrong key or type, or a dataset root that is not such a download, stops here, before
+# any job (dry runs too), with one short line per problem.
+try:
+    config.update(check_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"))
+except GSMorphError as err:
+    raise WorkflowError(str(err)) from None
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

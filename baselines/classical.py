@@ -79,8 +79,9 @@ def sitk_field_to_disp(field, spacing) -> np.ndarray:
     return (arr / _per_channel(spacing, ndim)).astype(np.float32)
 
 
-def demons(moving: np.ndarray, fixed: np.ndarray, spacing, cfg: dict[str, Any]) -> np.ndarray:
-    """Demons registration of moving onto fixed; returns u (ndim, *S) in voxels.
+def demons(moving: np.ndarray, fixed: np.ndarray, spacing, cfg: dict[str, Any], seed: int = 0) -> np.ndarray:
+    """Demons registration of moving onto fixed; returns u (ndim, *S) in voxels (deterministic:
+    `seed` is accepted for the common registrar signature and not used).
 
     cfg (the "demons" config section): variant "diffeomorphic" (DiffeomorphicDemons) or
     "fast-symmetric" (FastSymmetricForcesDemons), iterations, smoothing_sigma (Gaussian

@@ -1,6 +1,6 @@
 """HyperMorph baseline: one network for every smoothness weight, lambda chosen on validation.
 
-Training (HyperMorphTrainer, the gsmorph Trainer with three overrides):
+Training (HyperMorphTrainer: the gsmorph Trainer with its hooks overridden):
 - each step draws one lambda for the batch: with probability `hypermorph.endpoint_prob`
   from {0, 1} (each half), else uniform on [0, 1] (torch's global CPU generator, so a
   resumed run draws the same lambdas);
@@ -11,14 +11,11 @@ Training (HyperMorphTrainer, the gsmorph Trainer with three overrides):
   `lambda_sweep.csv` (lam, val_dice, val_njd_pct), and the lambda of best val Dice is
   run.json's and summary.json's `hyper_lambda`: the value inference uses and tables report.
 
-The network is baselines.hypernet.HyperUNet with the voxelmorph backbone's level features
-(`hypermorph.features` overrides them). TransMorph has no HyperMorph form here: asking for
-it is an error.
+The network is baselines.hypernet.HyperUNet (lambda is an argument of its forward) with the
+voxelmorph backbone's level features (`hypermorph.features` overrides them), wrapped in
+gsmorph's RegistrationNet for integration. The method table restricts it to VoxelMorph.
 """
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +23,9 @@ import torch
 from baselines.hypernet import HyperUNet
 from gsmorph.errors import GSMorphError
 from gsmorph.io import write_csv
+from gsmorph.networks import RegistrationNet
 from gsmorph.networks.voxelmorph import PRESETS
-from gsmorph.training import Trainer, _count
+from gsmorph.training import Trainer, count_pairs
 
 SWEEP_COLUMNS = ["lam", "val_dice", "val_njd_pct"]
 
@@ -66,13 +64,21 @@ def sample_lambda(endpoint_prob: float) -> float:
     return float(torch.rand(()).item())
 
 
+def choose(rows: list[dict]) -> dict:
+    """The sweep row of highest validation Dice (the smaller lambda on a tie)."""
+    finite = [r for r in rows if np.isfinite(r["val_dice"])]
+    if not finite:
+        raise GSMorphError("hypermorph: no finite validation Dice at any lambda; are there val pairs with labels?")
+    return max(finite, key=lambda r: (r["val_dice"], -r["lam"]))
+
+
 class HyperMorphTrainer(Trainer):
-    """The gsmorph training loop with HyperMorph's model, loss and lambda selection."""
+    """The gsmorph training loop with HyperMorph's network, loss and lambda selection."""
 
-    methods = ("hypermorph",)
-    own_sections = ("hypermorph",)
+    extra_files = ("lambda_sweep.csv",)
 
-    def __init__(self, prepared, backbone: str, seed: int, out, cfg: dict):
+    def __init__(self, prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None):
+        super().__init__(prepared, backbone, method, seed, out, cfg, lam=lam)
         self.hyper_kwargs = network_kwargs(cfg, backbone)
         hyper = cfg["hypermorph"]
         if not 0.0 <= float(hyper["endpoint_prob"]) <= 1.0:
@@ -80,33 +86,23 @@ class HyperMorphTrainer(Trainer):
         if float(hyper["mse_sigma"]) <= 0:
             raise GSMorphError(f"config key 'hypermorph.mse_sigma' must be > 0, got {hyper['mse_sigma']}")
         self.sweep_values = sweep_lambdas(hyper["val_lambdas"])
-        self.current_lam = 0.5
         self.hyper_lambda: float | None = None
         self.sweep_rows: list[dict] = []
-        super().__init__(prepared, backbone, "hypermorph", seed, out, cfg, lam=None)
-        if _count(self.val_data) == 0:  # checked before training: lambda is chosen on validation
+
+    # ------------------------------------------------------------------ hooks
+    def check_data(self) -> None:
+        if count_pairs(self.val_data) == 0:  # lambda is chosen on validation
             raise GSMorphError(f"{self.prepared / 'subjects.csv'}: hypermorph chooses lambda on the validation "
                                "split, which has no pairs")
 
-    def build_model(self) -> torch.nn.Module:
-        return HyperUNet(self.spatial_dims, **self.hyper_kwargs)
+    def build_network(self) -> torch.nn.Module:
+        return RegistrationNet(HyperUNet(self.spatial_dims, **self.hyper_kwargs), self.int_steps(self.cfg))
 
-    def sample_lambda(self) -> float:
-        return sample_lambda(float(self.cfg["hypermorph"]["endpoint_prob"]))
-
-    def field(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(torch.cat([moving, fixed], dim=1), self.current_lam)
-        if self.cfg["diffeomorphic"]:
-            from gsmorph.networks import integrate
-
-            return integrate(out, int(self.cfg["int_steps"])), out
-        return out, out
-
-    def training_step(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict:
+    def train_step(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict:
         from gsmorph.networks import warp_image
 
-        lam = self.current_lam = self.sample_lambda()
-        disp, smooth_field = self.field(moving, fixed)
+        lam = sample_lambda(float(self.cfg["hypermorph"]["endpoint_prob"]))
+        disp, smooth_field = self.model(torch.cat([moving, fixed], dim=1), lam, with_velocity=True)
         sim = self.sim_loss(warp_image(moving, disp), fixed)
         if self.cfg["similarity"] == "mse":
             sim = sim / float(self.cfg["hypermorph"]["mse_sigma"]) ** 2
@@ -114,41 +110,32 @@ class HyperMorphTrainer(Trainer):
         ((1.0 - lam) * sim + lam * reg).backward()
         return {"loss_sim": sim.detach(), "loss_reg": reg.detach()}
 
-    @torch.no_grad()
+    def predict(self, moving: torch.Tensor, fixed: torch.Tensor, lam: float | None = None) -> torch.Tensor:
+        lam = self.hyper_lambda if lam is None else lam
+        return self.model(torch.cat([moving, fixed], dim=1), float(lam))
+
     def sweep(self) -> list[dict]:
         """Validation Dice and NJD % at every swept lambda (the model's current weights)."""
         rows = []
         for lam in self.sweep_values:
-            self.current_lam = float(lam)
-            dice, njd = Trainer.validate(self)
+            dice, njd = self.evaluate_split(self.val_data, lambda m, f, lam=float(lam): self.predict(m, f, lam))
             rows.append({"lam": float(lam), "val_dice": dice, "val_njd_pct": njd})
         return rows
 
-    @staticmethod
-    def choose(rows: list[dict]) -> dict:
-        """The row of highest validation Dice (the smaller lambda on a tie)."""
-        finite = [r for r in rows if np.isfinite(r["val_dice"])]
-        if not finite:
-            raise GSMorphError("hypermorph: no finite validation Dice at any lambda; are there val pairs with labels?")
-        return max(finite, key=lambda r: (r["val_dice"], -r["lam"]))
-
     def validate(self) -> tuple[float, float]:
-        best = self.choose(self.sweep())
+        best = choose(self.sweep())
         return best["val_dice"], best["val_njd_pct"]
 
-    def after_fit(self) -> None:
+    def on_train_end(self) -> None:
         import pandas as pd
 
         self.sweep_rows = self.sweep()
-        best = self.choose(self.sweep_rows)
-        self.hyper_lambda = best["lam"]
-        self.current_lam = self.hyper_lambda
+        self.hyper_lambda = choose(self.sweep_rows)["lam"]
         write_csv(self.out / "lambda_sweep.csv", pd.DataFrame(self.sweep_rows, columns=SWEEP_COLUMNS))
 
     def run_info(self) -> dict:
         info = super().run_info()
-        info.update({"hyper_lambda": self.hyper_lambda, "hyper_kwargs": self.hyper_kwargs,
-                     "surgery_mode": None, "lam": self.hyper_lambda})
+        info.update({"hyper_lambda": self.hyper_lambda, "hyper_kwargs": self.hyper_kwargs, "lam": self.hyper_lambda})
         return info
 
     def summary(self) -> dict:
@@ -157,44 +144,18 @@ class HyperMorphTrainer(Trainer):
         out["lam"] = self.hyper_lambda
         return out
 
+    # ------------------------------------------------------------------ inference
+    @classmethod
+    def build_from_info(cls, info: dict) -> torch.nn.Module:
+        kwargs = info.get("hyper_kwargs")
+        if not kwargs:
+            raise GSMorphError("no 'hyper_kwargs'; not a finished hypermorph run")
+        steps = int(info["int_steps"]) if info["diffeomorphic"] else 0
+        return RegistrationNet(HyperUNet(int(info["spatial_dims"]), **kwargs), steps)
 
-def train_run(prepared, backbone: str, seed: int, out, cfg: dict, report=None) -> dict:
-    """Train a HyperMorph run into `out` (resuming from last.pt); return summary.json's dict."""
-    return HyperMorphTrainer(prepared, backbone, seed, out, cfg).fit(report=report)
-
-
-def load_model(run_dir: str | os.PathLike, run_info: dict, device: torch.device) -> HyperUNet:
-    from gsmorph.inference import load_state_dict
-
-    kwargs = run_info.get("hyper_kwargs")
-    if not kwargs:
-        raise GSMorphError(f"{Path(run_dir) / 'run.json'}: no 'hyper_kwargs'; not a finished hypermorph run")
-    model = HyperUNet(int(run_info["spatial_dims"]), **kwargs).to(device)
-    try:
-        model.load_state_dict(load_state_dict(Path(run_dir) / "best.pt", device))
-    except RuntimeError as err:
-        raise GSMorphError(f"{Path(run_dir) / 'best.pt'}: weights do not fit the network in run.json ({err})") from None
-    return model.eval()
-
-
-def load_predictor(run_dir: str | os.PathLike, run_info: dict, device: str = "auto", lam: float | None = None):
-    """predict_fn(moving, fixed) (B, 1, *S) -> (B, ndim, *S) displacement at run.json's
-    `hyper_lambda` (or `lam`); predict_fn.device and predict_fn.lam are set."""
-    from gsmorph.device import resolve_device
-    from gsmorph.networks import integrate
-
-    lam = run_info.get("hyper_lambda") if lam is None else lam
-    if lam is None:
-        raise GSMorphError(f"{Path(run_dir) / 'run.json'}: no 'hyper_lambda'; did training finish?")
-    dev = resolve_device(device)
-    model = load_model(run_dir, run_info, dev)
-    diffeomorphic, steps = bool(run_info["diffeomorphic"]), int(run_info["int_steps"])
-
-    @torch.no_grad()
-    def predict_fn(moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        out = model(torch.cat([moving.to(dev), fixed.to(dev)], dim=1), float(lam))
-        return integrate(out, steps) if diffeomorphic else out
-
-    predict_fn.device = dev
-    predict_fn.lam = float(lam)
-    return predict_fn
+    @classmethod
+    def predictor(cls, model: torch.nn.Module, info: dict):
+        lam = info.get("hyper_lambda")
+        if lam is None:
+            raise GSMorphError("run.json has no 'hyper_lambda'; did training finish?")
+        return lambda moving, fixed: model(torch.cat([moving, fixed], dim=1), float(lam))

@@ -25,8 +25,22 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+def version() -> str:
+    import importlib.metadata as md
+
+    from gsmorph.provenance import git_commit
+
+    try:
+        number = md.version("gsmorph-bench")
+    except md.PackageNotFoundError:
+        number = "unknown"
+    commit = git_commit()
+    return f"gsmorph {number}" + (f" (git {commit})" if commit else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gsmorph", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, (module, help_text) in VERBS.items():
         sub.add_parser(verb, help=help_text, add_help=False)
@@ -35,19 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    top = build_parser()
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in VERBS:
-        top.parse_args(argv)  # prints help or a clear "invalid choice" error and exits
+    if not argv or argv[0] not in VERBS:
+        build_parser().parse_args(argv)  # prints help, the version or a clear "invalid choice" error, exits
         return 2
     verb, rest = argv[0], argv[1:]
-    module = importlib.import_module(VERBS[verb][0])
-    parser = argparse.ArgumentParser(prog=f"gsmorph {verb}", description=VERBS[verb][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
     try:
+        module = importlib.import_module(VERBS[verb][0])
+        parser = argparse.ArgumentParser(prog=f"gsmorph {verb}", description=VERBS[verb][1])
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
         return int(module.run(args) or 0)
     except GSMorphError as err:
         print(f"gsmorph {verb}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # disk full, permission, read-only folder: the path and the reason
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"gsmorph {verb}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
 
 

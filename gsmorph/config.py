@@ -80,6 +80,46 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "method.schema.yaml"
+
+
+def method_schema() -> dict:
+    """The JSON schema of the method configuration, with one entry per registered backbone."""
+    import yaml
+
+    from gsmorph import backbones
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    schema["properties"]["backbones"]["properties"] = {name: {"type": "object"} for name in backbones.names()}
+    return schema
+
+
+def schema_messages(data: Any, schema: dict, where: str = "") -> list[str]:
+    """Short messages, one per violation of `schema` by `data`: the key, what is wrong, and
+    for an unknown key the keys allowed there."""
+    import jsonschema
+
+    messages = []
+    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path)):
+        key = ".".join([where] * bool(where) + [str(p) for p in error.absolute_path]) or "(top level)"
+        text = error.message
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema.get("properties", {}))
+            text += f"; allowed keys: {', '.join(allowed)}"
+        elif error.validator == "oneOf":
+            text = f"{error.instance!r} is not valid here"
+        messages.append(f"config key '{key}': {text}")
+    return messages
+
+
+def validate(cfg: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Check a merged method config against the schema; GSMorphError naming every bad key."""
+    messages = schema_messages(cfg, method_schema(), where)
+    if messages:
+        raise GSMorphError("; ".join(messages))
+    return cfg
+
+
 def _merge(base: dict, update: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
@@ -99,8 +139,10 @@ def _merge(base: dict, update: dict, where: str) -> dict:
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: str | dict | None = None) -> dict[str, Any]:
-    """Defaults, updated by a YAML/JSON file, updated by overrides (a dict or JSON text).
+def load_config(path: str | os.PathLike | None = None, overrides: str | dict | None = None,
+                device: str | None = None) -> dict[str, Any]:
+    """Defaults, updated by a YAML/JSON file, updated by overrides (a dict or JSON text),
+    with `device` (a --device flag) last.
 
     A file may hold the keys at top level or under a `method:` section (so the
     workflow's config.yaml can be passed as is).
@@ -130,4 +172,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: str | dict | N
             except json.JSONDecodeError as err:
                 raise GSMorphError(f"config overrides are not valid JSON ({err})") from None
         cfg = _merge(cfg, overrides, "")
-    return cfg
+    if device is not None:
+        cfg["device"] = device
+    return validate(cfg)

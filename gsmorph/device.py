@@ -22,6 +22,14 @@ def resolve_device(name: str | None = "auto") -> torch.device:
         raise GSMorphError(f"config key 'device': unknown device '{name}'") from None
 
 
+def apply_threads(cfg: dict) -> int:
+    """Set torch's CPU thread count from config `num_threads` (None: torch's default, which
+    follows OMP_NUM_THREADS); return the count in effect. Called by the verbs, once."""
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg["num_threads"]))
+    return torch.get_num_threads()
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels (timing on CUDA); a no-op on CPU."""
     if device.type == "cuda":

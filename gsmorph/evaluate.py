@@ -87,14 +87,11 @@ def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str) -> dict[tup
         fixed_mask = fixed_label == label_id
         out[("dice", name)] = metrics.dice_batch(moved_mask, fixed_mask)
         out[("hd95_mm", name)] = np.array([metrics.hd95(moved_mask[i], fixed_mask[i], spacing) for i in range(k)])
-    diff = sp.moved_image.astype(np.float64) - fixed_image
-    out[("mse", "")] = np.mean(diff.reshape(k, -1) ** 2, axis=1)
-    det = metrics.jacobian_determinant_batch(sp.disp).reshape(k, -1)
-    out[("njd_pct", "")] = 100.0 * np.mean(det < 0, axis=1)
-    out[("sdlogj", "")] = np.std(np.log(np.clip(det, *metrics.LOGJ_CLIP)), axis=1)
+    out[("mse", "")] = metrics.mse_batch(sp.moved_image, fixed_image)
+    out[("njd_pct", "")] = metrics.njd_percent_batch(sp.disp)
+    out[("sdlogj", "")] = metrics.sdlogj_batch(sp.disp)
     if true_disp is not None:
-        err = (sp.disp - true_disp) * spacing.reshape((1, ndim) + (1,) * ndim)
-        out[("epe_mm", "")] = np.sqrt(np.sum(err ** 2, axis=1)).reshape(k, -1).mean(axis=1)
+        out[("epe_mm", "")] = metrics.epe_mm_batch(sp.disp, true_disp, spacing)
     out[("runtime_s", "")] = np.asarray(sp.runtime_s, dtype=np.float64)
     return out
 
@@ -144,9 +141,7 @@ def evaluate(folders: list[str | os.PathLike], workers: int = 1) -> pd.DataFrame
         if key in seen:
             raise GSMorphError(f"{folder} and {seen[key]} both hold {dict(zip(GROUP, key))}")
         seen[key] = str(folder)
-        index = pd.read_csv(Path(folder) / pairs.INDEX, dtype={"subject": str})
-        if not {"subject", "file"} <= set(index.columns):
-            raise GSMorphError(f"{Path(folder) / pairs.INDEX}: needs columns subject and file")
+        index = pairs.read_index(folder)
         frames = (str(Path(meta["prepared"]).resolve()), meta.get("moving", "ES"), meta.get("fixed", "ED"))
         for subject, file in zip(index["subject"], index["file"]):
             by_subject.setdefault((frames[0], subject, *frames[1:]), []).append((str(folder), file, meta))
@@ -169,3 +164,36 @@ def undefined_counts(table: pd.DataFrame) -> pd.DataFrame:
     counts = grouped.agg(n_undefined=("undefined", "sum"), n_values=("value", "size")).reset_index()
     counts["n_undefined"] = counts["n_undefined"].astype(int)
     return counts[counts["n_undefined"] > 0].reset_index(drop=True)
+
+
+def read_metrics(paths: list[str]) -> pd.DataFrame:
+    """The metrics CSVs written by `evaluate` (one per dataset), checked and concatenated."""
+    frames = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise GSMorphError(f"{path}: metrics file not found")
+        try:
+            frame = pd.read_csv(path, dtype={"subject": str, "structure": str, "backbone": str, "method": str,
+                                             "dataset": str}, keep_default_na=False,
+                                na_values={"value": ["", "nan", "NaN"]})
+        except (OSError, ValueError) as err:
+            raise GSMorphError(f"{path}: cannot read metrics CSV ({err})") from None
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise GSMorphError(f"{path}: missing columns {missing}")
+        try:
+            frame["value"] = frame["value"].astype(float)
+            frame["seed"] = frame["seed"].astype(int)
+            frame["slice"] = frame["slice"].astype(int)
+        except ValueError as err:
+            raise GSMorphError(f"{path}: non-numeric value, seed or slice ({err})") from None
+        frames.append(frame[COLUMNS])
+    table = pd.concat(frames, ignore_index=True)
+    if table.empty:
+        raise GSMorphError(f"{', '.join(paths)}: no metric rows")
+    keys = [c for c in COLUMNS if c != "value"]
+    dup = table.duplicated(keys)
+    if dup.any():
+        first = table[dup].iloc[0]
+        raise GSMorphError(f"metrics given twice across {', '.join(paths)}: e.g. {first[keys].to_dict()}")
+    return table

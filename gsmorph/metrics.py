@@ -1,4 +1,6 @@
-"""Registration metrics on numpy arrays, 2D and 3D (numpy/scipy only, no torch).
+"""Every registration metric, defined once: numpy forms for evaluation (scalar and
+batch-first) and torch forms for validation during training (`*_torch`, torch imported
+lazily, so evaluation and the report never import it). 2D and 3D.
 
 Conventions (see DESIGN.md):
 - masks are boolean arrays of shape *S; `spacing` is mm per array axis of *S.
@@ -161,6 +163,71 @@ def epe_mm(disp: np.ndarray, true_disp: np.ndarray, spacing, mask: np.ndarray | 
             return float("nan")
         norm = norm[mask]
     return float(np.mean(norm))
+
+
+def mse_batch(moved: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """MSE of K image pairs at once: moved, fixed (K, *S) -> (K,)."""
+    moved = np.asarray(moved, dtype=np.float64)
+    fixed = np.asarray(fixed, dtype=np.float64)
+    _same_shape(moved, fixed)
+    return np.mean((moved - fixed).reshape(len(moved), -1) ** 2, axis=1)
+
+
+def njd_percent_batch(disp: np.ndarray) -> np.ndarray:
+    """NJD % of K fields at once: disp (K, ndim, *S) voxels -> (K,)."""
+    det = jacobian_determinant_batch(disp).reshape(len(disp), -1)
+    return 100.0 * np.mean(det < 0, axis=1)
+
+
+def sdlogj_batch(disp: np.ndarray) -> np.ndarray:
+    """SDlogJ of K fields at once: disp (K, ndim, *S) voxels -> (K,)."""
+    det = jacobian_determinant_batch(disp).reshape(len(disp), -1)
+    return np.std(np.log(np.clip(det, *LOGJ_CLIP)), axis=1)
+
+
+def epe_mm_batch(disp: np.ndarray, true_disp: np.ndarray, spacing) -> np.ndarray:
+    """Mean endpoint error (mm) of K fields over all voxels: disp, true_disp (K, ndim, *S)
+    voxel units, spacing (ndim,) mm -> (K,)."""
+    disp = np.asarray(disp, dtype=np.float64)
+    true_disp = np.asarray(true_disp, dtype=np.float64)
+    _same_shape(disp, true_disp)
+    ndim = disp.shape[1]
+    spacing = _spacing(spacing, ndim)
+    err = (disp - true_disp) * spacing.reshape((1, ndim) + (1,) * ndim)
+    return np.sqrt(np.sum(err ** 2, axis=1)).reshape(len(disp), -1).mean(axis=1)
+
+
+# ----------------------------------------------------------------------------- torch forms
+# The same definitions on tensors, for validation inside training (no host sync per batch).
+
+def dice_torch(moved_label, fixed_label):
+    """(B, 1, *S) integer label maps -> (B, 3) Dice of LV, Myo, RV (STRUCTURES order);
+    NaN where the structure is empty in both (as `dice` / `dice_batch`, which are NaN when
+    either is empty: a structure empty in one map gives 0 here)."""
+    import torch
+
+    out = []
+    for value in STRUCTURES.values():
+        a = (moved_label == value).flatten(1)
+        b = (fixed_label == value).flatten(1)
+        inter = (a & b).sum(1).float()
+        total = (a.sum(1) + b.sum(1)).float()
+        out.append(torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.full_like(total, float("nan"))))
+    return torch.stack(out, dim=1)
+
+
+def njd_percent_torch(disp):
+    """(B, ndim, *S) displacement (voxels) -> (B,) % of voxels with det(I + grad u) < 0
+    (central differences inside, one-sided at the border, as `jacobian_determinant`)."""
+    import torch
+
+    ndim = disp.shape[1]
+    grads = torch.gradient(disp, dim=tuple(range(2, 2 + ndim)))  # ndim x (B, ndim, *S): d/dx_j
+    jac = torch.stack(grads, dim=2)  # (B, i, j, *S) = du_i / dx_j
+    jac = jac + torch.eye(ndim, dtype=disp.dtype, device=disp.device).view(1, ndim, ndim, *([1] * ndim))
+    jac = jac.movedim(1, -1).movedim(1, -1)  # (B, *S, i, j)
+    det = torch.linalg.det(jac)
+    return 100.0 * (det < 0).flatten(1).float().mean(1)
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray) -> None:

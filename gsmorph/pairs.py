@@ -11,6 +11,7 @@ A pairs folder `pairs/<dataset>/<backbone>/<method>/seed<k>/` holds:
     runtime_s    (K,) f64           wall seconds to register that pair (forward pass or
                                     classical optimisation, warping included)
     spacing      (ndim,) f64        mm per array axis of *S
+- `provenance.json`: config, seed, code and package versions that made them.
 - `pairs.json`: what made them: dataset, backbone ("none" for non-learned methods), method,
   seed, split, moving/fixed frames, prepared folder, method parameters (e.g. chosen
   lambda), provenance.
@@ -24,12 +25,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from gsmorph.errors import GSMorphError
-from gsmorph.io import read_json, write_csv, write_json, write_npz
+from gsmorph.io import atomic_dir, read_json, write_csv, write_json, write_npz
 
 KEYS = ("slice_index", "disp", "moved_image", "moved_label", "runtime_s", "spacing")
 INDEX = "index.csv"
@@ -119,6 +120,33 @@ def finish(out_dir: str | os.PathLike, meta: dict[str, Any], subjects: list[str]
     write_csv(out_dir / INDEX, pd.DataFrame(rows, columns=["subject", "file", "n_pairs"]))
 
 
+def write_folder(out: str | os.PathLike, meta: dict[str, Any], subjects: Iterable[SubjectPairs],
+                 inputs: Iterable[str | os.PathLike] = (), made_by: str = "gsmorph") -> Path:
+    """Write a whole pairs folder: every subject's pairs as they come, a provenance.json
+    (meta's `provenance`), pairs.json and index.csv last. Built in a temporary folder that
+    replaces `out` when complete (gsmorph.io.atomic_dir: never a folder gsmorph did not
+    write, nor one overlapping `inputs`)."""
+    out = Path(out)
+    with atomic_dir(out, inputs=inputs, made_by=made_by) as tmp:
+        names = [save_subject(tmp, sp).stem for sp in subjects]
+        if meta.get("provenance") is not None:
+            write_json(tmp / "provenance.json", meta["provenance"])
+        finish(tmp, meta, names)
+    return out
+
+
+def read_index(out_dir: str | os.PathLike):
+    """index.csv of a complete pairs folder (subject as str), checked for its columns."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    read_meta(out_dir)
+    index = pd.read_csv(out_dir / INDEX, dtype={"subject": str})
+    if not {"subject", "file"} <= set(index.columns):
+        raise GSMorphError(f"{out_dir / INDEX}: needs columns subject and file")
+    return index
+
+
 def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
     out_dir = Path(out_dir)
     if not (out_dir / INDEX).is_file():
@@ -128,10 +156,6 @@ def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
 
 def iter_subjects(out_dir: str | os.PathLike) -> Iterator[SubjectPairs]:
     """Yield every subject's pairs listed in the folder's index."""
-    import pandas as pd
-
     out_dir = Path(out_dir)
-    read_meta(out_dir)
-    index = pd.read_csv(out_dir / INDEX, dtype={"subject": str})
-    for file in index["file"]:
+    for file in read_index(out_dir)["file"]:
         yield load_subject(out_dir / file)

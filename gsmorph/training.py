@@ -1,24 +1,45 @@
-"""The one training loop every learned method uses: GSMorph, GS-PCGrad, GS-Agr, the
-weighted loss (fixed or tuned lambda) and, by subclassing, HyperMorph.
+"""The one training loop every learned method uses: gradient surgery (GSMorph and its
+ablations), the weighted loss (fixed, given or tuned lambda) and, by subclassing,
+HyperMorph. Which one a run is comes from the method table (gsmorph/methods.py).
+
+Life cycle (as nnU-Net's trainers): `__init__` checks and stores the arguments, nothing
+else; `initialize()` loads the data and builds losses, network and optimiser; `fit()`
+trains, calling the hooks a subclass overrides:
+
+    build_network()        the RegistrationNet (backbone + integration)
+    build_optimizer()      AdamW by default
+    train_step(m, f)       fills every parameter's .grad for one batch, returns the losses
+    predict(m, f)          the displacement used by validation and inference
+    validate()             (val Dice, val NJD %) of the current weights
+    on_epoch_end(...)      logs, best/last checkpoints
+    on_train_end()         with the best weights loaded, before the run folder is finished
+    run_info() / summary() what run.json / summary.json hold
+    build_from_info(info)  the network of a finished run (classmethod, for inference)
 
 A run folder (`out`) holds:
-- `run.json`      what inference needs to rebuild the model (see Trainer.run_info)
+- `run.json`      what inference needs to rebuild the model: the trainer ("module:Class"),
+                  backbone and its kwargs, method, lambda, frames, ...; `checksums`: the
+                  SHA-256 of best.pt and last.pt, checked before either is loaded
 - `best.pt`       the model state dict with the best validation mean Dice
 - `last.pt`       the full training state: {"model", "optimizer", "epoch", "rng",
                   "shuffle_rng", "best_*", "log", "conflicts", "wall_s", "fingerprint"}
                   (all tensors and plain types: loads with torch.load(weights_only=True))
 - `train_log.csv` epoch, loss_sim, loss_reg, val_dice, epoch_s, wall_s, lr
-- `conflicts.csv` GS modes: epoch, group, n_steps, conflict_frac, cosine_mean
-- `summary.json`  best_val_dice, best_epoch, val_njd_pct, wall_s, device, epochs_done
+- `conflicts.csv` gradient-surgery methods: epoch, group, n_steps, conflict_frac, cosine_mean
+- `summary.json`  best_val_dice, best_epoch, val_njd_pct, wall_s, device, epochs_done, ...
 - `provenance.json`
-Rerunning with the same folder resumes from last.pt and, on CPU with the same seed,
-ends with bitwise-identical weights to an uninterrupted run.
+Rerunning with the same folder resumes from last.pt and, on CPU with the same seed and
+thread count, ends with bitwise-identical weights to an uninterrupted run. The resume
+fingerprint holds the method, seed, lambda, config, CPU thread count, the trainer's code
+version and the prepared data's identity: a run made otherwise is refused, or, with
+`fresh_if_changed`, its files are removed and training starts afresh (said in the log).
 
 Tensors: images (B, 1, *S) float32 in [0, 1], labels (B, 1, *S) uint8 (0 bg, 1 LV,
 2 Myo, 3 RV), displacement (B, ndim, *S) in voxels (moved = moving at x + u(x)).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -30,50 +51,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from gsmorph.data.labels import STRUCTURES
+from gsmorph import checkpoints, methods
 from gsmorph.device import get_rng_state, resolve_device, seed_everything, set_rng_state
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_path, check_not_input, write_csv, write_json
-from gsmorph.losses import build_losses
+from gsmorph.io import check_not_input, read_json, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 # MONAI's finite-difference losses trigger a torch deprecation warning on every call.
 warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
 
-SURGERY_MODES = {"gsmorph": "layerwise", "gs-pcgrad": "network", "gs-agr": "agr"}
 LOG_COLUMNS = ["epoch", "loss_sim", "loss_reg", "val_dice", "epoch_s", "wall_s", "lr"]
 CONFLICT_COLUMNS = ["epoch", "group", "n_steps", "conflict_frac", "cosine_mean"]
-# config keys that may change between a run and its resumption (budget and machine) ...
+# config keys that may change between a run and its resumption (the budget and the device)
 RESUMABLE_CHANGES = ("epochs", "num_threads", "device")
-# ... and the config sections of methods; a trainer's own sections (`own_sections`) count
-METHOD_SECTIONS = ("lambdas", "tune", "demons", "syn", "hypermorph")
+# what a fresh start removes from a run folder (never any other file)
+RUN_FILES = ("run.json", "best.pt", "last.pt", "train_log.csv", "conflicts.csv", "summary.json",
+             "provenance.json")
 
 Report = Callable[[int, float], None]
-
-
-# ----------------------------------------------------------------------------- metrics
-def dice_per_pair(moved_label: torch.Tensor, fixed_label: torch.Tensor) -> torch.Tensor:
-    """(B, 1, *S) integer labels -> (B, 3) Dice of LV, Myo, RV; NaN where both are empty."""
-    out = []
-    for value in STRUCTURES.values():
-        a = (moved_label == value).flatten(1)
-        b = (fixed_label == value).flatten(1)
-        inter = (a & b).sum(1).float()
-        total = (a.sum(1) + b.sum(1)).float()
-        out.append(torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.full_like(total, float("nan"))))
-    return torch.stack(out, dim=1)
-
-
-def negative_jacobian_fraction(disp: torch.Tensor) -> torch.Tensor:
-    """(B, ndim, *S) displacement -> (B,) fraction of voxels with det(I + grad u) < 0
-    (central differences inside, one-sided at the border, as numpy.gradient)."""
-    ndim = disp.shape[1]
-    grads = torch.gradient(disp, dim=tuple(range(2, 2 + ndim)))  # ndim x (B, ndim, *S): d/dx_j
-    jac = torch.stack(grads, dim=2)  # (B, i, j, *S) = du_i / dx_j
-    jac = jac + torch.eye(ndim, dtype=disp.dtype, device=disp.device).view(1, ndim, ndim, *([1] * ndim))
-    jac = jac.movedim(1, -1).movedim(1, -1)  # (B, *S, i, j)
-    det = torch.linalg.det(jac)
-    return (det < 0).flatten(1).float().mean(1)
+Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # -------------------------------------------------------------------------------- data
@@ -108,53 +104,111 @@ def load_split(prepared: Path, split: str, cfg: dict, device: torch.device, limi
     return buckets
 
 
-def _count(buckets: list[dict]) -> int:
+def count_pairs(buckets: list[dict]) -> int:
+    """Number of pairs in buckets made by `load_split`."""
     return sum(b["moving"].shape[0] for b in buckets)
+
+
+def data_identity(prepared: Path) -> str:
+    """A digest of a prepared folder's subjects.csv and provenance.json: changes whenever
+    the folder is prepared again."""
+    digest = hashlib.sha256()
+    for name in ("subjects.csv", "provenance.json"):
+        path = prepared / name
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- trainer
 class Trainer:
     """Train one learned registration method into the run folder `out`.
 
-    prepared: a prepared folder; backbone: a gsmorph.networks name with kwargs in
-    cfg["backbones"]; method: gsmorph | gs-pcgrad | gs-agr | weighted (subclasses add
-    theirs via `methods`); cfg: gsmorph.config.load_config(); lam: the weighted
-    loss's smoothness weight (required for weighted, refused for GS modes).
+    prepared: a prepared folder; backbone: a name of gsmorph/backbones.py, kwargs from
+    cfg["backbones"]; method: a trained method of gsmorph/methods.py made by this class;
+    cfg: gsmorph.config.load_config(); lam: the smoothness weight of a method that takes
+    one on the command line (the plain weighted loss), refused for every other method.
     """
 
-    methods: tuple[str, ...] = ("gsmorph", "gs-pcgrad", "gs-agr", "weighted")
-    own_sections: tuple[str, ...] = ()  # config sections (METHOD_SECTIONS) that belong to these methods
+    extra_files: tuple[str, ...] = ()  # run-folder files a subclass writes (removed on a fresh start)
 
     def __init__(self, prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None):
         self.prepared = Path(prepared)
         self.backbone = backbone
         self.method = method
+        self.spec = methods.get(method)
         self.seed = int(seed)
         self.out = Path(out)
         self.cfg = cfg
-        self.lam = None if lam is None else float(lam)
+        self.lam = self._lambda(lam)
         self._check_arguments()
         check_not_input(self.out, [self.prepared])
-        if cfg.get("num_threads"):
-            torch.set_num_threads(int(cfg["num_threads"]))
-        self.device = resolve_device(cfg.get("device", "auto"))
-        self.spatial_dims = 2 if cfg["mode"] == "2d" else 3
         if not (self.prepared / "subjects.csv").is_file():
             raise GSMorphError(f"{self.prepared / 'subjects.csv'}: not found; is --prepared a prepared folder?")
+        self.device = resolve_device(cfg.get("device", "auto"))
+        self.spatial_dims = 2 if cfg["mode"] == "2d" else 3
+        self.initialized = False
+
+    @classmethod
+    def name(cls) -> str:
+        """'module:Class', recorded in run.json and resolved by inference."""
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    def _lambda(self, lam: float | None) -> float | None:
+        spec = self.spec
+        if spec.takes_lam:
+            if lam is None:
+                raise GSMorphError(f"method '{spec.id}' needs a smoothness weight: pass --lam (e.g. 0.01)")
+            return float(lam)
+        if lam is not None:
+            reason = (f"uses gradient surgery" if spec.surgery else
+                      f"has its lambda in config key 'lambdas.{spec.lam_key}'" if spec.lam_key else
+                      "chooses its own lambda")
+            raise GSMorphError(f"method '{spec.id}' {reason} and takes no --lam")
+        return float(self.cfg["lambdas"][spec.lam_key]) if spec.lam_key else None
+
+    def _check_arguments(self) -> None:
+        from gsmorph import backbones
+
+        if self.spec.family != "trained":
+            raise GSMorphError(f"method '{self.method}' is not trained by `gsmorph train` (family {self.spec.family})")
+        if self.spec.maker != self.name():
+            raise GSMorphError(f"method '{self.method}' is trained by {self.spec.maker}, not {self.name()}")
+        if self.lam is not None and not (math.isfinite(self.lam) and self.lam >= 0):
+            raise GSMorphError(f"--lam must be a finite number >= 0, got {self.lam}")
+        backbones.get(self.backbone)
+        if not self.spec.supports(self.backbone):
+            raise GSMorphError(f"method '{self.method}' supports backbone(s) {', '.join(self.spec.backbones)} "
+                               f"only, not '{self.backbone}'")
+        for key in ("epochs", "batch_size", "val_every"):
+            if int(self.cfg[key]) < 1:
+                raise GSMorphError(f"config key '{key}' must be >= 1, got {self.cfg[key]}")
+
+    def backbone_kwargs(self) -> dict:
+        return dict(self.cfg["backbones"].get(self.backbone) or {})
+
+    # --------------------------------------------------------------- initialisation
+    def initialize(self) -> None:
+        """Seed, load the train and val pairs, build losses, network and optimiser."""
+        if self.initialized:
+            return
+        from gsmorph.losses import build_losses
 
         seed_everything(self.seed)
-        self.train_data = load_split(self.prepared, "train", cfg, self.device, cfg.get("max_train_pairs"), self.seed)
-        if _count(self.train_data) == 0:
+        self.train_data = load_split(self.prepared, "train", self.cfg, self.device,
+                                     self.cfg.get("max_train_pairs"), self.seed)
+        if count_pairs(self.train_data) == 0:
             raise GSMorphError(f"{self.prepared / 'subjects.csv'}: no training pairs in split 'train'")
-        self.val_data = load_split(self.prepared, "val", cfg, self.device, cfg.get("max_val_pairs"), self.seed)
-        self.sim_loss, self.reg_loss = build_losses(cfg, self.spatial_dims)
-        self.model = self.build_model().to(self.device)
+        self.val_data = load_split(self.prepared, "val", self.cfg, self.device, self.cfg.get("max_val_pairs"),
+                                   self.seed)
+        self.check_data()
+        self.sim_loss, self.reg_loss = build_losses(self.cfg, self.spatial_dims)
+        self.model = self.build_network().to(self.device)
         self.optimizer = self.build_optimizer()
         self.surgery = self.conflicts = None
-        if method in SURGERY_MODES:
+        if self.spec.surgery:
             from gsmorph.surgery import ConflictTracker, GradientSurgery
 
-            self.surgery = GradientSurgery(self.model, mode=SURGERY_MODES[method])
+            self.surgery = GradientSurgery(self.model, mode=self.spec.surgery)
             self.conflicts = ConflictTracker()  # per-group stats summed on the device
         self.shuffle_gen = torch.Generator().manual_seed(self.seed)
         # training state (restored by resume)
@@ -162,55 +216,44 @@ class Trainer:
         self.best_val_dice = float("nan")
         self.best_epoch = 0
         self.best_val_njd_pct = float("nan")
+        self.best_sha256: str | None = None
+        self.last_sha256: str | None = None
         self.log_rows: list[dict] = []
         self.conflict_rows: list[dict] = []
         self.wall_s = 0.0
         self.checkpoint_epoch = 0
+        self.initialized = True
 
-    def _check_arguments(self) -> None:
-        if self.method not in self.methods:
-            raise GSMorphError(f"unknown method '{self.method}', expected one of {', '.join(self.methods)}")
-        if self.method == "weighted" and self.lam is None:
-            raise GSMorphError("method 'weighted' needs a smoothness weight: pass --lam (e.g. 0.01)")
-        if self.method in SURGERY_MODES and self.lam is not None:
-            raise GSMorphError(f"method '{self.method}' uses gradient surgery and takes no --lam")
-        if self.lam is not None and not (math.isfinite(self.lam) and self.lam >= 0):
-            raise GSMorphError(f"--lam must be a finite number >= 0, got {self.lam}")
-        if self.backbone not in self.cfg["backbones"]:
-            raise GSMorphError(f"unknown backbone '{self.backbone}': config key 'backbones' has "
-                               f"{', '.join(sorted(self.cfg['backbones']))}")
-        for key in ("epochs", "batch_size", "val_every"):
-            if int(self.cfg[key]) < 1:
-                raise GSMorphError(f"config key '{key}' must be >= 1, got {self.cfg[key]}")
+    def check_data(self) -> None:
+        """Hook: refuse data the method cannot train on (after the splits are loaded)."""
 
     # ------------------------------------------------------------------ overridables
-    def build_model(self) -> torch.nn.Module:
-        """The backbone: (B, 2, *S) -> (B, ndim, *S) displacement (velocity if diffeomorphic)."""
+    def build_network(self) -> torch.nn.Module:
+        """The RegistrationNet: (B, 2, *S) -> (B, ndim, *S) displacement."""
+        return self.network_from(self.backbone, self.spatial_dims, self.backbone_kwargs(), self.int_steps(self.cfg))
+
+    @staticmethod
+    def int_steps(cfg: dict) -> int:
+        return int(cfg["int_steps"]) if cfg["diffeomorphic"] else 0
+
+    @staticmethod
+    def network_from(backbone: str, spatial_dims: int, kwargs: dict, int_steps: int) -> torch.nn.Module:
         from gsmorph.networks import build
 
         try:
-            return build(self.backbone, self.spatial_dims, **self.cfg["backbones"][self.backbone])
+            return build(backbone, spatial_dims, diffeomorphic=int_steps > 0, int_steps=int_steps, **kwargs)
         except ValueError as err:
-            raise GSMorphError(f"config key 'backbones.{self.backbone}': {err}") from None
+            raise GSMorphError(f"config key 'backbones.{backbone}': {err}") from None
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model.parameters(), lr=float(self.cfg["lr"]),
                                  weight_decay=float(self.cfg["weight_decay"]))
 
-    def field(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(displacement, the field the smoothness loss sees: displacement or velocity)."""
-        out = self.model(torch.cat([moving, fixed], dim=1))
-        if self.cfg["diffeomorphic"]:
-            from gsmorph.networks import integrate
-
-            return integrate(out, int(self.cfg["int_steps"])), out
-        return out, out
-
-    def training_step(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict:
+    def train_step(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict:
         """Fill every parameter's .grad for one batch; return the losses (tensors)."""
         from gsmorph.networks import warp_image
 
-        disp, smooth_field = self.field(moving, fixed)
+        disp, smooth_field = self.model(torch.cat([moving, fixed], dim=1), with_velocity=True)
         sim = self.sim_loss(warp_image(moving, disp), fixed)
         reg = self.reg_loss(smooth_field)
         if self.surgery is None:
@@ -221,17 +264,25 @@ class Trainer:
 
     def predict(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         """(B, 1, *S) moving and fixed -> (B, ndim, *S) displacement."""
-        return self.field(moving, fixed)[0]
+        return self.model(torch.cat([moving, fixed], dim=1))
+
+    def validate(self) -> tuple[float, float]:
+        """(mean Dice, NJD %) of the current weights on the val split."""
+        return self.evaluate_split(self.val_data, self.predict)
+
+    def on_train_end(self) -> None:
+        """Hook run after training, with the best weights loaded in self.model."""
 
     def run_info(self) -> dict:
         """What inference needs (written to run.json); subclasses extend it."""
         return {
+            "trainer": self.name(),
             "method": self.method,
             "backbone": self.backbone,
-            "backbone_kwargs": self.cfg["backbones"][self.backbone],
+            "backbone_kwargs": self.backbone_kwargs(),
             "spatial_dims": self.spatial_dims,
             "mode": self.cfg["mode"],
-            "surgery_mode": SURGERY_MODES.get(self.method, "weighted" if self.method == "weighted" else None),
+            "surgery_mode": self.spec.surgery,
             "lam": self.lam,
             "diffeomorphic": bool(self.cfg["diffeomorphic"]),
             "int_steps": int(self.cfg["int_steps"]),
@@ -244,6 +295,7 @@ class Trainer:
             "similarity": self.cfg["similarity"],
             "smoothness": self.cfg["smoothness"],
             "config": self.cfg,
+            "checksums": {"best.pt": self.best_sha256, "last.pt": self.last_sha256},
         }
 
     def summary(self) -> dict:
@@ -261,8 +313,35 @@ class Trainer:
             "seed": self.seed,
         }
 
-    def after_fit(self) -> None:
-        """Hook run after training, with the best weights loaded in self.model."""
+    # ------------------------------------------------------------------- inference
+    @classmethod
+    def build_from_info(cls, info: dict) -> torch.nn.Module:
+        """The network of a finished run from its run.json."""
+        steps = int(info["int_steps"]) if info["diffeomorphic"] else 0
+        return cls.network_from(info["backbone"], int(info["spatial_dims"]), info["backbone_kwargs"], steps)
+
+    @classmethod
+    def predictor(cls, model: torch.nn.Module, info: dict) -> Predictor:
+        """predict(moving, fixed) (B, 1, *S) -> (B, ndim, *S) with a finished run's network."""
+        return lambda moving, fixed: model(torch.cat([moving, fixed], dim=1))
+
+    @classmethod
+    def load_predictor(cls, run_dir: str | Path, info: dict, device: torch.device) -> Predictor:
+        """The predictor of a finished run, with its best.pt weights (checksum checked)."""
+        run_dir = Path(run_dir)
+        try:
+            model = cls.build_from_info(info).to(device)
+        except (GSMorphError, ValueError, KeyError) as err:
+            raise GSMorphError(f"{run_dir / 'run.json'}: cannot rebuild the network ({err})") from None
+        expected = (info.get("checksums") or {}).get("best.pt")
+        if expected is None:
+            raise GSMorphError(f"{run_dir / 'run.json'}: no checksum of best.pt; did training finish?")
+        try:
+            model.load_state_dict(checkpoints.load(run_dir / "best.pt", device, expected))
+        except RuntimeError as err:
+            raise GSMorphError(f"{run_dir / 'best.pt'}: weights do not fit the network in run.json ({err})") from None
+        model.eval()
+        return cls.predictor(model, info)
 
     # ------------------------------------------------------------------- the loop
     def dataset(self) -> str:
@@ -270,75 +349,76 @@ class Trainer:
 
         return dataset_name(self.prepared)
 
-    def fit(self, report: Report | None = None) -> dict:
+    def fit(self, report: Report | None = None, fresh_if_changed: bool = False) -> dict:
         """Train (resuming from out/last.pt when present), then finish the run folder.
 
         report(epoch, val_dice) is called after each validation and checkpoint; it may
-        raise (e.g. optuna.TrialPruned) to stop the run.
+        raise (e.g. optuna.TrialPruned) to stop the run. fresh_if_changed: a last.pt made
+        with another config, code, data or thread count is removed with the run's other
+        files (instead of refused) and training starts afresh.
         """
-        from tqdm.auto import tqdm
-
+        self.initialize()
         self.out.mkdir(parents=True, exist_ok=True)
-        if not self._resume():  # a fresh start: no stale best weights from an earlier attempt
-            (self.out / "best.pt").unlink(missing_ok=True)
-        write_json(self.out / "run.json", self.run_info())
+        if not self._resume(fresh_if_changed):
+            self._remove_run_files()  # a fresh start: no stale weights from an earlier attempt
+        self._write_run_info()
         epochs, val_every = int(self.cfg["epochs"]), int(self.cfg["val_every"])
         self.model.train()
-        bar = tqdm(range(self.epoch + 1, epochs + 1), desc=f"{self.method} {self.backbone}",
-                   unit="epoch", disable=not sys.stderr.isatty(), initial=self.epoch, total=epochs)
-        for epoch in bar:
+        progress = Progress(self.epoch, epochs, f"{self.method} {self.backbone}")
+        for epoch in range(self.epoch + 1, epochs + 1):
             start = time.perf_counter()
             losses = self._train_epoch()
             self._check_finite(epoch, losses)
-            val_dice = None
-            validate = _count(self.val_data) > 0 and (epoch % val_every == 0 or epoch == epochs)
-            if validate:
-                val_dice, val_njd = self.validate()
+            validate = count_pairs(self.val_data) > 0 and (epoch % val_every == 0 or epoch == epochs)
+            val = self.validate() if validate else None
             epoch_s = time.perf_counter() - start
-            self.wall_s += epoch_s
-            self.epoch = epoch
-            self.log_rows.append({
-                "epoch": epoch, **losses, "val_dice": val_dice, "epoch_s": epoch_s,
-                "wall_s": self.wall_s, "lr": self.optimizer.param_groups[0]["lr"],
-            })
-            self._flush_conflicts(epoch)
-            if validate and (math.isnan(self.best_val_dice) or val_dice > self.best_val_dice):
-                self.best_val_dice, self.best_epoch, self.best_val_njd_pct = val_dice, epoch, val_njd
-                self._save(self.model.state_dict(), "best.pt")
-            self._write_logs()
-            if validate or epoch == epochs:
-                self._save_checkpoint()
-            shown = {k: f"{v:.4g}" for k, v in losses.items()}
-            shown["val_dice"] = "-" if val_dice is None else f"{val_dice:.4f}"
-            bar.set_postfix(shown)
-            if bar.disable and validate:  # logs (not a terminal): one line per validation
-                print(f"epoch {epoch}/{epochs} " + " ".join(f"{k}={v}" for k, v in shown.items()),
-                      file=sys.stderr, flush=True)
+            self.on_epoch_end(epoch, losses, val, epoch_s)
+            progress.update(epoch, losses, None if val is None else val[0])
             if validate and report is not None:
-                report(epoch, val_dice)
-        bar.close()
+                report(epoch, val[0])
+        progress.close()
         return self._finish()
 
+    def on_epoch_end(self, epoch: int, losses: dict[str, float], val: tuple[float, float] | None,
+                     epoch_s: float) -> None:
+        """Log the epoch; keep best.pt on a better validation; checkpoint last.pt after
+        every validation and at the last epoch."""
+        self.wall_s += epoch_s
+        self.epoch = epoch
+        self.log_rows.append({
+            "epoch": epoch, **losses, "val_dice": None if val is None else val[0], "epoch_s": epoch_s,
+            "wall_s": self.wall_s, "lr": self.optimizer.param_groups[0]["lr"],
+        })
+        if self.conflicts is not None:
+            self.conflict_rows += self.conflicts.rows(epoch)
+        if val is not None and (math.isnan(self.best_val_dice) or val[0] > self.best_val_dice):
+            self.best_val_dice, self.best_epoch, self.best_val_njd_pct = val[0], epoch, val[1]
+            self.best_sha256 = checkpoints.save(self.model.state_dict(), self.out / "best.pt")
+        self._write_logs()
+        if val is not None or epoch == int(self.cfg["epochs"]):
+            self._save_checkpoint()
+
     @torch.no_grad()
-    def validate(self) -> tuple[float, float]:
+    def evaluate_split(self, buckets: list[dict], predict: Predictor) -> tuple[float, float]:
         """Mean Dice over LV/Myo/RV of warped moving labels vs fixed labels (per-pair mean
-        of the three, NaN-safe, then mean over pairs) and NJD % on the val split."""
+        of the three, NaN-safe, then mean over pairs) and NJD % of `predict` on `buckets`."""
+        from gsmorph.metrics import dice_torch, njd_percent_torch
         from gsmorph.networks import warp_label
 
         was_training = self.model.training
         self.model.eval()
         dices, njds = [], []
         batch = int(self.cfg["batch_size"])
-        for bucket in self.val_data:
+        for bucket in buckets:
             for i in range(0, bucket["moving"].shape[0], batch):
                 sl = slice(i, i + batch)
-                disp = self.predict(bucket["moving"][sl], bucket["fixed"][sl])
+                disp = predict(bucket["moving"][sl], bucket["fixed"][sl])
                 moved = warp_label(bucket["moving_label"][sl], disp)
-                dices.append(dice_per_pair(moved.round().long(), bucket["fixed_label"][sl].long()))
-                njds.append(negative_jacobian_fraction(disp.float()))
+                dices.append(dice_torch(moved.round().long(), bucket["fixed_label"][sl].long()))
+                njds.append(njd_percent_torch(disp.float()))
         self.model.train(was_training)
         per_pair = torch.nanmean(torch.cat(dices), dim=1)
-        result = torch.stack([torch.nanmean(per_pair), 100 * torch.cat(njds).mean()]).cpu()
+        result = torch.stack([torch.nanmean(per_pair), torch.cat(njds).mean()]).cpu()
         return float(result[0]), float(result[1])
 
     # ------------------------------------------------------------------- internals
@@ -361,7 +441,7 @@ class Trainer:
             idx = idx.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             logs = {k: torch.as_tensor(v).detach().float() for k, v in
-                    self.training_step(bucket["moving"][idx], bucket["fixed"][idx]).items()}
+                    self.train_step(bucket["moving"][idx], bucket["fixed"][idx]).items()}
             for key, value in logs.items():
                 sums[key] = sums[key] + value if key in sums else value
             steps += 1
@@ -392,10 +472,6 @@ class Trainer:
             raise GSMorphError(f"non-finite loss at epoch {epoch} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
                                f"training stopped, {kept}")
 
-    def _flush_conflicts(self, epoch: int) -> None:
-        if self.conflicts is not None:
-            self.conflict_rows += self.conflicts.rows(epoch)
-
     def _write_logs(self) -> None:
         import pandas as pd
 
@@ -405,52 +481,69 @@ class Trainer:
         if self.surgery is not None:
             write_csv(self.out / "conflicts.csv", pd.DataFrame(self.conflict_rows, columns=CONFLICT_COLUMNS))
 
-    def _save(self, obj: Any, name: str) -> None:
-        with atomic_path(self.out / name) as tmp:
-            torch.save(obj, tmp)
+    def _write_run_info(self) -> None:
+        write_json(self.out / "run.json", self.run_info())
 
-    def _fingerprint(self) -> str:
-        ignored = set(RESUMABLE_CHANGES) | (set(METHOD_SECTIONS) - set(self.own_sections))
-        cfg = {k: v for k, v in self.cfg.items() if k not in ignored}
-        cfg["backbones"] = self.cfg["backbones"][self.backbone]
-        return json.dumps({"method": self.method, "backbone": self.backbone, "seed": self.seed,
-                           "lam": self.lam, "cfg": cfg}, sort_keys=True, default=str)
+    def _remove_run_files(self) -> None:
+        for name in RUN_FILES + self.extra_files:
+            (self.out / name).unlink(missing_ok=True)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this run for a resume (see the module docstring)."""
+        from gsmorph.code_version import code_version
+
+        ignored = set(RESUMABLE_CHANGES) | {"backbones", "lambdas"}  # the run's own: kwargs and lam
+        others = {s for m in methods.METHODS for s in m.sections} - set(self.spec.sections)
+        cfg = {k: v for k, v in self.cfg.items() if k not in ignored | others}
+        return {"method": self.method, "backbone": self.backbone, "seed": self.seed, "lam": self.lam,
+                "backbone_kwargs": self.backbone_kwargs(), "cfg": cfg,
+                "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+                "code": code_version(type(self).__module__), "data": data_identity(self.prepared)}
 
     def _save_checkpoint(self) -> None:
-        self._save({
+        self.last_sha256 = checkpoints.save({
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "best_val_dice": self.best_val_dice,
             "best_epoch": self.best_epoch,
             "best_val_njd_pct": self.best_val_njd_pct,
+            "best_sha256": self.best_sha256,
             "rng": get_rng_state(),
             "shuffle_rng": self.shuffle_gen.get_state(),
             "log": self.log_rows,
             "conflicts": self.conflict_rows,
             "wall_s": self.wall_s,
-            "fingerprint": self._fingerprint(),
-        }, "last.pt")
+            "fingerprint": json.dumps(self.fingerprint(), sort_keys=True, default=str),
+        }, self.out / "last.pt")
         self.checkpoint_epoch = self.epoch
+        self._write_run_info()
 
-    def _resume(self) -> bool:
-        """Restore the training state from out/last.pt; False when there is none."""
+    def _resume(self, fresh_if_changed: bool) -> bool:
+        """Restore the training state from out/last.pt; False when there is none (or when
+        fresh_if_changed and it belongs to another run)."""
         path = self.out / "last.pt"
         if not path.is_file():
             return False
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:
-            raise GSMorphError(f"{path}: cannot load checkpoint ({type(err).__name__}: {err})") from None
-        if state.get("fingerprint") != self._fingerprint():
-            raise GSMorphError(f"{path}: holds a run with a different method, backbone, seed, lambda or "
-                               f"config; use another --out or delete the folder")
+        info = read_json(self.out / "run.json") if (self.out / "run.json").is_file() else {}
+        state = checkpoints.load(path, self.device, (info.get("checksums") or {}).get("last.pt"))
+        stored = json.loads(state.get("fingerprint") or "{}")
+        changed = sorted(k for k, v in self.fingerprint().items() if json.loads(json.dumps(v, default=str))
+                         != stored.get(k))
+        if changed:
+            if fresh_if_changed:
+                print(f"{path}: made with another {', '.join(changed)}; starting afresh", file=sys.stderr, flush=True)
+                return False
+            raise GSMorphError(f"{path}: holds a run made with another {', '.join(changed)}; "
+                               "use another --out, delete the folder, or pass --fresh-if-changed")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = self.checkpoint_epoch = int(state["epoch"])
         self.best_val_dice = float(state["best_val_dice"])
         self.best_epoch = int(state["best_epoch"])
         self.best_val_njd_pct = float(state["best_val_njd_pct"])
+        self.best_sha256 = state.get("best_sha256")
+        self.last_sha256 = (info.get("checksums") or {}).get("last.pt")
         self.log_rows = list(state["log"])
         self.conflict_rows = list(state["conflicts"])
         self.wall_s = float(state["wall_s"])
@@ -460,22 +553,51 @@ class Trainer:
 
     def _finish(self) -> dict:
         best = self.out / "best.pt"
-        if not best.is_file():  # never validated (no val pairs): the last weights stand in
+        if self.best_sha256 is None:  # never validated (no val pairs): the last weights stand in
             self.best_epoch = self.epoch
-            self._save(self.model.state_dict(), "best.pt")
+            self.best_sha256 = checkpoints.save(self.model.state_dict(), best)
         self._write_logs()
-        self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True))
-        self.after_fit()
-        write_json(self.out / "run.json", self.run_info())
+        self.model.load_state_dict(checkpoints.load(best, self.device, self.best_sha256))
+        self.on_train_end()
+        self._write_run_info()
         summary = self.summary()
         write_json(self.out / "summary.json", summary)
         write_provenance(self.out / "provenance.json", config=self.cfg, seed=self.seed,
                          method=self.method, backbone=self.backbone, lam=self.lam,
-                         prepared=str(self.prepared.resolve()), device=str(self.device))
+                         prepared=str(self.prepared.resolve()), device=str(self.device),
+                         cpu_threads=torch.get_num_threads())
         return summary
 
 
-def train_run(prepared, backbone: str, method: str, seed: int, out, cfg: dict,
-              lam: float | None = None, report: Report | None = None) -> dict:
-    """Train one run into `out` (resuming if it holds last.pt); return summary.json's dict."""
-    return Trainer(prepared, backbone, method, seed, out, cfg, lam=lam).fit(report=report)
+class Progress:
+    """Epoch progress: a tqdm bar on a terminal; otherwise (job logs) one line per
+    validation, with the losses, the validation Dice and the time left."""
+
+    def __init__(self, done: int, total: int, label: str):
+        from tqdm.auto import tqdm
+
+        self.total, self.start, self.first = total, time.perf_counter(), done
+        self.bar = tqdm(range(done, total), desc=label, unit="epoch", disable=not sys.stderr.isatty(),
+                        initial=done, total=total)
+
+    def update(self, epoch: int, losses: dict[str, float], val_dice: float | None) -> None:
+        shown = {k: f"{v:.4g}" for k, v in losses.items()}
+        shown["val_dice"] = "-" if val_dice is None else f"{val_dice:.4f}"
+        self.bar.update(1)
+        self.bar.set_postfix(shown)
+        if self.bar.disable and val_dice is not None:
+            print(f"epoch {epoch}/{self.total} " + " ".join(f"{k}={v}" for k, v in shown.items()),
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def train_method(prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None,
+                 report: Report | None = None, fresh_if_changed: bool = False) -> dict:
+    """Train `method` with the trainer the method table names; return summary.json's dict."""
+    if methods.get(method).family != "trained":
+        raise GSMorphError(f"method '{method}' is not made by `gsmorph train`")
+    trainer = methods.maker_of(method)(prepared, backbone, method, seed, out, cfg, lam=lam)
+    return trainer.fit(report=report, fresh_if_changed=fresh_if_changed)
+

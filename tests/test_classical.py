@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from baselines import classical
-from baselines.commands.register import register_pair
+from baselines.registration import register_pair
 from baselines.identity import identity
 from gsmorph.errors import GSMorphError
 

@@ -13,6 +13,7 @@ from baselines import hypermorph
 from baselines.hypernet import HyperConv, HyperUNet
 from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
+from gsmorph.training import train_method
 
 
 def tiny_cfg(**overrides):
@@ -94,13 +95,14 @@ def test_network_kwargs_follow_the_voxelmorph_backbone():
 
 def test_training_step_loss_is_hypermorph_weighting(prepared_acdc, tmp_path, monkeypatch):
     cfg = tiny_cfg()
-    trainer = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", 0, tmp_path / "run", cfg)
-    torch.nn.init.normal_(trainer.model.flow.weight, std=0.05)
+    trainer = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "run", cfg)
+    trainer.initialize()
+    torch.nn.init.normal_(trainer.model.backbone.flow.weight, std=0.05)
     bucket = trainer.train_data[0]
     moving, fixed = bucket["moving"][:4], bucket["fixed"][:4]
-    monkeypatch.setattr(trainer, "sample_lambda", lambda: 0.3)
+    monkeypatch.setattr(hypermorph, "sample_lambda", lambda endpoint_prob: 0.3)
     trainer.model.zero_grad()
-    logs = trainer.training_step(moving, fixed)
+    logs = trainer.train_step(moving, fixed)
     got = [p.grad.clone() for p in trainer.model.parameters()]
 
     from gsmorph.networks import warp_image
@@ -119,14 +121,13 @@ def test_smoothness_grows_with_lambda_after_short_training(prepared_acdc, tmp_pa
     # 32 steps of 4 pairs; sigma 0.2 puts the sim/reg balance inside [0, 1] at this stage
     cfg = tiny_cfg(epochs=8, batch_size=4, max_train_pairs=16, val_every=100, hypermorph={
         "hidden": 16, "layers": 2, "val_lambdas": 3, "endpoint_prob": 0.5, "mse_sigma": 0.2})
-    trainer = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", 0, tmp_path / "run", cfg)
+    trainer = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "run", cfg)
     trainer.fit()
     bucket = trainer.train_data[0]
     roughness = []
     with torch.no_grad():
         for lam in (0.0, 0.5, 1.0):
-            trainer.current_lam = lam
-            roughness.append(trainer.reg_loss(trainer.predict(bucket["moving"], bucket["fixed"])).item())
+            roughness.append(trainer.reg_loss(trainer.predict(bucket["moving"], bucket["fixed"], lam)).item())
     # more smoothness weight -> a smoother field (lower gradient norm), monotonically
     assert roughness[0] > roughness[1] > roughness[2]
     assert roughness[2] < 0.8 * roughness[0]
@@ -152,18 +153,18 @@ def test_full_run_chooses_lambda_on_validation_and_infers(prepared_acdc, tmp_pat
     assert info["hyper_lambda"] == summary["hyper_lambda"] == best["lam"]
     assert summary["best_val_dice"] == pytest.approx(best["val_dice"])
 
-    predict, _ = load_run(run)
-    assert predict.lam == best["lam"]
+    _, loaded, _ = load_run(run)
+    assert loaded["hyper_lambda"] == best["lam"] and loaded["trainer"] == "baselines.hypermorph:HyperMorphTrainer"
     pairs_dir = infer_split(run, prepared_acdc, "test", tmp_path / "pairs")
     assert (pairs_dir / "index.csv").is_file()
 
 
 def test_transmorph_and_bad_config_are_clear_errors(prepared_acdc, tmp_path):
-    with pytest.raises(GSMorphError, match="voxelmorph' only"):
-        hypermorph.train_run(prepared_acdc, "transmorph", 0, tmp_path / "r", tiny_cfg())
+    with pytest.raises(GSMorphError, match="supports backbone"):
+        train_method(prepared_acdc, "transmorph", "hypermorph", 0, tmp_path / "r", tiny_cfg())
     with pytest.raises(GSMorphError, match="val_lambdas"):
-        hypermorph.train_run(prepared_acdc, "voxelmorph", 0, tmp_path / "r",
-                             tiny_cfg(hypermorph={"val_lambdas": 1}))
+        train_method(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "r",
+                     tiny_cfg(hypermorph={"val_lambdas": 1}))
     with pytest.raises(GSMorphError, match="endpoint_prob"):
-        hypermorph.train_run(prepared_acdc, "voxelmorph", 0, tmp_path / "r",
-                             tiny_cfg(hypermorph={"endpoint_prob": 1.5}))
+        train_method(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "r",
+                     tiny_cfg(hypermorph={"endpoint_prob": 1.5}))

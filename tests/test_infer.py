@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsmorph import pairs
+from gsmorph import checkpoints, pairs
 from gsmorph.cli import main
 from gsmorph.data.loader import pairs_2d, read_subjects
 from gsmorph.errors import GSMorphError
@@ -17,11 +17,11 @@ SET = json.dumps({"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epoch
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def write_run(run, info: dict, state: dict) -> None:
+    """A run folder with these weights as best.pt and run.json recording their checksum."""
+    run.mkdir(exist_ok=True)
+    sha = checkpoints.save(state, run / "best.pt")
+    (run / "run.json").write_text(json.dumps({**info, "checksums": {"best.pt": sha}}))
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +61,10 @@ def test_infer_writes_pairs_readable_by_evaluation(prepared_acdc, trained_run, t
 def test_zero_network_is_the_identity(prepared_acdc, trained_run, tmp_path):
     # a run whose weights are all zero predicts u = 0: moved == moving exactly
     run = tmp_path / "zero"
-    run.mkdir()
-    (run / "run.json").write_text((trained_run / "run.json").read_text())
     state = torch.load(trained_run / "best.pt", weights_only=True)
-    torch.save({k: torch.zeros_like(v) for k, v in state.items()}, run / "best.pt")
+    write_run(run, json.loads((trained_run / "run.json").read_text()), {k: torch.zeros_like(v) for k, v in state.items()})
 
-    predict, info = load_run(run, device="cpu")
+    predict, info, _ = load_run(run, device="cpu")
     assert info["method"] == "weighted"
     out = infer_split(run, prepared_acdc, "test", tmp_path / "pairs", device="cpu")
     expected = {}
@@ -93,7 +91,7 @@ def test_infer_bad_inputs(prepared_acdc, trained_run, tmp_path, capsys):
         load_run(broken, device="cpu")
     info = json.loads((trained_run / "run.json").read_text())
     (broken / "run.json").write_text(json.dumps({**info, "backbone": "unet"}))
-    with pytest.raises(GSMorphError, match="cannot rebuild the backbone"):
+    with pytest.raises(GSMorphError, match="cannot rebuild the network"):
         load_run(broken, device="cpu")
 
 
@@ -139,23 +137,22 @@ def test_diffeomorphic_smoothness_sees_the_velocity_and_infer_integrates(prepare
 
     cfg = load_config(None, {**json.loads(SET), "diffeomorphic": True, "int_steps": 5})
     trainer = Trainer(prepared_acdc, "voxelmorph", "gsmorph", 0, tmp_path / "run", cfg)
+    trainer.initialize()
     for p in trainer.model.parameters():  # a visible velocity: the flow head is near zero at init
         p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
     trainer.model.eval()
     bucket = trainer.train_data[0]
     moving, fixed = bucket["moving"][:2], bucket["fixed"][:2]
     with torch.no_grad():
-        disp, smooth_field = trainer.field(moving, fixed)
-        velocity = trainer.model(torch.cat([moving, fixed], dim=1))
+        disp, smooth_field = trainer.model(torch.cat([moving, fixed], dim=1), with_velocity=True)
+        velocity = trainer.model.backbone(torch.cat([moving, fixed], dim=1))
     assert torch.equal(smooth_field, velocity)
     assert torch.allclose(disp, integrate(velocity, 5))
     assert not torch.allclose(disp, velocity)
 
     run = tmp_path / "diffeo"
-    run.mkdir()
     info = json.loads((trained_run / "run.json").read_text())
     info.update(diffeomorphic=True, int_steps=5)
-    (run / "run.json").write_text(json.dumps(info))
-    torch.save(trainer.model.state_dict(), run / "best.pt")
-    predict, _ = load_run(run, device="cpu")
+    write_run(run, info, trainer.model.state_dict())
+    predict, _, _ = load_run(run, device="cpu")
     assert torch.allclose(predict(moving, fixed), disp, atol=1e-6)

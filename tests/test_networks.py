@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from gsmorph.networks import Diffeomorphic, available, build, integrate, warp_image, warp_label
+from gsmorph.networks import RegistrationNet, available, build, integrate, warp_image, warp_label
 from gsmorph.networks.voxelmorph import symmetric_channels
 
 SMALL = {
@@ -30,13 +30,13 @@ def test_backbone_maps_pairs_to_a_field_of_the_same_size(name, spatial):
 def test_paper_presets_build_in_2d():
     net = build("voxelmorph", 2, preset="paper")
     assert net(torch.rand(1, 2, 40, 24)).shape == (1, 2, 40, 24)
-    assert net.multiple == 16  # four poolings
+    assert net.backbone.multiple == 16  # four poolings
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(norms) == 9  # 4 down, bottleneck, 4 up; none after the flow head
     ups = [m for m in net.modules() if isinstance(m, torch.nn.Upsample)]
     assert ups and all(m.mode == "bilinear" for m in ups)
     vxm = build("voxelmorph", 2, preset="voxelmorph")
-    assert vxm.multiple == 8 and all(m.mode == "nearest" for m in vxm.modules() if isinstance(m, torch.nn.Upsample))
+    assert vxm.backbone.multiple == 8 and all(m.mode == "nearest" for m in vxm.modules() if isinstance(m, torch.nn.Upsample))
 
 
 def test_symmetric_channels():
@@ -54,6 +54,7 @@ def test_transmorph_small_size_matches_the_paper():
 
 
 def flow_head(net):
+    net = net.backbone
     return net.unet.net[1].final_conv_out if hasattr(net, "unet") else net.head
 
 
@@ -114,11 +115,16 @@ def test_integrate_constant_velocity_is_a_translation():
     assert integrate(v, 0) is v
 
 
-def test_registry_and_diffeomorphic_wrapper():
-    assert available() == ["transmorph", "voxelmorph"]
+def test_registry_and_integration_inside_the_model():
+    assert sorted(available()) == ["transmorph", "voxelmorph"]
     net = build("voxelmorph", 2, diffeomorphic=True, int_steps=4, **SMALL["voxelmorph"])
-    assert isinstance(net, Diffeomorphic) and net.int_steps == 4
-    assert net(torch.rand(1, 2, 16, 16)).shape == (1, 2, 16, 16)
+    assert isinstance(net, RegistrationNet) and net.int_steps == 4
+    x = torch.rand(1, 2, 16, 16)
+    disp, velocity = net(x, with_velocity=True)
+    assert disp.shape == (1, 2, 16, 16) and torch.equal(velocity, net.backbone(x))
+    torch.testing.assert_close(disp, integrate(velocity, 4))
+    plain = build("voxelmorph", 2, **SMALL["voxelmorph"])
+    assert plain.int_steps == 0 and torch.equal(plain(x, with_velocity=True)[0], plain(x, with_velocity=True)[1])
     with pytest.raises(ValueError, match="unknown backbone 'unet'"):
         build("unet", 2)
     with pytest.raises(ValueError, match="spatial_dims"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from baselines import classical
-from baselines.commands.register import register_split
+from baselines.registration import register_split
 from gsmorph import pairs
 from gsmorph.cli import main
 from gsmorph.config import load_config
@@ -142,9 +142,12 @@ def test_missing_prepared_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_unknown_split_is_a_clear_error(prepared_acdc, tmp_path, capsys):
-    rc = main(["register", "--method", "initial", "--prepared", str(prepared_acdc), "--split", "testing",
-               "--out", str(tmp_path / "out")])
-    assert rc == 1 and "unknown split 'testing'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["register", "--method", "initial", "--prepared", str(prepared_acdc), "--split", "testing",
+              "--out", str(tmp_path / "out")])
+    assert exc.value.code != 0 and "invalid choice: 'testing'" in capsys.readouterr().err
+    with pytest.raises(GSMorphError, match="unknown split 'testing'"):
+        register_split("initial", prepared_acdc, "testing", tmp_path / "out", load_config())
     assert not (tmp_path / "out" / "index.csv").exists()
 
 
@@ -161,22 +164,31 @@ def test_config_typo_and_bad_workers_are_clear_errors(prepared_acdc, tmp_path, c
     rc = main(["register", "--method", "demons", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
                "--set", '{"demons": {"iteration": 5}}'])
     assert rc == 1 and "unknown config key 'demons.iteration'" in capsys.readouterr().err
-    rc = main(["register", "--method", "demons", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
-               "--workers", "0"])
-    assert rc == 1 and "--workers must be at least 1" in capsys.readouterr().err
-    rc = main(["register", "--method", "syn", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
-               "--seed", "-1"])
-    assert rc == 1 and "--seed must be >= 0" in capsys.readouterr().err
+    for flag, value, message in (("--workers", "0", "must be at least 1"), ("--seed", "-1", "must be >= 0")):
+        with pytest.raises(SystemExit) as exc:
+            main(["register", "--method", "syn", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
+                  flag, value])
+        err = capsys.readouterr().err
+        assert exc.value.code != 0 and flag in err and message in err
+    with pytest.raises(GSMorphError, match="--workers must be at least 1"):
+        register_split("syn", prepared_acdc, "test", tmp_path / "o", load_config(), workers=0)
+    with pytest.raises(GSMorphError, match="--seed must be >= 0"):
+        register_split("syn", prepared_acdc, "test", tmp_path / "o", load_config(), seed=-1)
     assert not (tmp_path / "o").exists()
 
 
 def test_failed_registration_leaves_nothing_and_names_the_pair(prepared_acdc, tmp_path, capsys):
-    # the variant is checked inside the worker: the error crosses the process pool
-    bad = json.dumps({"demons": {"variant": "thirion"}})
-    rc = main(["register", "--method", "demons", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
+    # ANTs refuses the transform inside the worker: the error crosses the process pool
+    bad = json.dumps({"syn": {"type_of_transform": "NoSuchTransform"}})
+    rc = main(["register", "--method", "syn", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
                "--workers", "1", "--set", bad])
     err = capsys.readouterr().err
-    assert rc == 1 and "demons on subject" in err and "demons.variant" in err
+    assert rc == 1 and "syn on subject" in err and "NoSuchTransform" in err
+    # a value the schema knows to be wrong is refused before any worker starts
+    rc = main(["register", "--method", "demons", "--prepared", str(prepared_acdc), "--out", str(tmp_path / "o"),
+               "--set", json.dumps({"demons": {"variant": "thirion"}})])
+    err = capsys.readouterr().err
+    assert rc == 1 and "config key 'demons.variant': 'thirion' is not one of" in err
     assert not (tmp_path / "o").exists()
 
 

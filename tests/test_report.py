@@ -199,7 +199,7 @@ def test_figures_are_png_of_expected_size_with_captions(report_dir):
         assert (fig / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
     captions = json.loads((report_dir / "report" / "captions.json").read_text())
     assert "figures/pareto_acdc_voxelmorph.png" in captions and "tables/table1_combined.tex" in captions
-    assert (report_dir / "report" / "captions" / "tuning_cost.rst").read_text().strip()
+    assert "Compute spent" in captions["figures/tuning_cost.png"]
     prov = json.loads((fig / "provenance.json").read_text())
     # mnm has no runs: no Pareto plot there, nothing crashed
     assert not (fig / "pareto_mnm_voxelmorph.png").exists()
@@ -208,8 +208,12 @@ def test_figures_are_png_of_expected_size_with_captions(report_dir):
 
 def test_missing_runs_skip_optional_figures(metrics_csvs, tmp_path, capsys):
     out = tmp_path / "results"
+    # a --runs folder that does not exist is an error; --no-runs says they are not needed
     assert main(["report", "--metrics", str(metrics_csvs[0]), "--runs", str(tmp_path / "none"),
-                 "--out", str(out), "--n-boot", "100"]) == 0
+                 "--out", str(out), "--n-boot", "100"]) == 1
+    assert f"--runs {tmp_path / 'none'}: folder not found" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["report", "--metrics", str(metrics_csvs[0]), "--no-runs", "--out", str(out), "--n-boot", "100"]) == 0
     text = capsys.readouterr().out
     assert "skipped: Pareto plot" in text and "skipped: qualitative figure" in text
     assert (out / "figures" / "dice_boxplot_acdc_voxelmorph.png").is_file()
@@ -219,12 +223,12 @@ def test_missing_runs_skip_optional_figures(metrics_csvs, tmp_path, capsys):
 def test_bad_metrics_inputs(tmp_path, metrics_csvs, capsys):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"dataset": ["acdc"], "value": [1.0]}).to_csv(bad, index=False)
-    assert main(["report", "--metrics", str(bad), "--runs", "x", "--out", str(tmp_path / "o")]) == 1
+    assert main(["report", "--metrics", str(bad), "--no-runs", "--out", str(tmp_path / "o")]) == 1
     assert "missing columns" in capsys.readouterr().err
-    assert main(["report", "--metrics", str(metrics_csvs[0]), str(metrics_csvs[0]), "--runs", "x",
+    assert main(["report", "--metrics", str(metrics_csvs[0]), str(metrics_csvs[0]), "--no-runs",
                  "--out", str(tmp_path / "o")]) == 1
     assert "given twice" in capsys.readouterr().err
-    assert main(["report", "--metrics", str(tmp_path / "absent.csv"), "--runs", "x", "--out", str(tmp_path / "o")]) == 1
+    assert main(["report", "--metrics", str(tmp_path / "absent.csv"), "--no-runs", "--out", str(tmp_path / "o")]) == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -9,7 +9,8 @@ import torch
 
 from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
-from gsmorph.training import Trainer, dice_per_pair, negative_jacobian_fraction, train_run
+from gsmorph.metrics import dice_torch, njd_percent_torch
+from gsmorph.training import Trainer, train_method
 
 SMALL_NET = {"voxelmorph": {"features": [8, 16, 32]}}
 
@@ -23,12 +24,8 @@ def small_cfg(**overrides):
     return load_config(None, cfg)
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """Trainer applies cfg num_threads process-wide; give other tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def train_run(*args, **kwargs):
+    return train_method(*args, **kwargs)
 
 
 # --------------------------------------------------------------- metric helpers
@@ -38,23 +35,23 @@ def test_dice_per_pair_known_masks_and_empty_structures():
     moved[0, 0, :2, :2] = 1   # LV: 4 voxels, fixed LV: 2 of them -> 2*2/(4+2)
     fixed[0, 0, :1, :2] = 1
     moved[0, 0, 3, 3] = 3     # RV only in moved -> 0; Myo absent in both -> NaN
-    dice = dice_per_pair(moved, fixed)[0]
+    dice = dice_torch(moved, fixed)[0]
     assert dice[0].item() == pytest.approx(2 / 3)
     assert math.isnan(dice[1].item())
     assert dice[2].item() == 0.0
 
 
-def test_negative_jacobian_fraction_of_known_fields():
+def test_njd_percent_torch_of_known_fields():
     zero = torch.zeros(2, 2, 8, 8)
-    assert negative_jacobian_fraction(zero).tolist() == [0.0, 0.0]
+    assert njd_percent_torch(zero).tolist() == [0.0, 0.0]
     # u_0 = -2 x_0: det = 1 - 2 = -1 everywhere (the field folds the grid)
     x0 = torch.arange(8.0).view(1, 1, 8, 1).expand(1, 1, 8, 8)
     folding = torch.cat([-2 * x0, torch.zeros_like(x0)], dim=1)
-    assert negative_jacobian_fraction(folding).item() == 1.0
+    assert njd_percent_torch(folding).item() == 100.0
     # 3D: contraction by half along axis 2 keeps det = 0.5 > 0
     x2 = torch.arange(6.0).view(1, 1, 1, 1, 6).expand(1, 1, 4, 5, 6)
     field3 = torch.cat([torch.zeros_like(x2), torch.zeros_like(x2), -0.5 * x2], dim=1)
-    assert negative_jacobian_fraction(field3).item() == 0.0
+    assert njd_percent_torch(field3).item() == 0.0
 
 
 def test_validation_metrics_agree_with_evaluation():
@@ -63,10 +60,10 @@ def test_validation_metrics_agree_with_evaluation():
     rng = np.random.default_rng(0)
     for shape in [(2, 16, 12), (3, 8, 9, 7)]:
         u = (rng.normal(size=shape) * 1.2).astype(np.float32)
-        ours = 100 * negative_jacobian_fraction(torch.from_numpy(u)[None]).item()
+        ours = njd_percent_torch(torch.from_numpy(u)[None]).item()
         assert ours == pytest.approx(metrics.njd_percent(u), abs=1e-4)
     a, b = rng.integers(0, 4, size=(2, 20, 20))
-    ours = dice_per_pair(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])[0]
+    ours = dice_torch(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])[0]
     for k, value in enumerate((1, 2, 3)):
         assert ours[k].item() == pytest.approx(metrics.dice(a == value, b == value))
 
@@ -97,15 +94,14 @@ def test_missing_prepared_folder(tmp_path):
 @pytest.fixture(scope="module")
 def forty_steps(prepared_acdc, tmp_path_factory):
     """A GSMorph run of 40 steps: 16 training pairs, batch 8 (2 steps/epoch), 20 epochs."""
-    threads = torch.get_num_threads()
     run = tmp_path_factory.mktemp("forty") / "run"
     cfg = small_cfg(epochs=20, batch_size=8, max_train_pairs=16, max_val_pairs=16, val_every=10)
     trainer = Trainer(prepared_acdc, "voxelmorph", "gsmorph", 0, run, cfg)
+    trainer.initialize()
     with torch.no_grad():
-        identity_dice = torch.cat([dice_per_pair(b["moving_label"].long(), b["fixed_label"].long())
+        identity_dice = torch.cat([dice_torch(b["moving_label"].long(), b["fixed_label"].long())
                                    for b in trainer.val_data]).nanmean(1).nanmean().item()
     summary = trainer.fit()
-    torch.set_num_threads(threads)
     return trainer, summary, identity_dice, run
 
 
@@ -178,14 +174,53 @@ def test_killed_and_resumed_run_ends_bitwise_identical(prepared_acdc, tmp_path, 
 
 def test_resume_refuses_a_different_run(prepared_acdc, tmp_path):
     train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=1), lam=0.01)
-    with pytest.raises(GSMorphError, match="different"):
+    with pytest.raises(GSMorphError, match="made with another lam"):
         train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=2), lam=0.1)
-    with pytest.raises(GSMorphError, match="different"):
+    with pytest.raises(GSMorphError, match="made with another cfg"):
         train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=2, lr=1e-3),
                   lam=0.01)
     # other methods' sections and the budget may change: the run continues
     other = small_cfg(epochs=2, tune={"trials": 3}, demons={"iterations": 5})
     assert train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", other, lam=0.01)["epochs_done"] == 2
+
+
+def test_fresh_if_changed_restarts_another_run_and_resumes_the_same(prepared_acdc, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_run(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=1), lam=0.01)
+    (run / "notes.txt").write_text("mine")
+    # the same run with a larger budget resumes (epoch 1 is not trained again)
+    summary = train_run(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=2), lam=0.01,
+                        fresh_if_changed=True)
+    assert summary["epochs_done"] == 2 and len(pd.read_csv(run / "train_log.csv")) == 2
+    assert "starting afresh" not in capsys.readouterr().err
+    # another lambda: its files go, training starts at epoch 1, other files stay
+    summary = train_run(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=1), lam=0.1,
+                        fresh_if_changed=True)
+    assert "made with another lam; starting afresh" in capsys.readouterr().err
+    assert summary["lam"] == 0.1 and pd.read_csv(run / "train_log.csv")["epoch"].tolist() == [1]
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_resume_under_another_cpu_thread_count_is_refused(prepared_acdc, tmp_path):
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train_run(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=1), lam=0.01)
+        torch.set_num_threads(2)
+        with pytest.raises(GSMorphError, match="made with another cpu_threads"):
+            train_run(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=2), lam=0.01)
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((run / "provenance.json").read_text())["cpu_threads"] == 1
+
+
+def test_fixed_lambda_methods_take_their_lambda_from_the_config(prepared_acdc, tmp_path):
+    cfg = small_cfg(epochs=1, lambdas={"s": 0.002, "m": 0.01, "l": 0.1})
+    summary = train_run(prepared_acdc, "voxelmorph", "weighted-s", 0, tmp_path / "run", cfg)
+    assert summary["lam"] == 0.002 and json.loads((tmp_path / "run" / "run.json").read_text())["lam"] == 0.002
+    with pytest.raises(GSMorphError, match="lambdas.s' and takes no --lam"):
+        Trainer(prepared_acdc, "voxelmorph", "weighted-s", 0, tmp_path / "r2", cfg, lam=0.5)
 
 
 # --------------------------------------------------------------- failures
@@ -205,6 +240,7 @@ class _NaNAfter(torch.nn.Module):
 def test_non_finite_loss_stops_naming_the_epoch_and_keeps_last_good_checkpoint(prepared_acdc, tmp_path):
     run = tmp_path / "run"
     trainer = Trainer(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=3), lam=0.01)
+    trainer.initialize()
     trainer.sim_loss = _NaNAfter(steps=2)  # 8 pairs / batch 4: epoch 1 is finite, epoch 2 is not
     with pytest.raises(GSMorphError, match=r"non-finite loss at epoch 2 .*epoch 1"):
         trainer.fit()

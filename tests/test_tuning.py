@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -157,7 +158,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, prepared):
     study = tuning.open_study(store, storage, "s", 0, cfg, settings)
     ghost = study.ask()
     lam = ghost.suggest_float("lam", 1e-4, 1.0, log=True)
-    ghost.set_user_attr("worker_host", tuning.socket.gethostname())
+    ghost.set_user_attr("worker_host", socket.gethostname())
     ghost.set_user_attr("worker_pid", dead.pid)
     ghost.set_user_attr("worker_start", None)
     ghost.set_user_attr("elapsed_s", 12.5)

@@ -1,196 +1,26 @@
-"""`gsmorph register`: register every pair of a split with a classical method (Demons, SyN)
-or the identity ("initial"), and write the per-pair outputs of gsmorph/pairs.py.
-
-    gsmorph register --method {initial,demons,syn} --prepared DIR --split test --out DIR
-                     [--config FILE] [--set JSON] [--workers N] [--seed K]
-
-Pairs are 2D slices (config "mode": "2d", default) or whole volumes ("3d"), moving and
-fixed frames from the config (ES onto ED by default). Demons and SyN run in a process
-pool over pairs, each worker single-threaded (ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1),
-so the result for a seed does not depend on the number of workers. runtime_s of a pair
-is the wall time of its registration plus warping, on one core. The output folder is
-written whole or not at all (index.csv last).
-"""
+"""`gsmorph register`: register every pair of a split with a non-learned method (Initial,
+Demons, SyN; the classical family of gsmorph/methods.py) into a pairs folder
+(baselines/registration.py)."""
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from functools import partial
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from gsmorph import pairs as pairs_format
-from gsmorph.errors import GSMorphError
-
-METHODS = ("initial", "demons", "syn")
-SPLITS = ("train", "val", "test", "all")
+from gsmorph import methods
+from gsmorph.cli_options import add_common
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, choices=METHODS, help="registration method")
+    parser.add_argument("--method", required=True, choices=methods.ids("classical", None), help="registration method")
     parser.add_argument("--prepared", required=True, help="prepared dataset folder (with subjects.csv)")
-    parser.add_argument("--split", default="test", help="split to register: train, val, test (default) or all")
     parser.add_argument("--out", required=True, help="pairs folder to write, e.g. pairs/<dataset>/none/<method>/seed0")
-    parser.add_argument("--config", default=None, help="YAML config (keys at top level or under 'method:')")
-    parser.add_argument("--set", dest="overrides", default=None, help="JSON config overrides")
-    parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (SyN sampling)")
+    add_common(parser, "split", "config", "workers", "seed")
 
 
 def run(args: argparse.Namespace) -> int:
+    from baselines.registration import register_split
     from gsmorph.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    out = register_split(args.method, args.prepared, args.split, args.out, cfg,
-                         workers=args.workers, seed=args.seed)
+    out = register_split(args.method, args.prepared, args.split, args.out, cfg, workers=args.workers, seed=args.seed)
     print(f"gsmorph register: wrote {out}")
     return 0
-
-
-def register_split(method: str, prepared: str | os.PathLike, split: str, out: str | os.PathLike,
-                   cfg: dict[str, Any], workers: int | None = None, seed: int = 0) -> Path:
-    """Register all pairs of `split` with `method`; write the pairs folder `out`; return it."""
-    from gsmorph.data import loader
-    from gsmorph.io import atomic_dir
-    from gsmorph.provenance import provenance, write_provenance
-
-    prepared, out = Path(prepared), Path(out)
-    if method not in METHODS:
-        raise GSMorphError(f"unknown method '{method}', expected one of {list(METHODS)}")
-    if split not in SPLITS:
-        raise GSMorphError(f"unknown split '{split}', expected one of {list(SPLITS)}")
-    if not prepared.is_dir():
-        raise GSMorphError(f"{prepared}: prepared folder not found")
-    if not (prepared / "subjects.csv").is_file():
-        raise GSMorphError(f"{prepared / 'subjects.csv'}: file not found (is {prepared} a prepared folder?)")
-    if workers is not None and workers < 1:
-        raise GSMorphError(f"--workers must be at least 1, got {workers}")
-    if int(seed) < 0:
-        raise GSMorphError(f"--seed must be >= 0, got {seed}")
-    mode = cfg.get("mode", "2d")
-    moving, fixed = cfg.get("moving", "ES"), cfg.get("fixed", "ED")
-    if mode not in ("2d", "3d"):
-        raise GSMorphError(f"config key 'mode' is '{mode}', expected '2d' or '3d'")
-
-    subjects = loader.read_subjects(prepared)
-    in_split = subjects if split == "all" else subjects[subjects["split"] == split]
-    if in_split.empty:
-        raise GSMorphError(f"{prepared / 'subjects.csv'}: no subject in split '{split}'")
-    # every pair of the split, as `gsmorph infer` registers (drop_missing is a training option)
-    pair_list = loader.pairs(prepared, split, mode=mode, moving=moving, fixed=fixed)
-    if not pair_list:
-        raise GSMorphError(f"{prepared}: split '{split}' has no pairs to register")
-
-    params = dict(cfg[method]) if method in ("demons", "syn") else {}
-    results = _register_all(method, pair_list, params, seed, workers)
-
-    by_subject: dict[str, list[int]] = {}
-    for i, pair in enumerate(pair_list):
-        by_subject.setdefault(str(pair.subject), []).append(i)
-    n_workers = 1 if method == "initial" else _n_workers(workers, len(pair_list))
-    meta = {
-        "dataset": loader.dataset_name(prepared),
-        "backbone": "none",
-        "method": method,
-        "seed": int(seed),
-        "split": split,
-        "mode": mode,
-        "moving": moving,
-        "fixed": fixed,
-        "prepared": str(prepared.resolve()),
-        "params": params,
-        "workers": n_workers,
-        "n_pairs": len(pair_list),
-    }
-    meta["provenance"] = provenance(config=cfg, seed=seed, method=method)
-    with atomic_dir(out, inputs=[prepared], made_by="register") as tmp:
-        for subject, idx in by_subject.items():
-            first = pair_list[idx[0]]
-            pairs_format.save_subject(tmp, pairs_format.SubjectPairs(
-                subject=subject,
-                slice_index=np.array([pair_list[i].slice_index for i in idx], dtype=np.int32),
-                disp=np.stack([results[i][0] for i in idx]),
-                moved_image=np.stack([results[i][1] for i in idx]),
-                moved_label=np.stack([results[i][2] for i in idx]),
-                runtime_s=np.array([results[i][3] for i in idx], dtype=np.float64),
-                spacing=np.asarray(first.spacing, dtype=np.float64),
-            ))
-        write_provenance(tmp / "provenance.json", config=cfg, seed=seed, method=method, pairs_meta=
-                         {k: v for k, v in meta.items() if k != "provenance"})
-        pairs_format.finish(tmp, meta, list(by_subject))
-    return out
-
-
-def register_pair(method: str, params: dict[str, Any], seed: int, subject: str, slice_index: int,
-                  moving: np.ndarray, fixed: np.ndarray, moving_label: np.ndarray, spacing: np.ndarray):
-    """Register one pair; return (disp (ndim, *S) f32 voxels, moved_image (*S) f32,
-    moved_label (*S) uint8, runtime_s: wall seconds of registration plus warping)."""
-    from baselines import classical
-    from baselines.identity import identity
-
-    where = f"subject {subject}" + (f" slice {slice_index}" if slice_index >= 0 else "")
-    start = time.perf_counter()
-    try:
-        if method == "initial":
-            disp = identity(moving, fixed)
-            moved_image = np.array(moving, dtype=np.float32)
-            moved_label = np.array(moving_label, dtype=np.uint8)
-        else:
-            if method == "demons":
-                disp = classical.demons(moving, fixed, spacing, params)
-            elif method == "syn":
-                disp = classical.syn(moving, fixed, spacing, params, seed=seed)
-            else:
-                raise GSMorphError(f"unknown method '{method}'")
-            moved_image = classical.warp(np.asarray(moving, dtype=np.float32), disp, order=1)
-            moved_label = classical.warp(np.asarray(moving_label, dtype=np.uint8), disp, order=0)
-    except GSMorphError as err:
-        raise GSMorphError(f"{method} on {where}: {err}") from None
-    runtime = time.perf_counter() - start
-    if not np.all(np.isfinite(disp)):
-        raise GSMorphError(f"{method} on {where}: the displacement has non-finite values")
-    return disp.astype(np.float32), moved_image, moved_label, runtime
-
-
-def _register_all(method, pair_list, params, seed, workers) -> list[tuple]:
-    task = partial(register_pair, method, params, int(seed))
-    columns = (
-        [str(p.subject) for p in pair_list],
-        [int(p.slice_index) for p in pair_list],
-        [p.moving for p in pair_list],
-        [p.fixed for p in pair_list],
-        [p.moving_label for p in pair_list],
-        [np.asarray(p.spacing, dtype=np.float64) for p in pair_list],
-    )
-    if method == "initial":  # nothing to compute: no pool
-        return list(map(task, *columns))
-    # A fresh interpreter per worker (spawn), so the single-thread setting is in place
-    # before ITK is loaded, whatever the parent process has imported.
-    context = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=_n_workers(workers, len(pair_list)), mp_context=context,
-                                 initializer=_single_threaded) as pool:
-            return list(pool.map(task, *columns))
-    except BrokenProcessPool as err:
-        raise GSMorphError(f"a {method} worker process died before finishing ({err}); out of memory, "
-                           "or a crash inside ITK/ANTs; try fewer --workers") from None
-
-
-def _single_threaded() -> None:
-    """Worker start-up: one thread for ITK (SimpleITK and ANTs) and numerical libraries."""
-    for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    import SimpleITK as sitk
-
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-
-
-def _n_workers(workers: int | None, n_tasks: int) -> int:
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(workers or available, n_tasks))

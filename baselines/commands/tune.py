@@ -1,4 +1,5 @@
-"""`gsmorph tune`: one Optuna worker tuning the weighted-loss lambda (baselines/tuning.py).
+"""`gsmorph tune`: one Optuna worker tuning the lambda of a weighted loss (the "tuned"
+family of gsmorph/methods.py; baselines/tuning/).
 
 Start several with the same --storage and --study to share the trials (SQLite for one
 host, a journal file or a database server for many); together they run --trials trials.
@@ -8,26 +9,33 @@ from __future__ import annotations
 import argparse
 import json
 
+from gsmorph import backbones, methods
+from gsmorph.cli_options import add_common
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    tuned = methods.ids("tuned", None)
+    parser.add_argument("--method", choices=tuned, default=tuned[0], help=f"tuned method (default {tuned[0]})")
     parser.add_argument("--prepared", required=True, help="prepared dataset folder")
-    parser.add_argument("--backbone", required=True, help="network name (voxelmorph, transmorph)")
+    parser.add_argument("--backbone", required=True, choices=backbones.names(), help="network")
     parser.add_argument("--trials", type=int, required=True, help="trials in the study, all workers together")
     parser.add_argument("--storage", required=True,
                         help="sqlite:///x.db | x.db | journal:///x.log | x.log | any SQLAlchemy URL")
     parser.add_argument("--study", required=True, help="study name in the storage")
-    parser.add_argument("--seed", type=int, required=True, help="training seed; trial k samples with seed + k")
+    add_common(parser, "required_seed")
     parser.add_argument("--out", required=True, help="output folder (trials.csv, study.json, best/, trials/)")
-    parser.add_argument("--config", default=None, help="YAML config (keys at top level or under 'method:')")
-    parser.add_argument("--set", dest="overrides", default=None, help="JSON overriding config keys")
+    add_common(parser, "config", "device")
 
 
 def run(args: argparse.Namespace) -> int:
     from baselines.tuning import tune
     from gsmorph.config import load_config
+    from gsmorph.device import apply_threads
 
-    cfg = load_config(args.config, args.overrides)
-    info = tune(args.prepared, args.backbone, args.trials, args.storage, args.study, args.seed, args.out, cfg)
+    cfg = load_config(args.config, args.overrides, device=args.device)
+    apply_threads(cfg)
+    info = tune(args.prepared, args.backbone, args.trials, args.storage, args.study, args.seed, args.out, cfg,
+                method=args.method)
     print(json.dumps({k: info[k] for k in ("study", "n_trials", "best_trial", "best_lam", "best_val_dice",
                                           "total_wall_s")}))
     return 0

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from gsmorph.cli_options import add_common, workers
 from gsmorph.provenance import sidecar, write_provenance
 
 
@@ -12,15 +12,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", nargs="+", required=True, metavar="DIR",
                         help="pairs folders (pairs/<dataset>/<backbone>/<method>/seed<k>/), one per method and seed")
     parser.add_argument("--out", required=True, help="output CSV, e.g. results/<dataset>/metrics.csv")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes evaluating subjects in parallel (default: min(2, CPUs))")
+    add_common(parser, "workers")
 
 
 def run(args: argparse.Namespace) -> int:
     from gsmorph.evaluate import evaluate, undefined_counts
     from gsmorph.io import write_csv
 
-    table = evaluate(args.pairs, workers=max(1, args.workers))
+    table = evaluate(args.pairs, workers=workers(args.workers))
     undefined = undefined_counts(table)
     out = Path(args.out)
     write_csv(out, table)

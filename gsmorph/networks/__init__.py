@@ -1,61 +1,68 @@
-"""Registration backbones by name: (B, 2, *S) moving+fixed -> (B, ndim, *S) displacement.
+"""Registration networks: a backbone of the table in gsmorph/backbones.py, wrapped so that
+calling it gives a displacement.
 
 >>> net = build("voxelmorph", spatial_dims=2, preset="paper")
->>> disp = net(torch.cat([moving, fixed], dim=1))      # voxel units, channel i = axis i
+>>> disp = net(torch.cat([moving, fixed], dim=1))      # (B, ndim, *S), voxels, channel i = axis i
+>>> disp, field = net(x, with_velocity=True)           # field: what the smoothness loss sees
 
-With ``diffeomorphic=True`` the backbone's output is read as a stationary velocity and
-integrated by scaling and squaring (``int_steps`` steps) into the displacement.
+With ``int_steps > 0`` (diffeomorphic) the backbone's output is a stationary velocity,
+integrated inside the model by scaling and squaring; `field` is then the velocity,
+otherwise the displacement itself.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from gsmorph import backbones
 from gsmorph.networks.warp import integrate, warp_image, warp_label
 
-__all__ = ["available", "build", "Diffeomorphic", "integrate", "warp_image", "warp_label"]
+__all__ = ["RegistrationNet", "available", "build", "integrate", "warp_image", "warp_label"]
 
 
-def _voxelmorph(spatial_dims, **kwargs):
-    from gsmorph.networks.voxelmorph import VoxelMorph
+class RegistrationNet(nn.Module):
+    """A backbone whose output is a displacement, or a velocity integrated into one.
 
-    return VoxelMorph(spatial_dims, **kwargs)
+    forward(x (B, 2, *S), *extra) -> (B, ndim, *S) displacement (voxels); `extra` goes to the
+    backbone (e.g. HyperMorph's lambda). with_velocity=True returns (displacement, field),
+    field being the backbone's output (velocity if int_steps > 0, else the displacement).
+    """
 
-
-def _transmorph(spatial_dims, **kwargs):
-    from gsmorph.networks.transmorph import TransMorph
-
-    return TransMorph(spatial_dims, **kwargs)
-
-
-_REGISTRY = {"voxelmorph": _voxelmorph, "transmorph": _transmorph}
-
-
-class Diffeomorphic(nn.Module):
-    """Wraps a backbone: its output is a velocity, integrated into a displacement."""
-
-    def __init__(self, backbone: nn.Module, int_steps: int):
+    def __init__(self, backbone: nn.Module, int_steps: int = 0):
         super().__init__()
+        if int(int_steps) < 0:
+            raise ValueError(f"integration steps must be >= 0, got {int_steps}")
         self.backbone = backbone
-        self.int_steps = int_steps
+        self.int_steps = int(int_steps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return integrate(self.backbone(x), self.int_steps)
+    def forward(self, x: torch.Tensor, *extra, with_velocity: bool = False):
+        field = self.backbone(x, *extra)
+        disp = integrate(field, self.int_steps) if self.int_steps else field
+        return (disp, field) if with_velocity else disp
 
 
 def available() -> list[str]:
-    """Backbone names `build` accepts."""
-    return sorted(_REGISTRY)
+    """Backbone names `build` accepts (the table in gsmorph/backbones.py)."""
+    return backbones.names()
 
 
-def build(name: str, spatial_dims: int, diffeomorphic: bool = False, int_steps: int = 7, **kwargs) -> nn.Module:
-    """The backbone `name` for 2D or 3D inputs; kwargs go to its class (see its docstring)."""
-    if name not in _REGISTRY:
+def build(name: str, spatial_dims: int, diffeomorphic: bool = False, int_steps: int = 7,
+          **kwargs) -> RegistrationNet:
+    """The backbone `name` for 2D or 3D inputs, as a RegistrationNet; kwargs go to its
+    builder (see its docstring). diffeomorphic: integrate in `int_steps` steps."""
+    from gsmorph.errors import GSMorphError
+    from gsmorph.plugins import resolve
+
+    if name not in backbones.names():
         raise ValueError(f"unknown backbone '{name}' (available: {', '.join(available())})")
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     try:
-        net = _REGISTRY[name](spatial_dims, **kwargs)
+        builder = resolve(backbones.get(name).builder)
+    except GSMorphError as err:
+        raise ValueError(f"backbone '{name}': {err}") from None
+    try:
+        net = builder(spatial_dims, **kwargs)
     except TypeError as err:
         raise ValueError(f"backbone '{name}': bad keyword arguments ({err})") from None
-    return Diffeomorphic(net, int_steps) if diffeomorphic else net
+    return RegistrationNet(net, int_steps if diffeomorphic else 0)

@@ -16,12 +16,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from gsmorph import methods  # noqa: E402
 from gsmorph.io import atomic_path  # noqa: E402
 from gsmorph.report import names  # noqa: E402
 
 DPI = 100
 STRUCTURES = ("LV", "Myo", "RV")
-GS_METHODS = ("gsmorph", "gs-pcgrad", "gs-agr")
+
+
+def surgery_methods() -> tuple[str, ...]:
+    return tuple(methods.surgery_ids())
+
+
+def fixed_lambda_methods() -> dict[str, str]:
+    return methods.fixed_lambdas()
+
+
+def tuned_methods() -> tuple[str, ...]:
+    return tuple(methods.ids("tuned", None))
+
+
+def one_training_methods() -> list[str]:
+    """Methods whose reported model costs one training: the reference (no lambda) first,
+    then those that choose their lambda themselves (e.g. HyperMorph's sweep)."""
+    return [methods.REFERENCE] + methods.own_lambda_ids()
 
 
 def save(fig, out_dir: str | os.PathLike, stem: str) -> list[Path]:
@@ -87,7 +105,7 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
     for dataset, backbone in groups:
         fig, ax = plt.subplots(figsize=(6.5, 5), layout="constrained")
         n_points = 0
-        t = _select(trials, dataset, backbone, "weighted-tuned")
+        t = _select(trials, dataset, backbone, tuned_methods())
         if not t.empty and {"val_dice", "val_njd_pct"} <= set(t.columns):
             if "state" in t.columns:
                 t = t[t.state.astype(str).str.upper().str.endswith("COMPLETE")]
@@ -96,23 +114,24 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
             n_points += len(t)
         s = summaries[(summaries.dataset == dataset) & (summaries.backbone == backbone)] if not summaries.empty else summaries
         if not s.empty and {"best_val_dice", "val_njd_pct"} <= set(s.columns):
-            fixed = s[s.method.isin(["weighted-s", "weighted-m", "weighted-l"])].dropna(subset=["best_val_dice", "val_njd_pct"])
+            keys = fixed_lambda_methods()
+            fixed = s[s.method.isin(list(keys))].dropna(subset=["best_val_dice", "val_njd_pct"])
             if not fixed.empty:
                 ax.scatter(fixed.val_njd_pct, fixed.best_val_dice, s=40, marker="s", c="tab:blue",
-                           label=f"Fixed λ ({names.backbone_name(backbone)}-s/-m/-l)")
+                           label=f"Fixed λ ({names.backbone_name(backbone)}-{'/-'.join(keys.values())})")
                 for _, r in fixed.iterrows():
-                    ax.annotate(r.method.split("-")[1], (r.val_njd_pct, r.best_val_dice), fontsize=8,
+                    ax.annotate(keys[r.method], (r.val_njd_pct, r.best_val_dice), fontsize=8,
                                 xytext=(3, 3), textcoords="offset points")
                 n_points += len(fixed)
-            gs = s[s.method == "gsmorph"].dropna(subset=["best_val_dice", "val_njd_pct"])
+            gs = s[s.method == methods.REFERENCE].dropna(subset=["best_val_dice", "val_njd_pct"])
             if not gs.empty:
                 ax.scatter([gs.val_njd_pct.mean()], [gs.best_val_dice.mean()], s=160, marker="*", c="tab:red",
                            zorder=5, label="GSMorph")
                 n_points += 1
-        h = _select(sweeps, dataset, backbone, "hypermorph")
+        h = _select(sweeps, dataset, backbone, tuple(sweeps.method.unique()) if not sweeps.empty else ())
         if not h.empty and {"lam", "val_dice", "val_njd_pct"} <= set(h.columns):
             h = h.groupby("lam", as_index=False)[["val_dice", "val_njd_pct"]].mean().sort_values("lam")
-            ax.plot(h.val_njd_pct, h.val_dice, "o-", ms=4, c="tab:green", label="HyperMorph λ sweep")
+            ax.plot(h.val_njd_pct, h.val_dice, "o-", ms=4, c="tab:green", label="λ sweep (one network)")
             n_points += len(h)
         if n_points == 0:
             plt.close(fig)
@@ -131,10 +150,10 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
     return made
 
 
-def _select(frame: pd.DataFrame, dataset: str, backbone: str, method: str) -> pd.DataFrame:
+def _select(frame: pd.DataFrame, dataset: str, backbone: str, which: tuple[str, ...]) -> pd.DataFrame:
     if frame.empty:
         return frame
-    return frame[(frame.dataset == dataset) & (frame.backbone == backbone) & (frame.method == method)]
+    return frame[(frame.dataset == dataset) & (frame.backbone == backbone) & frame.method.isin(which)]
 
 
 def tuning_cost(summaries: pd.DataFrame, studies: pd.DataFrame) -> pd.DataFrame:
@@ -147,27 +166,34 @@ def tuning_cost(summaries: pd.DataFrame, studies: pd.DataFrame) -> pd.DataFrame:
         s = summaries[(summaries.dataset == dataset) & (summaries.backbone == backbone)] if not summaries.empty else summaries
         if not s.empty and "wall_s" in s.columns:
             devices = lambda f: ";".join(sorted(set(f["device"].dropna().astype(str)))) if "device" in f.columns else ""
-            for method, label in (("gsmorph", "GSMorph (1 training)"), ("hypermorph", "HyperMorph (1 training)")):
+            keys = fixed_lambda_methods()
+            for method in [m for m in one_training_methods() if m in set(s.method)]:
+                label = f"{names.method_name(method, backbone)} (1 training)"
                 m = s[s.method == method].dropna(subset=["wall_s"])
                 if not m.empty:
                     rows.append({"dataset": dataset, "backbone": backbone, "approach": label, "method": method,
                                  "n_trainings": 1, "wall_s": float(m.wall_s.mean()), "n_seeds": len(m),
                                  "device": devices(m)})
-            fixed = s[s.method.isin(["weighted-s", "weighted-m", "weighted-l"])].dropna(subset=["wall_s"])
+            fixed = s[s.method.isin(list(keys))].dropna(subset=["wall_s"])
             if not fixed.empty:
                 per = fixed.groupby("method").wall_s.mean()
+                ids = sorted(per.index, key=names.method_rank)
+                prefix = os.path.commonprefix(ids)
                 rows.append({"dataset": dataset, "backbone": backbone,
-                             "approach": f"Fixed λ ({len(per)} trainings)", "method": "weighted-s/m/l",
+                             "approach": f"Fixed λ ({len(per)} trainings)",
+                             "method": prefix + "/".join(i[len(prefix):] for i in ids),
                              "n_trainings": len(per), "wall_s": float(per.sum()),
                              "n_seeds": int(fixed.groupby("method").size().min()), "device": devices(fixed)})
-        st = _select(studies, dataset, backbone, "weighted-tuned")
+        st = _select(studies, dataset, backbone, tuned_methods())
         if not st.empty and "total_wall_s" in st.columns:
             st = st.dropna(subset=["total_wall_s"])
             if not st.empty:
                 n = int(st["n_trials"].max()) if "n_trials" in st.columns else 0
-                rows.append({"dataset": dataset, "backbone": backbone, "approach": f"Tuned (Optuna, {n} trials)",
-                             "method": "weighted-tuned", "n_trainings": n, "wall_s": float(st.total_wall_s.mean()),
-                             "n_seeds": len(st), "device": ""})
+                for method, part in st.groupby("method"):
+                    rows.append({"dataset": dataset, "backbone": backbone,
+                                 "approach": f"{names.method_name(method, backbone)} (Optuna, {n} trials)",
+                                 "method": method, "n_trainings": n, "wall_s": float(part.total_wall_s.mean()),
+                                 "n_seeds": len(part), "device": ""})
     return pd.DataFrame(rows, columns=["dataset", "backbone", "approach", "method", "n_trainings", "wall_s",
                                        "n_seeds", "device"])
 
@@ -183,7 +209,7 @@ def tuning_cost_chart(cost: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
     unit, div = ("h", 3600.0) if top >= 7200 else ("min", 60.0) if top >= 120 else ("s", 1.0)
     for ax, (dataset, backbone) in zip(axes[0], groups):
         part = cost[(cost.dataset == dataset) & (cost.backbone == backbone)]
-        colors = ["tab:red" if m == "gsmorph" else "tab:gray" for m in part.method]
+        colors = ["tab:red" if m == methods.REFERENCE else "tab:gray" for m in part.method]
         ax.barh(part.approach, part.wall_s / div, color=colors)
         ax.invert_yaxis()
         ax.set_xlabel(f"wall-clock time ({unit})")

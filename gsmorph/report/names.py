@@ -1,19 +1,18 @@
-"""Display names and the order of methods, backbones and datasets in tables and figures."""
+"""Display names, order, colours and markers of methods, backbones and datasets in tables
+and figures, all taken from the method table (gsmorph/methods.py) and the backbone table
+(gsmorph/backbones.py)."""
 from __future__ import annotations
 
-# method ids in table order; weighted-s/-m/-l take the backbone's display name
-METHOD_ORDER = ["initial", "demons", "syn", "weighted-s", "weighted-m", "weighted-l", "weighted-tuned",
-                "hypermorph", "gs-agr", "gs-pcgrad", "gsmorph"]
-FIXED_NAMES = {"initial": "Initial", "demons": "Demons", "syn": "SyN", "weighted-tuned": "Tuned",
-               "hypermorph": "HyperMorph", "gs-agr": "GS-Agr", "gs-pcgrad": "GS-PCGrad", "gsmorph": "GSMorph"}
-BACKBONE_NAMES = {"voxelmorph": "VoxelMorph", "transmorph": "TransMorph"}
+from gsmorph import backbones, methods
+
 DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms"}
 DATASET_ORDER = ["acdc", "mnm"]
 CLASSICAL = "none"  # backbone of Initial and the classical methods
+FALLBACK_COLOUR, FALLBACK_MARKER = "#333333", "o"
 
 
 def backbone_name(backbone: str) -> str:
-    return BACKBONE_NAMES.get(backbone, backbone)
+    return backbones.display(backbone)
 
 
 def dataset_name(dataset: str) -> str:
@@ -22,16 +21,23 @@ def dataset_name(dataset: str) -> str:
 
 def method_name(method: str, backbone: str = "voxelmorph") -> str:
     """'weighted-m' on transmorph -> 'TransMorph-m'; 'gsmorph' -> 'GSMorph'; unknown ids as is."""
-    if method in FIXED_NAMES:
-        return FIXED_NAMES[method]
-    if method.startswith("weighted-"):
-        return f"{backbone_name(backbone)}-{method.split('-', 1)[1]}"
-    return method
+    spec = methods.find(method)
+    return spec.name(backbone_name(backbone)) if spec else method
+
+
+def method_colour(method: str) -> str:
+    spec = methods.find(method)
+    return spec.colour if spec else FALLBACK_COLOUR
+
+
+def method_marker(method: str) -> str:
+    spec = methods.find(method)
+    return spec.marker if spec else FALLBACK_MARKER
 
 
 def method_rank(method: str) -> tuple[int, str]:
     """Sort key: the table order, unknown methods after the known ones (alphabetical)."""
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+    return methods.rank(method)
 
 
 def dataset_rank(dataset: str) -> tuple[int, str]:
@@ -39,5 +45,4 @@ def dataset_rank(dataset: str) -> tuple[int, str]:
 
 
 def backbone_rank(backbone: str) -> tuple[int, str]:
-    order = list(BACKBONE_NAMES)
-    return (order.index(backbone), "") if backbone in order else (len(order), backbone)
+    return backbones.rank(backbone)

@@ -82,11 +82,7 @@ def qualitative(folders: list, out_dir: str | os.PathLike, skipped: list[str]) -
         return {}
     made = {}
     for (dataset, backbone), members in sorted(_pairs_by_group(folders, skipped).items()):
-        subject_sets = []
-        for meta, folder in members:
-            import pandas as pd
-
-            subject_sets.append(set(pd.read_csv(folder / pairs.INDEX, dtype={"subject": str}).subject))
+        subject_sets = [set(pairs.read_index(folder).subject) for _, folder in members]
         common = sorted(set.intersection(*subject_sets)) if subject_sets else []
         if not common:
             skipped.append(f"qualitative figure {dataset}/{backbone}: no subject registered by every method")

@@ -17,11 +17,12 @@ KEYS = ["dataset", "backbone", "method", "seed"]
 _SEED = re.compile(r"^seed(\d+)$")
 
 
-def run_folders(root: str | os.PathLike) -> list[tuple[dict, Path]]:
-    """(keys, folder) of every runs/<dataset>/<backbone>/<method>/seed<k>/ under root."""
-    root = Path(root)
-    if not root.is_dir():
+def run_folders(root: str | os.PathLike | None) -> list[tuple[dict, Path]]:
+    """(keys, folder) of every runs/<dataset>/<backbone>/<method>/seed<k>/ under root
+    (none when root is None)."""
+    if root is None or not Path(root).is_dir():
         return []
+    root = Path(root)
     found = []
     for folder in sorted(root.glob("*/*/*/seed*")):
         match = _SEED.match(folder.name)

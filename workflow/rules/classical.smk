@@ -1,5 +1,5 @@
-# Identity ("initial") and the classical baselines Demons and SyN (`gsmorph register`):
-# CPU jobs, written under backbone "none".
+# Non-learned methods (`gsmorph register`, the "classical" family of gsmorph/methods.py):
+# Initial (identity), Demons and SyN. CPU jobs, written under backbone "none".
 
 
 rule register:

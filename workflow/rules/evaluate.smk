@@ -19,4 +19,4 @@ rule evaluate:
     benchmark:
         "logs/benchmarks/evaluate/{dataset}.tsv"
     shell:
-        "gsmorph evaluate --pairs {params.pairs} --out {output} > {log} 2>&1"
+        "gsmorph evaluate --pairs {params.pairs} --out {output} --workers {threads} > {log} 2>&1"

@@ -1,9 +1,9 @@
 # Per-pair outputs of every learned method on the evaluated split (`gsmorph infer`);
-# the tuned baseline is inferred from its study's best/ run folder.
+# a tuned method is inferred from its study's best/ run folder.
 
 
 rule infer:
-    """Register the test pairs of {dataset} with {method} on {backbone}, seed {seed}."""
+    """Register the evaluated pairs of {dataset} with {method} on {backbone}, seed {seed}."""
     input:
         run=run_done,
         prepared="prepared/{dataset}/subjects.csv",
@@ -11,7 +11,7 @@ rule infer:
         "pairs/{dataset}/{backbone}/{method}/seed{seed}/index.csv",
     wildcard_constraints:
         backbone=regex(BACKBONES),
-        method=regex(TRAINED + [TUNED]),
+        method=regex(TRAINED + TUNED),
     params:
         run=trained_run,
         prepared=lambda w, input: parent(input.prepared),

@@ -1,9 +1,7 @@
 # Statistics, tables and figures of every dataset (`gsmorph report`), registered for
 # `snakemake --report results/report.html`, and the workflow's provenance record.
-#
-# The file names follow gsmorph/commands/report.py; report_files() (common.smk) lists
-# the ones this config makes. Figure and table captions are the ones `gsmorph report`
-# writes to results/report/captions/<stem>.rst; statistics use workflow/report/*.rst.
+# What the report writes and how it is registered: report_files() and report_entry() in
+# common.smk.
 
 
 rule report:
@@ -16,9 +14,10 @@ rule report:
         [report_entry(path, kind) for kind, paths in report_files().items() for path in paths],
         captions="results/report/captions.json",
     params:
-        runs=lambda w, input: Path(input.runs[0]).parts[0] if input.runs else "runs",
+        runs=lambda w, input: f"--runs {Path(input.runs[0]).parts[0]}" if input.runs else "--no-runs",
         out=lambda w, output: parent(parent(output.captions)),
         pairs=lambda w, input: " ".join(parent(f) for f in input.pairs),
+        scale=scale_text(),
         code=code_version("report"),
     threads: RES["report"]["threads"]
     resources:
@@ -29,7 +28,7 @@ rule report:
     benchmark:
         "logs/benchmarks/report.tsv"
     shell:
-        "gsmorph report --metrics {input.metrics} --runs {params.runs} --out {params.out}"
+        "gsmorph report --metrics {input.metrics} {params.runs} --out {params.out}"
         " --pairs {params.pairs} > {log} 2>&1"
 
 

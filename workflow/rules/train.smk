@@ -1,6 +1,5 @@
-# Learned methods trained by `gsmorph train`: the weighted baseline with the paper's fixed
-# lambdas (weighted-s/-m/-l: --method weighted --lam <config lambdas.s|m|l>), HyperMorph,
-# and the gradient-surgery modes (gsmorph, gs-pcgrad, gs-agr).
+# Learned methods trained by `gsmorph train` (the "trained" family of gsmorph/methods.py):
+# fixed-lambda weighted losses, HyperMorph and the gradient-surgery methods.
 
 
 rule train:
@@ -15,11 +14,8 @@ rule train:
     params:
         prepared=lambda w, input: parent(input[0]),
         out=lambda w, output: parent(output[0]),
-        method=train_method_args,
-        cfg=lambda w: as_json(train_cfg(w.backbone, w.method)),
+        cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
         code=code_version("train"),
-        # run_folder.sh: a changed config, code or input trains afresh; a killed job resumes
-        key=run_key,
     threads: RES["train"]["threads"]
     resources:
         gpu=RES["train"]["gpu"],
@@ -30,7 +26,8 @@ rule train:
     benchmark:
         "logs/benchmarks/train/{dataset}/{backbone}/{method}/seed{seed}.tsv"
     shell:
-        "bash {RUN_FOLDER} {params.out} {params.key} {input} > {log} 2>&1 && "
+        # --fresh-if-changed: a run folder left by another config, code or input starts
+        # afresh; one left by a killed job of the same run resumes from its last.pt
         "gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
-        " {params.method} --seed {wildcards.seed} --out {params.out}"
-        " --set {params.cfg:q} >> {log} 2>&1"
+        " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
+        " --fresh-if-changed --set {params.cfg:q} > {log} 2>&1"

@@ -1,5 +1,5 @@
-# The Optuna-tuned weighted baseline (`gsmorph tune`): writes
-# runs/<dataset>/<backbone>/weighted-tuned/seed<k>/ with trials.csv, study.json, trials/ and
+# Tuned methods (`gsmorph tune`, the "tuned" family of gsmorph/methods.py): writes
+# runs/<dataset>/<backbone>/<method>/seed<k>/ with trials.csv, study.json, trials/ and
 # best/ (a complete run folder that infer reads).
 #
 # The study lives in a journal file outside that folder (tuning.storage_dir; on a cluster
@@ -16,20 +16,21 @@
 
 
 rule tune_study:
-    """A new Optuna study for the tuned baseline of {backbone} on {dataset}, seed {seed}."""
+    """A new Optuna study for {method} of {backbone} on {dataset}, seed {seed}."""
     input:
         "prepared/{dataset}/subjects.csv",
     output:
-        "runs/{dataset}/{backbone}/weighted-tuned/seed{seed}/study_name.txt",
+        "runs/{dataset}/{backbone}/{method}/seed{seed}/study_name.txt",
     wildcard_constraints:
         backbone=regex(BACKBONES),
+        method=regex(TUNED),
     params:
         folder=lambda w, output: parent(output[0]),
-        name="{dataset}-{backbone}-weighted-tuned-seed{seed}",
-        cfg=tune_cfg,
+        name="{dataset}-{backbone}-{method}-seed{seed}",
+        cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
         code=code_version("tune"),
     log:
-        "logs/tune/{dataset}/{backbone}/seed{seed}.study.log",
+        "logs/tune/{dataset}/{backbone}/{method}/seed{seed}.study.log",
     shell:
         "find {params.folder} -mindepth 1 -delete && "
         "echo {params.name}-$(date -u +%Y%m%dT%H%M%S)-$$ > {output} && "
@@ -37,7 +38,7 @@ rule tune_study:
 
 
 TUNE_SHELL = (
-    "gsmorph tune --prepared {params.prepared} --backbone {wildcards.backbone}"
+    "gsmorph tune --method {wildcards.method} --prepared {params.prepared} --backbone {wildcards.backbone}"
     " --trials {params.trials} --storage {params.journal} --study $(cat {input.study})"
     " --seed {wildcards.seed} --out {params.out} --set {params.cfg:q} > {log} 2>&1"
 )
@@ -45,21 +46,22 @@ TUNE_SHELL = (
 if config["tuning"]["workers"] > 1:
 
     rule tune_worker:
-        """Worker {worker} of the shared study of {backbone} on {dataset}, seed {seed}."""
+        """Worker {worker} of the shared study of {method}, {backbone}, {dataset}, seed {seed}."""
         input:
             prepared="prepared/{dataset}/subjects.csv",
             study=rules.tune_study.output[0],
         output:
-            touch("runs/{dataset}/{backbone}/weighted-tuned/seed{seed}/workers/worker{worker}.done"),
+            touch("runs/{dataset}/{backbone}/{method}/seed{seed}/workers/worker{worker}.done"),
         wildcard_constraints:
             backbone=regex(BACKBONES),
+            method=regex(TUNED),
             worker=r"\d+",
         params:
             prepared=lambda w, input: parent(input.prepared),
             out=lambda w, output: parent(parent(output[0])),
             journal=journal,
             trials=tune_trials(),
-            cfg=tune_cfg,
+            cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
             code=code_version("tune"),
         threads: RES["tune"]["threads"]
         resources:
@@ -67,29 +69,30 @@ if config["tuning"]["workers"] > 1:
             mem_mb=RES["tune"]["mem_mb"],
             runtime=RES["tune"]["runtime"],
         log:
-            "logs/tune/{dataset}/{backbone}/seed{seed}.worker{worker}.log",
+            "logs/tune/{dataset}/{backbone}/{method}/seed{seed}.worker{worker}.log",
         benchmark:
-            "logs/benchmarks/tune/{dataset}/{backbone}/seed{seed}.worker{worker}.tsv"
+            "logs/benchmarks/tune/{dataset}/{backbone}/{method}/seed{seed}.worker{worker}.tsv"
         shell:
             TUNE_SHELL
 
 
 rule tune:
-    """Tune lambda of the weighted baseline on {backbone}, {dataset}, seed {seed}."""
+    """Tune {method} on {backbone}, {dataset}, seed {seed}."""
     input:
         prepared="prepared/{dataset}/subjects.csv",
         study=rules.tune_study.output[0],
         workers=tune_workers,
     output:
-        "runs/{dataset}/{backbone}/weighted-tuned/seed{seed}/study.json",
+        "runs/{dataset}/{backbone}/{method}/seed{seed}/study.json",
     wildcard_constraints:
         backbone=regex(BACKBONES),
+        method=regex(TUNED),
     params:
         prepared=lambda w, input: parent(input.prepared),
         out=lambda w, output: parent(output[0]),
         journal=journal,
         trials=tune_trials(),
-        cfg=tune_cfg,
+        cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
         code=code_version("tune"),
     threads: RES["tune"]["threads"]
     resources:
@@ -97,8 +100,8 @@ rule tune:
         mem_mb=RES["tune"]["mem_mb"],
         runtime=RES["tune"]["runtime"],
     log:
-        "logs/tune/{dataset}/{backbone}/seed{seed}.log",
+        "logs/tune/{dataset}/{backbone}/{method}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/tune/{dataset}/{backbone}/seed{seed}.tsv"
+        "logs/benchmarks/tune/{dataset}/{backbone}/{method}/seed{seed}.tsv"
     shell:
         TUNE_SHELL

@@ -1,0 +1,76 @@
+"""The flags several verbs share, defined once so that they mean the same everywhere:
+
+--split    train | val | test | all (default test): the subjects registered or evaluated
+--config   a YAML config (method keys at top level or under `method:`)
+--set      JSON overrides of config keys, checked against the same schema as the workflow's
+--workers  processes (default: every core this process may use)
+--seed     a non-negative integer (default 0)
+--device   auto | cpu | cuda | cuda:N (default auto: CUDA when torch sees it)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _split(parser):
+    parser.add_argument("--split", default="test", choices=SPLITS, help="subjects to register (default test)")
+
+
+def _config(parser):
+    parser.add_argument("--config", default=None, help="YAML config (method keys at top level or under 'method:')")
+    parser.add_argument("--set", dest="overrides", default=None, metavar="JSON",
+                        help="JSON object overriding config keys, e.g. '{\"epochs\": 3}'")
+
+
+def _workers(parser):
+    parser.add_argument("--workers", type=_positive, default=None,
+                        help=f"parallel processes (default: every usable core, {available_cores()} here)")
+
+
+def _seed(parser):
+    parser.add_argument("--seed", type=_non_negative, default=0, help="random seed (default 0)")
+
+
+def _required_seed(parser):
+    parser.add_argument("--seed", type=_non_negative, required=True, help="random seed")
+
+
+def _device(parser):
+    parser.add_argument("--device", default=None,
+                        help="auto | cpu | cuda | cuda:N (default: the config's `device`, auto: CUDA when available)")
+
+
+ADDERS = {"split": _split, "config": _config, "workers": _workers, "seed": _seed, "required_seed": _required_seed,
+          "device": _device}
+
+
+def add_common(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the shared flags `names` (keys of ADDERS) to a verb's parser."""
+    for name in names:
+        ADDERS[name](parser)
+
+
+def workers(value: int | None) -> int:
+    return value or available_cores()

@@ -1,0 +1,144 @@
+"""The method table: every registration method of the benchmark, declared once.
+
+CLI choices, the workflow's method lists and rules, the config schema's allowed values,
+and the report's names, order, colours and markers all derive from METHODS; no other
+module spells a method id. A method is made in one of three ways (its `family`):
+
+* ``classical``: a registrar ``f(moving, fixed, spacing, params, seed) -> disp`` per pair
+  (`gsmorph register`); `params` is the config section named in `sections`, if any.
+* ``trained``: a trainer class (gsmorph.training.Trainer or a subclass), `gsmorph train`.
+  A gradient-surgery method names its `surgery` mode; a fixed-lambda weighted loss its
+  `lam_key` in config `lambdas`; a trainer method with neither takes `--lam`.
+* ``tuned``: a tuner ``f(prepared, backbone, trials, storage, study, seed, out, cfg)``
+  (`gsmorph tune`) searching the lambda of the trained method `tunes`.
+
+`maker` names the trainer, registrar or tuner as "module:attribute" and is imported only
+when used (gsmorph.plugins.resolve), so this table, and gsmorph as a whole, never imports baselines/.
+
+Adding a method: add a Method here (or, from your own package, call `register` in a
+module named in the environment variable GSMORPH_PLUGINS; see gsmorph/plugins.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gsmorph import plugins
+from gsmorph.errors import GSMorphError
+
+FAMILIES = ("classical", "trained", "tuned")
+TRAINER = "gsmorph.training:Trainer"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registration method (see the module docstring)."""
+
+    id: str
+    family: str
+    display: str                 # table and figure name; "{backbone}" becomes the backbone's name
+    colour: str                  # one matplotlib colour in every figure
+    marker: str                  # one matplotlib marker in every figure
+    maker: str                   # "module:attribute" of its trainer, registrar or tuner
+    surgery: str | None = None   # trained: gradient-surgery mode (gsmorph.surgery.GS_MODES)
+    lam_key: str | None = None   # trained: key of config `lambdas` holding its fixed lambda
+    tunes: str | None = None     # tuned: the trained method whose lambda is searched
+    backbones: tuple[str, ...] | None = None  # learned: backbones it exists for (None: all)
+    sections: tuple[str, ...] = ()            # config sections it reads
+    in_tables: bool = True       # part of Table 1 and the workflow (False: by hand only)
+    parallel: bool = True        # classical: pairs in a pool of processes (False: too cheap to pay one)
+
+    @property
+    def learned(self) -> bool:
+        return self.family != "classical"
+
+    @property
+    def takes_lam(self) -> bool:
+        """A trained weighted loss whose lambda is given on the command line (--lam)."""
+        return self.family == "trained" and self.maker == TRAINER and not self.surgery and not self.lam_key
+
+    def name(self, backbone_display: str = "") -> str:
+        """The display name, e.g. 'VoxelMorph-s' for weighted-s on VoxelMorph."""
+        return self.display.format(backbone=backbone_display)
+
+    def supports(self, backbone: str) -> bool:
+        return self.backbones is None or backbone in self.backbones
+
+
+REFERENCE = "gsmorph"  # the method every other one is tested against
+
+METHODS: list[Method] = [
+    Method("initial", "classical", "Initial", "#7f7f7f", "o", "baselines.identity:identity", parallel=False),
+    Method("demons", "classical", "Demons", "#8c564b", "v", "baselines.classical:demons", sections=("demons",)),
+    Method("syn", "classical", "SyN", "#bcbd22", "^", "baselines.classical:syn", sections=("syn",)),
+    Method("weighted-s", "trained", "{backbone}-s", "#9ecae1", "s", TRAINER, lam_key="s"),
+    Method("weighted-m", "trained", "{backbone}-m", "#3182bd", "s", TRAINER, lam_key="m"),
+    Method("weighted-l", "trained", "{backbone}-l", "#08519c", "s", TRAINER, lam_key="l"),
+    Method("weighted-tuned", "tuned", "Tuned", "#9467bd", "D", "baselines.tuning:tune", tunes="weighted",
+           sections=("tune",)),
+    Method("hypermorph", "trained", "HyperMorph", "#2ca02c", "P", "baselines.hypermorph:HyperMorphTrainer",
+           backbones=("voxelmorph",), sections=("hypermorph",)),
+    Method("gs-agr", "trained", "GS-Agr", "#e377c2", "X", TRAINER, surgery="agr"),
+    Method("gs-pcgrad", "trained", "GS-PCGrad", "#ff7f0e", "h", TRAINER, surgery="network"),
+    Method("gsmorph", "trained", "GSMorph", "#d62728", "*", TRAINER, surgery="layerwise"),
+    Method("weighted", "trained", "Weighted", "#c5b0d5", "s", TRAINER, in_tables=False),
+]
+
+
+def register(method: Method) -> Method:
+    """Add a method to the table (at the end of the table order); its id must be new."""
+    if method.family not in FAMILIES:
+        raise ValueError(f"method '{method.id}': family must be one of {FAMILIES}, got '{method.family}'")
+    if any(m.id == method.id for m in METHODS):
+        raise ValueError(f"method '{method.id}' is already in the table")
+    if ":" not in method.maker:
+        raise ValueError(f"method '{method.id}': maker must be 'module:attribute', got '{method.maker}'")
+    METHODS.append(method)
+    return method
+
+
+def get(method_id: str) -> Method:
+    """The method `method_id`; GSMorphError listing the known ids otherwise."""
+    for method in METHODS:
+        if method.id == method_id:
+            return method
+    raise GSMorphError(f"unknown method '{method_id}'; known: {', '.join(m.id for m in METHODS)}")
+
+
+def find(method_id: str) -> Method | None:
+    return next((m for m in METHODS if m.id == method_id), None)
+
+
+def ids(family: str | None = None, in_tables: bool | None = True) -> list[str]:
+    """Method ids in table order, optionally of one family; by default those of Table 1."""
+    return [m.id for m in METHODS
+            if (family is None or m.family == family) and (in_tables is None or m.in_tables == in_tables)]
+
+
+def rank(method_id: str) -> tuple[int, str]:
+    """Sort key: the table order; unknown ids after the known ones, alphabetically."""
+    order = [m.id for m in METHODS]
+    return (order.index(method_id), "") if method_id in order else (len(order), method_id)
+
+
+def surgery_ids() -> list[str]:
+    """Methods trained with gradient surgery (they write conflicts.csv)."""
+    return [m.id for m in METHODS if m.surgery]
+
+
+def fixed_lambdas() -> dict[str, str]:
+    """{method: key of config `lambdas`} of the fixed-lambda weighted losses."""
+    return {m.id: m.lam_key for m in METHODS if m.lam_key}
+
+
+def own_lambda_ids() -> list[str]:
+    """Trained methods that choose their lambda themselves (e.g. HyperMorph's sweep)."""
+    return [m.id for m in METHODS if m.family == "trained" and not (m.surgery or m.lam_key or m.takes_lam)]
+
+
+def maker_of(method_id: str) -> Any:
+    """The trainer class, registrar or tuner of a method, imported."""
+    return plugins.resolve(get(method_id).maker)
+
+
+plugins.load()  # after the table exists: a plugin may call register

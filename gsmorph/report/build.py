@@ -1,0 +1,104 @@
+"""Everything `gsmorph report` writes, from the metrics tables and the run folders.
+
+Under `out` (the workflow passes `results`), each folder replaced whole when complete
+(gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
+  stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
+            (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv
+  tables/   table1_<backbone>.{tex,md,csv}, table1_combined.{tex,md,csv}, tables.tex
+            (a standalone document inputting every table)
+  figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
+            conflicts_* as PNG and PDF
+  report/   captions.json ({relative path: caption}): what each table and figure shows
+Each of stats/, tables/, figures/ gets a provenance.json. Optional figures whose inputs
+are missing are skipped with the reason returned and recorded in the provenance.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from gsmorph import methods
+from gsmorph.io import atomic_dir, write_csv, write_json
+from gsmorph.provenance import write_provenance
+
+
+@dataclass
+class ReportResult:
+    n_tables: int = 0
+    n_figures: int = 0
+    undefined: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skipped: list[str] = field(default_factory=list)
+
+
+def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: str | os.PathLike,
+                pairs: list[str] = (), seed: int = 0, n_boot: int = 2000,
+                reference: str = methods.REFERENCE, config: dict | None = None) -> ReportResult:
+    """Statistics, tables, figures and captions under `out` (see the module docstring).
+    runs: the runs folder, or None to make only what the metrics give."""
+    from gsmorph import stats
+    from gsmorph.evaluate import read_metrics, undefined_counts
+    from gsmorph.report import figures, qualitative, runs as run_files, tables
+
+    table = read_metrics(metrics_csvs)
+    out = Path(out)
+    inputs = [runs, *pairs]
+    result = ReportResult()
+    captions: dict[str, str] = {}
+
+    # statistics
+    subjects = stats.subject_values(table)
+    summary = stats.summarise(subjects, seed=seed, n_resamples=n_boot)
+    wilcoxon = stats.wilcoxon_vs_reference(subjects, reference=reference)
+    if not (subjects.method == reference).any():
+        result.skipped.append(f"Wilcoxon tests and significance markers: no '{reference}' in the metrics")
+    problems: list[str] = []
+    summaries = run_files.read_jsons(runs, "summary.json", problems)
+    studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
+    result.undefined = undefined_counts(table)
+    outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
+               "friedman": stats.friedman(subjects), "undefined": result.undefined,
+               "tuning_cost": figures.tuning_cost(summaries, studies)}
+    with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
+        for name, frame in outputs.items():
+            write_csv(tmp / f"{name}.csv", frame)
+        write_provenance(tmp / "provenance.json", config=config, seed=seed, method_notes=stats.__doc__)
+
+    # tables
+    backbones = tables.backbones_of(summary)
+    specs = [(f"table1_{b}", [b]) for b in backbones] + [("table1_combined", backbones)]
+    with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
+        for name, which in specs:
+            t = tables.build(summary, wilcoxon, which, name, reference=reference)
+            (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
+            (tmp / f"{name}.md").write_text(tables.to_markdown(t))
+            write_csv(tmp / f"{name}.csv", tables.to_frame(t))
+            for ext in ("tex", "md", "csv"):
+                captions[f"tables/{name}.{ext}"] = t.caption
+        (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _ in specs]))
+        write_provenance(tmp / "provenance.json", config=config, seed=seed)
+    result.n_tables = len(specs)
+
+    # figures
+    made: dict[str, str] = {}
+    with atomic_dir(out / "figures", inputs=inputs, made_by="report") as tmp:
+        made.update(figures.dice_boxplots(subjects, tmp, result.skipped))
+        made.update(qualitative.qualitative(list(pairs), tmp, result.skipped))
+        trials = run_files.read_csvs(runs, "trials.csv", problems, methods=figures.tuned_methods())
+        sweeps = run_files.read_csvs(runs, "lambda_sweep.csv", problems)
+        made.update(figures.pareto(summaries, trials, sweeps, tmp, result.skipped))
+        made.update(figures.tuning_cost_chart(outputs["tuning_cost"], tmp, result.skipped))
+        conflicts = run_files.read_csvs(runs, "conflicts.csv", problems, methods=figures.surgery_methods())
+        made.update(figures.conflict_figures(conflicts, tmp, result.skipped))
+        result.skipped += problems
+        write_provenance(tmp / "provenance.json", config=config, seed=seed, skipped=result.skipped)
+    for stem, text in made.items():
+        for ext in ("png", "pdf"):
+            captions[f"figures/{stem}.{ext}"] = text
+    result.n_figures = len(made)
+
+    with atomic_dir(out / "report", inputs=inputs, made_by="report") as tmp:
+        write_json(tmp / "captions.json", captions)
+    return result
