@@ -27,6 +27,11 @@ from gsmorph.errors import GSMorphError
 COLUMNS = ["dataset", "backbone", "method", "seed", "subject", "slice", "metric", "structure", "value"]
 PER_STRUCTURE = ("dice", "hd95_mm")
 PER_PAIR = ("mse", "njd_pct", "sdlogj", "epe_mm", "runtime_s")
+# metric -> (lowest, highest) possible value; anything else in a metrics CSV is refused.
+# Upper bounds of unbounded metrics: prepared images lie in [0, 1] (MSE <= 1); no heart
+# image spans 10 m (HD95, EPE); a day per pair (runtime); SDlogJ of a positive det J field.
+RANGES = {"dice": (0.0, 1.0), "hd95_mm": (0.0, 1e4), "mse": (0.0, 1.0), "njd_pct": (0.0, 100.0),
+          "sdlogj": (0.0, 1e3), "epe_mm": (0.0, 1e4), "runtime_s": (0.0, 86400.0)}
 GROUP = ["dataset", "backbone", "method", "seed"]
 
 
@@ -166,8 +171,30 @@ def undefined_counts(table: pd.DataFrame) -> pd.DataFrame:
     return counts[counts["n_undefined"] > 0].reset_index(drop=True)
 
 
+def check_values(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Refuse unknown metric names and values that no metric can take: each value is NaN
+    (undefined) or finite and inside its metric's range (RANGES). The error names the
+    file, the CSV line and the value."""
+    known = frame["metric"].isin(list(RANGES))
+    if not known.all():
+        i = int(np.flatnonzero(~known.to_numpy())[0])
+        raise GSMorphError(f"{path}: line {i + 2}: unknown metric '{frame['metric'].iloc[i]}' "
+                           f"(known: {', '.join(RANGES)})")
+    values = frame["value"].to_numpy(dtype=np.float64)
+    low = frame["metric"].map(lambda m: RANGES[m][0]).to_numpy(dtype=np.float64)
+    high = frame["metric"].map(lambda m: RANGES[m][1]).to_numpy(dtype=np.float64)
+    bad = ~np.isnan(values) & (~np.isfinite(values) | (values < low) | (values > high))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        row = frame.iloc[i]
+        raise GSMorphError(f"{path}: line {i + 2}: {row['metric']} = {float(row['value'])!r} for {row['method']}, "
+                           f"subject {row['subject']}, is impossible (finite values in "
+                           f"[{low[i]:g}, {high[i]:g}] or NaN only)")
+
+
 def read_metrics(paths: list[str]) -> pd.DataFrame:
-    """The metrics CSVs written by `evaluate` (one per dataset), checked and concatenated."""
+    """The metrics CSVs written by `evaluate` (one per dataset), checked (columns, numbers,
+    metric names and ranges, duplicates) and concatenated: the one place metrics are read."""
     frames = []
     for path in paths:
         if not Path(path).is_file():
@@ -187,6 +214,7 @@ def read_metrics(paths: list[str]) -> pd.DataFrame:
             frame["slice"] = frame["slice"].astype(int)
         except ValueError as err:
             raise GSMorphError(f"{path}: non-numeric value, seed or slice ({err})") from None
+        check_values(frame, path)
         frames.append(frame[COLUMNS])
     table = pd.concat(frames, ignore_index=True)
     if table.empty:

@@ -157,20 +157,13 @@ def default_train_fn() -> TrainFn:
 
     def train(prepared, backbone, method, seed, out, cfg, lam=None, report=None) -> dict:
         trainer = methods.maker_of(method)(prepared, backbone, method, seed, out, cfg, lam=lam)
+        trainer.initialize()  # data and network: a problem here stops the worker
         try:
             return trainer.fit(report=report)
         except GSMorphError as err:
             raise TrialFailed(str(err)) from None
 
     return train
-
-
-def retry_attrs(trial) -> dict:
-    """User attrs of the enqueued retry of `trial`: it resumes in the same run folder."""
-    attrs = {"retry_of": trial.number}
-    if trial.user_attrs.get("run_dir"):
-        attrs["run_dir"] = trial.user_attrs["run_dir"]
-    return attrs
 
 
 def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, backbone: str, seed: int,

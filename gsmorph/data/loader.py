@@ -1,5 +1,11 @@
 """Read a prepared folder: subjects, volumes, and 2D / 3D registration pairs (numpy only).
 
+This is the one place every verb (train, tune, infer, register, evaluate, report) reads
+prepared data, and where it is checked: a subject's ED, ES and label volumes have one
+shape, whose slice count is the `n_slices` subjects.csv records; intensities are finite;
+labels are canonical ids; a true displacement has that shape too. A mismatch is an error
+naming the subject and the file.
+
 A Pair's moving and fixed are float32 (*S) in [0, 1]; labels uint8 canonical (*S);
 spacing (ndim,) float64 mm per array axis; true_disp (ndim, *S) float32 voxel units
 (moved = moving sampled at x + true_disp(x)), given only for moving=ES, fixed=ED on
@@ -61,25 +67,57 @@ def read_subjects(prepared: str | Path):
     return table
 
 
-def load_subject(prepared: str | Path, subject: str) -> Subject:
-    """Read one prepared subject's volumes (and true displacement where present)."""
+def recorded_slices(prepared: str | Path, subject: str) -> int | None:
+    """The subject's `n_slices` in subjects.csv (None if the subject is not listed)."""
+    table = read_subjects(prepared)
+    row = table[table["subject"] == str(subject)]
+    return int(row["n_slices"].iloc[0]) if len(row) else None
+
+
+def load_subject(prepared: str | Path, subject: str, n_slices: int | None = None) -> Subject:
+    """Read one prepared subject's volumes (and true displacement where present), checked
+    against each other and against `n_slices` (default: subjects.csv's)."""
     from gsmorph.io import read_nifti
 
     folder = Path(prepared) / str(subject)
-    arrays, spacing = {}, None
+    expected = recorded_slices(prepared, subject) if n_slices is None else int(n_slices)
+    arrays, spacing, shape = {}, None, None
     for name in ("ED", "ES", "ED_gt", "ES_gt"):
         path = folder / f"{name}.nii.gz"
         if not path.is_file():
             raise GSMorphError(f"{path}: not found (subject {subject})")
-        arrays[name], zooms, _ = read_nifti(path, dtype=np.uint8 if name.endswith("_gt") else np.float32)
-        if spacing is None:
-            spacing = np.asarray(zooms[:3], dtype=np.float64)
+        raw, zooms, _ = read_nifti(path, dtype=np.float32)
+        if shape is None:
+            shape, spacing = raw.shape, np.asarray(zooms[:3], dtype=np.float64)
+        _check_volume(raw, name, path, subject, shape, expected)
+        arrays[name] = raw.astype(np.uint8) if name.endswith("_gt") else raw
     disp_path = folder / "true_disp.nii.gz"
     true_disp = None
     if disp_path.is_file():
         disp, _, _ = read_nifti(disp_path, dtype=np.float32)
+        if disp.shape != (*shape, 3) or not np.isfinite(disp).all():
+            raise GSMorphError(f"{disp_path}: subject {subject}: true displacement of shape {disp.shape}, expected "
+                               f"{(*shape, 3)} and finite")
         true_disp = np.ascontiguousarray(np.moveaxis(disp, -1, 0))
     return Subject(str(subject), arrays["ED"], arrays["ES"], arrays["ED_gt"], arrays["ES_gt"], spacing, true_disp)
+
+
+def _check_volume(array: np.ndarray, name: str, path: Path, subject: str, shape: tuple, n_slices: int | None) -> None:
+    """One prepared volume: 3D, the subject's shape and slice count; finite intensities or
+    canonical label ids."""
+    where = f"{path}: subject {subject}"
+    if array.ndim != 3:
+        raise GSMorphError(f"{where}: a {array.ndim}-D array of shape {array.shape}, expected a 3-D volume")
+    if array.shape != shape:
+        raise GSMorphError(f"{where}: shape {array.shape} differs from the subject's ED frame {shape}")
+    if n_slices is not None and array.shape[2] != n_slices:
+        raise GSMorphError(f"{where}: {array.shape[2]} slices, but subjects.csv records n_slices = {n_slices}")
+    if not name.endswith("_gt"):
+        if not np.isfinite(array).all():
+            raise GSMorphError(f"{where}: {int((~np.isfinite(array)).sum())} non-finite intensities")
+    elif not np.isin(array, tuple(range(len(STRUCTURES) + 1))).all():
+        bad = np.setdiff1d(np.unique(array), np.arange(len(STRUCTURES) + 1))[:5]
+        raise GSMorphError(f"{where}: label values {bad.tolist()} are not canonical ids 0..{len(STRUCTURES)}")
 
 
 def _check_frames(moving: str, fixed: str) -> None:
@@ -90,13 +128,14 @@ def _check_frames(moving: str, fixed: str) -> None:
         raise GSMorphError(f"moving and fixed are both '{moving}'")
 
 
-def _split_subjects(prepared: str | Path, split: str) -> list[str]:
+def _split_subjects(prepared: str | Path, split: str) -> list[tuple[str, int]]:
+    """(subject, n_slices) of the subjects in `split`, in subjects.csv order."""
     table = read_subjects(prepared)
     if split not in ("train", "val", "test", "all"):
         raise GSMorphError(f"unknown split '{split}'; use train, val, test or all")
     if split != "all":
         table = table[table["split"] == split]
-    return table["subject"].tolist()
+    return list(zip(table["subject"].tolist(), table["n_slices"].astype(int).tolist()))
 
 
 def _has_all_structures(label: np.ndarray) -> bool:
@@ -127,8 +166,8 @@ def pairs_2d(prepared: str | Path, split: str, moving: str = "ES", fixed: str = 
     LV, Myo or RV is absent in either frame are left out."""
     _check_frames(moving, fixed)
     out: list[Pair] = []
-    for subject in _split_subjects(prepared, split):
-        out += subject_pairs_2d(load_subject(prepared, subject), moving, fixed, drop_missing)
+    for subject, n_slices in _split_subjects(prepared, split):
+        out += subject_pairs_2d(load_subject(prepared, subject, n_slices), moving, fixed, drop_missing)
     return out
 
 
@@ -136,8 +175,8 @@ def pairs_3d(prepared: str | Path, split: str, moving: str = "ES", fixed: str = 
     """One whole-volume pair per subject in `split` (slice_index -1)."""
     _check_frames(moving, fixed)
     out = []
-    for subject in _split_subjects(prepared, split):
-        s = load_subject(prepared, subject)
+    for subject, n_slices in _split_subjects(prepared, split):
+        s = load_subject(prepared, subject, n_slices)
         with_disp = s.true_disp is not None and (moving, fixed) == ("ES", "ED")
         out.append(Pair(s.subject, -1, getattr(s, moving), getattr(s, fixed), getattr(s, f"{moving}_gt"),
                         getattr(s, f"{fixed}_gt"), s.spacing.astype(np.float64), s.true_disp if with_disp else None))
