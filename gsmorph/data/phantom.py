@@ -88,7 +88,7 @@ VENDORS = {
 }
 # bSSFP tissue intensities before per-subject variation (blood bright, myocardium dark)
 TISSUE = {"blood": (0.80, 0.95), "blood_to_myo": (3.0, 4.2), "fat": (0.75, 0.95), "lung": (0.02, 0.06),
-          "body": (0.26, 0.38), "muscle_to_myo": (0.9, 1.15), "liver_to_myo": (1.0, 1.4), "marrow": (0.45, 0.6)}
+          "body": (0.26, 0.38), "muscle_to_myo": (0.9, 1.15), "liver_to_myo": (0.7, 0.9), "marrow": (0.45, 0.6)}
 SUB_LEVELS = (-1 / 3, 0.0, 1 / 3)  # through-slice sample points (fraction of the slice thickness)
 MIN_SLICES = 6
 MAX_HEART_VOXELS = 56  # the ED heart fits a 64-voxel crop (the default run's --size) with a margin
@@ -484,8 +484,8 @@ def background(p: dict[str, Any], x: np.ndarray, y: np.ndarray, z: np.ndarray, c
     r_heart, _ = heart_radii(p)
     r_lv = p["r_endo"] * (1 + p["ecc"]) + p["wall"]
     lungs = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), bool)
-    for ang, gap, (la, lb) in ((p["rv_angle"] + np.pi + 0.3, r_lv + 4, (45, 90)),
-                               (p["rv_angle"] + 0.5, r_heart + 10, (45, 85))):
+    for ang, gap, (la, lb) in ((p["rv_angle"] + np.pi + 0.3, r_lv + 3, (55, 100)),
+                               (p["rv_angle"] + 0.6, r_heart + 4, (50, 95))):
         ca, sa = np.cos(ang), np.sin(ang)  # ellipse axes along and across the direction from the LV
         along = (x - cx) * ca + (y - cy) * sa - gap - la
         across = -(x - cx) * sa + (y - cy) * ca
@@ -493,8 +493,8 @@ def background(p: dict[str, Any], x: np.ndarray, y: np.ndarray, z: np.ndarray, c
     img = np.where(lungs & inside & clear, p["lung"], img)
     s = _s(p, z)
     inferior = p["rv_angle"] - np.pi / 2
-    liver_r = 80 * np.sqrt(np.clip((s - p["liver_start"]) / 0.4, 0, 1))
-    lx, ly = cx + (r_heart + 70) * np.cos(inferior), cy + (r_heart + 70) * np.sin(inferior)
+    liver_r = 75 * np.sqrt(np.clip((s - p["liver_start"]) / 0.4, 0, 1))
+    lx, ly = cx + (r_heart + 35) * np.cos(inferior), cy + (r_heart + 35) * np.sin(inferior)
     img = np.where((np.hypot(x - lx, y - ly) < liver_r) & inside & clear, p["liver"], img)
     spine = np.hypot(bx, by - 0.72 * b)
     img = np.where(spine < 16, p["marrow"], np.where(spine < 18, 0.05, img))
