@@ -381,7 +381,7 @@ def backward(p: dict[str, Any], x: np.ndarray, y: np.ndarray, z: np.ndarray, pha
     else:
         q = radial(rho, ed, ed)[1]
     return {"ex": cx + rho * np.cos(theta), "ey": cy + rho * np.sin(theta), "q": q, "theta": theta,
-            "landmarks": ed, "rho": rho, "ang": ang}
+            "landmarks": ed, "rho": rho}
 
 
 def forward(p: dict[str, Any], x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -665,7 +665,7 @@ def measured_motion(labels_ed: np.ndarray, labels_es: np.ndarray) -> dict[str, f
 
 def es_labels(labels_ed: np.ndarray, mid: dict, box: tuple[slice, slice]) -> np.ndarray:
     """ES labels (X, Y, Z) uint8: the ED label voxel nearest to the ED point each ES voxel
-    centre of the box shows (background elsewhere, where nothing moves)."""
+    centre of the box shows (outside the box nothing moves, and no label lies there)."""
     nx, ny, _ = labels_ed.shape
     ix = np.clip(np.rint(mid["ix"]), 0, nx - 1).astype(np.intp)
     iy = np.clip(np.rint(mid["iy"]), 0, ny - 1).astype(np.intp)
