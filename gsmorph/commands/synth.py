@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
         writer = synth.write_acdc if args.format == "acdc" else synth.write_mnm
         rows = writer(tmp, args.subjects, args.seed, args.workers)
         write_provenance(tmp / "phantom_provenance.json", config={"format": args.format, "subjects": args.subjects},
-                         seed=args.seed, n_written=len(rows))
+                         seed=args.seed, n_written=len(rows), phantom=synth.describe(tmp))
     print(f"wrote {args.subjects} {args.format} phantom subjects to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0

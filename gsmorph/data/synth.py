@@ -1,7 +1,10 @@
 """Write synthetic phantoms in the raw ACDC or M&Ms-1 layout (see acdc.py, mnm.py).
 
 Subject i is drawn from its own generator seeded by (seed, i), so a subject does not
-depend on how many others are written or on the number of worker processes.
+depend on how many others are written or on the number of worker processes. Beside the
+layout, `phantom_subjects.csv` at the root lists every subject's phantom parameters
+(group, vendor, anatomy, motion, acquisition, measured EF); `describe` summarises them
+for the provenance record.
 """
 from __future__ import annotations
 
@@ -14,10 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from gsmorph.data import acdc, mnm
-from gsmorph.data.phantom import ACDC_GROUPS, VENDORS, Phantom, make_phantom
+from gsmorph.data import phantom as model
+from gsmorph.data.phantom import ACDC_GROUPS, GROUP_ORDER, VENDORS, Phantom, make_phantom
 
 MNM_PATHOLOGY = {"NOR": "NOR", "DCM": "DCM", "HCM": "HCM", "MINF": "Other", "RV": "ARV"}
 INTENSITY_SCALE = 1000.0  # phantom intensities are stored as int16, like scanner output
+SUBJECTS_CSV = "phantom_subjects.csv"
+SUMMARY_KEYS = ("ef_lv", "ef_rv", "myo_ratio", "contraction", "rv_contraction", "shortening", "twist", "snr",
+                "noise", "gamma", "thickness", "n_slices")
 
 
 def oblique_affine(rng: np.random.Generator, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -48,14 +55,28 @@ def acdc_phantom(seed: int, index: int) -> tuple[str, Phantom, dict, np.ndarray]
     return f"patient{index + 1:03d}", ph, info, oblique_affine(rng, ph.spacing)
 
 
+def flat_params(params: dict) -> dict:
+    """Phantom parameters as one CSV row: tuples become key_0, key_1, ...; None stays empty."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, (tuple, list)):
+            out.update({f"{key}_{i}": float(v) for i, v in enumerate(value)})
+        else:
+            out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
 def acdc_subject(root: Path, seed: int, index: int) -> dict:
-    """Write ACDC-layout patient `index` under root (training/, from patient101 on testing/)."""
+    """Write ACDC-layout patient `index` under root (training/, from patient101 on testing/);
+    returns its id, group and phantom_subjects.csv row."""
     subject, ph, info, affine = acdc_phantom(seed, index)
     frames = _to_int16(ph.frames)
     folder = root / ("training" if index < 100 else "testing") / subject
     acdc.write_subject(folder, subject, frames[ph.ed_index], frames[ph.es_index],
                        ph.labels_ed, ph.labels_es, affine, info, ph.true_disp)
-    return {"subject": subject, "group": info["Group"]}
+    row = {"subject": subject, "folder": folder.parent.name, "labelled": True, "ed_frame": ph.ed_index,
+           "es_frame": ph.es_index, **flat_params(ph.params)}
+    return {"subject": subject, "group": info["Group"], "phantom": row}
 
 
 def _mnm_code(rng: np.random.Generator) -> str:
@@ -67,7 +88,7 @@ def mnm_phantom(seed: int, index: int, labelled: bool = True) -> tuple[str, Phan
     """M&Ms-like subject `index`: (code, phantom, information-CSV row, affine, frame ms)."""
     rng = np.random.default_rng([seed, index, 1 if labelled else 2])
     vendor = "ABCD"[index % 4] if labelled else "C"
-    group = ACDC_GROUPS[index % len(ACDC_GROUPS)] if labelled else str(rng.choice(ACDC_GROUPS))
+    group = str(rng.choice(GROUP_ORDER, p=VENDORS[vendor]["mix"]))  # the vendor's centres' pathology mix
     n_frames = int(rng.integers(8, 11))
     es = int(round(n_frames * rng.uniform(0.33, 0.42)))
     ed = 0 if vendor in "AC" else n_frames - 1  # some vendors' ED is the last frame
@@ -89,12 +110,16 @@ def mnm_layout(index: int, labelled: bool) -> Path:
 
 
 def mnm_subject(root: Path, seed: int, index: int, labelled: bool = True) -> dict:
-    """Write M&Ms-layout subject `index` under root; returns its row of the information CSV."""
+    """Write M&Ms-layout subject `index` under root; returns its row of the information CSV
+    ('info') and of phantom_subjects.csv ('phantom')."""
     code, ph, row, affine, frame_ms = mnm_phantom(seed, index, labelled)
     labels = {ph.ed_index: ph.labels_ed, ph.es_index: ph.labels_es} if labelled else None
-    mnm.write_subject(root / mnm_layout(index, labelled) / code, code, _to_int16(ph.frames), labels, affine,
+    folder = mnm_layout(index, labelled)
+    mnm.write_subject(root / folder / code, code, _to_int16(ph.frames), labels, affine,
                       frame_ms=frame_ms, true_disp=ph.true_disp if labelled else None)
-    return row
+    phantom_row = {"subject": code, "folder": str(folder), "labelled": labelled, "ed_frame": ph.ed_index,
+                   "es_frame": ph.es_index, "centre": row["Centre"], **flat_params(ph.params)}
+    return {"info": row, "phantom": phantom_row}
 
 
 def _run(jobs: list[tuple], workers: int) -> list[dict]:
@@ -113,7 +138,9 @@ def write_acdc(root: Path, n_subjects: int, seed: int, workers: int | None = Non
     (root / "training").mkdir(parents=True, exist_ok=True)
     (root / "MANDATORY_CITATION.md").write_text("Synthetic phantom in the ACDC layout; not ACDC data.\n")
     jobs = [(acdc_subject, root, seed, i) for i in range(n_subjects)]
-    return _run(jobs, workers or os.cpu_count() or 1)
+    results = _run(jobs, workers or os.cpu_count() or 1)
+    write_subjects_csv(root, [r["phantom"] for r in results])
+    return [{"subject": r["subject"], "group": r["group"]} for r in results]
 
 
 def write_mnm(root: Path, n_subjects: int, seed: int, workers: int | None = None) -> list[dict]:
@@ -127,11 +154,53 @@ def write_mnm(root: Path, n_subjects: int, seed: int, workers: int | None = None
     n_unlabelled = 1 + n_subjects // 20
     jobs = [(mnm_subject, root, seed, i, True) for i in range(n_subjects)]
     jobs += [(mnm_subject, root, seed, i, False) for i in range(n_unlabelled)]
-    rows = _run(jobs, workers or os.cpu_count() or 1)
+    results = _run(jobs, workers or os.cpu_count() or 1)
+    rows = [r["info"] for r in results]
     codes = [r["External code"] for r in rows]
     if len(set(codes)) != len(codes):
         raise RuntimeError("duplicate phantom subject codes; use another seed")
     table = pd.DataFrame(rows)
     table.insert(0, "", range(len(table)))  # the download's CSV has an unnamed index column
     write_csv(root / mnm.INFO_NAME, table)
+    write_subjects_csv(root, [r["phantom"] for r in results])
     return rows
+
+
+def write_subjects_csv(root: Path, rows: list[dict]) -> None:
+    """phantom_subjects.csv at the raw root: one row of phantom parameters per subject."""
+    import pandas as pd
+
+    from gsmorph.io import write_csv
+
+    write_csv(Path(root) / SUBJECTS_CSV, pd.DataFrame(rows))
+
+
+def read_subjects_csv(root: Path):
+    """phantom_subjects.csv of a phantom folder as a DataFrame (subject ids as str)."""
+    import pandas as pd
+
+    return pd.read_csv(Path(root) / SUBJECTS_CSV, dtype={"subject": str})
+
+
+def model_ranges() -> dict:
+    """The phantom's parameter ranges per pathology group and per vendor (for provenance)."""
+    return {"groups": model.GROUPS, "infarct": model.INFARCT, "translation_mm": model.TRANSLATION_MM,
+            "acdc_acquisition": model.ACDC_ACQUISITION, "vendors": VENDORS, "tissue": model.TISSUE,
+            "sub_levels": model.SUB_LEVELS, "max_heart_voxels": model.MAX_HEART_VOXELS,
+            "max_rv_thinning": model.MAX_RV_THINNING}
+
+
+def describe(root: Path) -> dict:
+    """Provenance of a written phantom: the model's ranges, and per group (ACDC pathology, or
+    M&M vendor and pathology) the mean and range of the subjects' drawn and measured parameters;
+    every subject's parameters are in phantom_subjects.csv."""
+    table = read_subjects_csv(root)
+    table = table[table["labelled"].astype(bool)]
+    by = ["group"] if table["vendor"].isna().all() else ["vendor", "group"]
+    summary = {}
+    for key, part in table.groupby(by):
+        name = "/".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        summary[name] = {"n": int(len(part)), **{
+            col: {"mean": float(part[col].mean()), "min": float(part[col].min()), "max": float(part[col].max())}
+            for col in SUMMARY_KEYS}}
+    return {"model": model_ranges(), "subjects_csv": SUBJECTS_CSV, "per_group": summary}
