@@ -301,3 +301,27 @@ def test_syn_reports_a_bad_transform_type():
     img = texture((16, 16))
     with pytest.raises(GSMorphError, match="ANTs registration failed"):
         classical.syn(img, img, (1.0, 1.0), {**SYN, "type_of_transform": "NoSuchTransform"})
+
+
+@pytest.mark.parametrize("shape", [(24, 20), (12, 10, 6)])
+def test_the_classical_warper_equals_the_learned_one_on_random_fields(shape):
+    """Evaluation sees classical methods' moved images and labels warped by scipy
+    (classical.warp) and learned ones' by MONAI (gsmorph.networks): both sample the moving
+    array at x + u(x), linear for images and nearest for labels, border values outside."""
+    import torch
+
+    from gsmorph.networks import warp_image, warp_label
+
+    rng = np.random.default_rng(3)
+    image = rng.random(shape).astype(np.float32)
+    labels = rng.integers(0, 4, size=shape).astype(np.uint8)
+    disp = (rng.normal(size=(len(shape), *shape)) * 2.5).astype(np.float32)  # reaches past the border too
+    as_batch = lambda a, dtype=torch.float32: torch.from_numpy(a)[None, None].to(dtype)  # noqa: E731
+    monai_image = warp_image(as_batch(image), torch.from_numpy(disp)[None])[0, 0].numpy()
+    np.testing.assert_allclose(classical.warp(image, disp, order=1), monai_image, atol=2e-5)
+    monai_labels = warp_label(as_batch(labels, torch.uint8), torch.from_numpy(disp)[None])[0, 0].numpy()
+    # nearest neighbour: identical except where a coordinate sits within float error of a .5 tie
+    agree = classical.warp(labels, disp, order=0) == monai_labels
+    frac = (disp - np.floor(disp)).reshape(len(shape), -1)
+    near_tie = (np.abs(frac - 0.5) < 1e-4).any(axis=0).reshape(shape)
+    assert agree[~near_tie].all()
