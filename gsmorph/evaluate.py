@@ -1,15 +1,18 @@
 """One evaluation path for every method: per-pair outputs -> long-format metrics table.
 
 For each pairs folder (gsmorph/pairs.py format) and each registered pair, against the
-fixed frame of the prepared folder named in pairs.json:
-- dice, hd95_mm per structure (LV, Myo, RV): moved labels vs fixed labels;
-- mse (moved image vs fixed image), njd_pct, sdlogj (of the displacement), runtime_s;
-- epe_mm (mean over all voxels of the pair) when the prepared subject has a true
-  displacement and the pair is registered ES (moving) to ED (fixed), the direction the
-  true field is stored in; for a 2D pair the slice's first two channels are used.
-
-Undefined values (a structure empty in either mask) stay NaN in the table; they are
-counted per dataset, backbone, method, metric and structure by `undefined_counts`.
+moving and fixed frames of the prepared folder named in pairs.json (DESIGN.md):
+- dice, hd95_mm per structure (LV, Myo, RV): a structure is evaluated when both the
+  moving and the fixed label have it (else NaN: it cannot be registered); Dice is then 0
+  when the warp erased it and HD95 NaN (a lost structure, counted by `undefined_counts`);
+- mse (moved image vs fixed image), njd_pct, sdlogj (over det J > 0), runtime_s;
+- with a true displacement (phantoms, registered ES onto ED, the direction it is stored
+  in; for a 2D pair the slice's first two channels): epe_mm, the mean endpoint error
+  over the fixed frame's heart (labels > 0), and epe_image_mm over the whole image;
+- the metrics of the published conventions asked for (CONVENTIONS): Learn2Reg's
+  (l2r_hd95_vox, l2r_sdlogj, l2r_num_foldings; its Dice is ours) and the GSMorph
+  authors' code's (code_dice, code_hd95_px: 0 for a structure missing from the moved or
+  the fixed map, so their mean over LV, Myo, RV divides by 3; code_njd_pct, 2D only).
 """
 from __future__ import annotations
 
@@ -26,44 +29,45 @@ from gsmorph.errors import GSMorphError
 
 COLUMNS = ["dataset", "backbone", "method", "seed", "subject", "slice", "metric", "structure", "value"]
 PER_STRUCTURE = ("dice", "hd95_mm")
-PER_PAIR = ("mse", "njd_pct", "sdlogj", "epe_mm", "runtime_s")
+PER_PAIR = ("mse", "njd_pct", "sdlogj", "epe_mm", "epe_image_mm", "runtime_s")
+CONVENTIONS = {"learn2reg": ("l2r_hd95_vox", "l2r_sdlogj", "l2r_num_foldings"),
+               "gsmorph-code": ("code_dice", "code_hd95_px", "code_njd_pct")}
 # metric -> (lowest, highest) possible value; anything else in a metrics CSV is refused.
 # Upper bounds of unbounded metrics: prepared images lie in [0, 1] (MSE <= 1); no heart
-# image spans 10 m (HD95, EPE); a day per pair (runtime); SDlogJ of a positive det J field.
+# image spans 10 m (HD95, EPE) nor 10^4 voxels; a day per pair (runtime); SDlogJ of a
+# positive det J field.
 RANGES = {"dice": (0.0, 1.0), "hd95_mm": (0.0, 1e4), "mse": (0.0, 1.0), "njd_pct": (0.0, 100.0),
-          "sdlogj": (0.0, 1e3), "epe_mm": (0.0, 1e4), "runtime_s": (0.0, 86400.0)}
+          "sdlogj": (0.0, 1e3), "epe_mm": (0.0, 1e4), "epe_image_mm": (0.0, 1e4), "runtime_s": (0.0, 86400.0),
+          "l2r_hd95_vox": (0.0, 1e4), "l2r_sdlogj": (0.0, 1e3), "l2r_num_foldings": (0.0, 1e12),
+          "code_dice": (0.0, 1.0), "code_hd95_px": (0.0, 1e4), "code_njd_pct": (0.0, 100.0)}
 GROUP = ["dataset", "backbone", "method", "seed"]
 
 
 @dataclass
 class Reference:
-    """The fixed frame of one prepared subject: image (X,Y,Z) f32, label (X,Y,Z) uint8,
-    spacing (3,) mm, true_disp (3,X,Y,Z) voxel units or None."""
+    """The frames of one prepared subject: fixed image (X,Y,Z) f32, fixed and moving labels
+    (X,Y,Z) uint8, spacing (3,) mm, true_disp (3,X,Y,Z) voxel units or None."""
 
     image: np.ndarray
     label: np.ndarray
+    moving_label: np.ndarray
     spacing: np.ndarray
     true_disp: np.ndarray | None
 
 
 def read_reference(prepared: Path, subject: str, moving: str, fixed: str) -> Reference:
-    """The fixed frame (and, for ES->ED, the true displacement) of a prepared subject,
-    read with the data loader."""
+    """The fixed frame, the moving labels (and, for ES->ED, the true displacement) of a
+    prepared subject, read (and checked) by the data loader."""
     from gsmorph.data.loader import load_subject
 
     subj = load_subject(prepared, subject)
-    image, label = getattr(subj, fixed), getattr(subj, f"{fixed}_gt")
-    where = Path(prepared) / subject
-    if image.shape != label.shape or image.ndim != 3:
-        raise GSMorphError(f"{where}: {fixed} image {image.shape} and labels {label.shape} must be the same 3D shape")
     true_disp = subj.true_disp if (moving, fixed) == ("ES", "ED") else None
-    if true_disp is not None and true_disp.shape != (3, *image.shape):
-        raise GSMorphError(f"{where}/true_disp.nii.gz: shape {true_disp.shape[1:] + true_disp.shape[:1]}, "
-                           f"expected {(*image.shape, 3)}")
-    return Reference(image, label, np.asarray(subj.spacing, dtype=np.float64), true_disp)
+    return Reference(getattr(subj, fixed), getattr(subj, f"{fixed}_gt"), getattr(subj, f"{moving}_gt"),
+                     np.asarray(subj.spacing, dtype=np.float64), true_disp)
 
 
-def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str) -> dict[tuple[str, str], np.ndarray]:
+def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str,
+                 conventions: tuple[str, ...] = ()) -> dict[tuple[str, str], np.ndarray]:
     """All metrics of one subject's K pairs: {(metric, structure): (K,) values}."""
     ndim = sp.disp.shape[1]
     k = len(sp.slice_index)
@@ -71,11 +75,11 @@ def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str) -> dict[tup
         idx = np.asarray(sp.slice_index, dtype=int)
         if np.any(idx < 0) or np.any(idx >= ref.image.shape[2]):
             raise GSMorphError(f"{where}: slice_index {idx.tolist()} outside 0..{ref.image.shape[2] - 1}")
-        fixed_image = np.moveaxis(ref.image[:, :, idx], -1, 0)
-        fixed_label = np.moveaxis(ref.label[:, :, idx], -1, 0)
+        frame = lambda volume: np.moveaxis(volume[:, :, idx], -1, 0)  # noqa: E731
+        fixed_image, fixed_label, moving_label = frame(ref.image), frame(ref.label), frame(ref.moving_label)
         true_disp = None if ref.true_disp is None else np.moveaxis(ref.true_disp[:2][:, :, :, idx], -1, 0)
     else:
-        fixed_image, fixed_label = ref.image[None], ref.label[None]
+        fixed_image, fixed_label, moving_label = ref.image[None], ref.label[None], ref.moving_label[None]
         true_disp = None if ref.true_disp is None else ref.true_disp[None]
         if k != 1:
             raise GSMorphError(f"{where}: a 3D pairs file holds {k} pairs, expected 1")
@@ -88,22 +92,38 @@ def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str) -> dict[tup
 
     out: dict[tuple[str, str], np.ndarray] = {}
     for name, label_id in metrics.STRUCTURES.items():
-        moved_mask = sp.moved_label == label_id
-        fixed_mask = fixed_label == label_id
-        out[("dice", name)] = metrics.dice_batch(moved_mask, fixed_mask)
-        out[("hd95_mm", name)] = np.array([metrics.hd95(moved_mask[i], fixed_mask[i], spacing) for i in range(k)])
+        moved_mask, fixed_mask = sp.moved_label == label_id, fixed_label == label_id
+        both = fixed_mask.reshape(k, -1).any(1) & (moving_label == label_id).reshape(k, -1).any(1)
+        out[("dice", name)] = np.where(both, metrics.dice_batch(moved_mask, fixed_mask), np.nan)
+        out[("hd95_mm", name)] = np.array([metrics.hd95(moved_mask[i], fixed_mask[i], spacing) if both[i] else np.nan
+                                           for i in range(k)])
+        if "learn2reg" in conventions:
+            out[("l2r_hd95_vox", name)] = np.array([metrics.l2r_hd95_vox(moved_mask[i], fixed_mask[i]) if both[i]
+                                                    else np.nan for i in range(k)])
+        if "gsmorph-code" in conventions:  # labels in both the moved and the fixed map, else 0
+            in_both = moved_mask.reshape(k, -1).any(1) & fixed_mask.reshape(k, -1).any(1)
+            out[("code_dice", name)] = np.array([metrics.code_dice(moved_mask[i], fixed_mask[i]) if in_both[i]
+                                                 else 0.0 for i in range(k)])
+            out[("code_hd95_px", name)] = np.array([metrics.code_hd95_px(moved_mask[i], fixed_mask[i]) if in_both[i]
+                                                    else 0.0 for i in range(k)])
     out[("mse", "")] = metrics.mse_batch(sp.moved_image, fixed_image)
     out[("njd_pct", "")] = metrics.njd_percent_batch(sp.disp)
     out[("sdlogj", "")] = metrics.sdlogj_batch(sp.disp)
     if true_disp is not None:
-        out[("epe_mm", "")] = metrics.epe_mm_batch(sp.disp, true_disp, spacing)
+        out[("epe_mm", "")] = metrics.epe_mm_batch(sp.disp, true_disp, spacing, mask=fixed_label > 0)
+        out[("epe_image_mm", "")] = metrics.epe_mm_batch(sp.disp, true_disp, spacing)
     out[("runtime_s", "")] = np.asarray(sp.runtime_s, dtype=np.float64)
+    if "learn2reg" in conventions:
+        out[("l2r_sdlogj", "")] = np.array([metrics.l2r_sdlogj(sp.disp[i]) for i in range(k)])
+        out[("l2r_num_foldings", "")] = np.array([metrics.l2r_num_foldings(sp.disp[i]) for i in range(k)], float)
+    if "gsmorph-code" in conventions and ndim == 2:
+        out[("code_njd_pct", "")] = np.array([metrics.code_njd_pct(sp.disp[i]) for i in range(k)])
     return out
 
 
 def _evaluate_subject(task: tuple) -> pd.DataFrame:
     """Every method's pairs of one prepared subject; its reference is read once."""
-    prepared, subject, moving, fixed, entries = task
+    prepared, subject, moving, fixed, conventions, entries = task
     ref = read_reference(Path(prepared), subject, moving, fixed)
     frames = []
     for folder, file, meta in entries:
@@ -112,7 +132,7 @@ def _evaluate_subject(task: tuple) -> pd.DataFrame:
         if sp.subject != subject:
             raise GSMorphError(f"{Path(folder) / pairs.INDEX}: file {file} listed for subject {subject}")
         k = len(sp.slice_index)
-        for (metric, structure), vals in pair_metrics(sp, ref, where).items():
+        for (metric, structure), vals in pair_metrics(sp, ref, where, conventions).items():
             frame = pd.DataFrame({
                 "subject": subject, "slice": np.asarray(sp.slice_index, dtype=int), "metric": metric,
                 "structure": structure, "value": np.asarray(vals, dtype=np.float64).reshape(k)})
@@ -136,12 +156,21 @@ def folder_meta(folder: str | os.PathLike) -> dict:
     return meta
 
 
-def evaluate(folders: list[str | os.PathLike], workers: int = 1) -> pd.DataFrame:
-    """Metrics of every pair in every folder, long format (COLUMNS), sorted."""
+def evaluate(folders: list[str | os.PathLike], workers: int = 1, split: str | None = "test",
+             conventions: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Metrics of every pair in every folder, long format (COLUMNS), sorted. Every folder
+    must hold the registered pairs of `split` (None: any); `conventions` adds the metrics
+    of published conventions (keys of CONVENTIONS)."""
+    unknown = sorted(set(conventions) - set(CONVENTIONS))
+    if unknown:
+        raise GSMorphError(f"unknown convention(s) {unknown}; known: {', '.join(CONVENTIONS)}")
     by_subject: dict[tuple, list] = {}
     seen: dict[tuple, str] = {}
     for folder in folders:
         meta = folder_meta(folder)
+        if split is not None and meta.get("split") != split:
+            raise GSMorphError(f"{Path(folder) / pairs.META}: holds the '{meta.get('split')}' split, not '{split}'"
+                               f" (give --split {meta.get('split')} to evaluate it)")
         key = tuple(meta[k] for k in GROUP)
         if key in seen:
             raise GSMorphError(f"{folder} and {seen[key]} both hold {dict(zip(GROUP, key))}")
@@ -150,7 +179,7 @@ def evaluate(folders: list[str | os.PathLike], workers: int = 1) -> pd.DataFrame
         frames = (str(Path(meta["prepared"]).resolve()), meta.get("moving", "ES"), meta.get("fixed", "ED"))
         for subject, file in zip(index["subject"], index["file"]):
             by_subject.setdefault((frames[0], subject, *frames[1:]), []).append((str(folder), file, meta))
-    tasks = [(*key, entries) for key, entries in sorted(by_subject.items())]
+    tasks = [(*key, tuple(conventions), entries) for key, entries in sorted(by_subject.items())]
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             frames = list(pool.map(_evaluate_subject, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
@@ -162,12 +191,20 @@ def evaluate(folders: list[str | os.PathLike], workers: int = 1) -> pd.DataFrame
 
 
 def undefined_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Number of NaN (undefined) values and of all values per dataset, backbone, method,
-    metric and structure; only groups with at least one NaN."""
+    """Per dataset, backbone, method, metric and structure with at least one NaN: the
+    number of NaN values, of them the structures the warp lost (evaluated, Dice 0 and
+    HD95 undefined: the moved labels lack a structure both frames have), and of all values."""
     keys = ["dataset", "backbone", "method", "metric", "structure"]
-    grouped = table.assign(undefined=table["value"].isna()).groupby(keys, sort=True)
-    counts = grouped.agg(n_undefined=("undefined", "sum"), n_values=("value", "size")).reset_index()
-    counts["n_undefined"] = counts["n_undefined"].astype(int)
+    pair = ["dataset", "backbone", "method", "seed", "subject", "slice", "structure"]
+    dice = table[table["metric"] == "dice"]
+    lost = dice.loc[dice["value"] == 0, pair].drop_duplicates().assign(lost_pair=True)
+    flagged = table.merge(lost, on=pair, how="left")
+    flagged["undefined"] = flagged["value"].isna()
+    flagged["lost"] = flagged["undefined"] & flagged["lost_pair"].eq(True)
+    grouped = flagged.groupby(keys, sort=True)
+    counts = grouped.agg(n_undefined=("undefined", "sum"), n_lost=("lost", "sum"), n_values=("value", "size"))
+    counts = counts.reset_index()
+    counts[["n_undefined", "n_lost"]] = counts[["n_undefined", "n_lost"]].astype(int)
     return counts[counts["n_undefined"] > 0].reset_index(drop=True)
 
 
@@ -225,3 +262,30 @@ def read_metrics(paths: list[str]) -> pd.DataFrame:
         first = table[dup].iloc[0]
         raise GSMorphError(f"metrics given twice across {', '.join(paths)}: e.g. {first[keys].to_dict()}")
     return table
+
+
+def describe_data(folders: list[str | os.PathLike]) -> dict[str, dict]:
+    """What the evaluated data are, per dataset, for honest labels in tables and figures:
+    phantom or not (only phantoms have a true displacement), subjects per split, image
+    size, and the epochs of the learned runs (from the pairs folders' provenance)."""
+    import nibabel as nib
+
+    from gsmorph.data.loader import read_subjects
+
+    out: dict[str, dict] = {}
+    for folder in folders:
+        meta = folder_meta(folder)
+        entry = out.setdefault(meta["dataset"], {"epochs": set(), "prepared": meta["prepared"]})
+        config = (meta.get("provenance") or {}).get("config") or {}
+        if meta["backbone"] != "none" and config.get("epochs") is not None:
+            entry["epochs"].add(int(config["epochs"]))
+    for dataset, entry in out.items():
+        prepared = Path(entry.pop("prepared"))
+        table = read_subjects(prepared)
+        phantom = "has_true_disp" in table.columns and bool(table["has_true_disp"].astype(bool).all())
+        first = prepared / str(table["subject"].iloc[0]) / "ED.nii.gz"
+        entry.update(phantom=phantom, n_subjects=int(len(table)),
+                     splits={k: int(v) for k, v in table["split"].value_counts().items()},
+                     image_size=[int(n) for n in nib.load(str(first)).shape[:2]],
+                     epochs=sorted(entry["epochs"]))
+    return out

@@ -6,10 +6,15 @@ Conventions (see DESIGN.md):
 - masks are boolean arrays of shape *S; `spacing` is mm per array axis of *S.
 - a displacement `disp` has shape (ndim, *S), voxel units, channel i along array axis i;
   the transformation is phi(x) = x + disp(x).
-- Undefined values are NaN, never 0 or 1: Dice and HD95 are NaN when the structure is
-  empty in either mask. Dice is NaN (not 0) when only one mask is empty so that Dice
-  and HD95 are averaged over the same pairs; evaluation counts and reports every NaN,
-  so a method that loses a structure stays visible.
+- A pair's structure is evaluated when both the moving and the fixed label have it
+  (Learn2Reg's rule; evaluation and validation decide this, NaN otherwise). Then
+  `dice(pred, ref)` is NaN iff `ref` is empty and 0 when only `pred` is (the warp erased
+  the structure); `hd95` is NaN when either is empty: a structure the warp lost has Dice
+  0 and HD95 NaN, and evaluation counts it.
+- `sdlogj` is the spread of log det J over the voxels with det J > 0 (folding is NJD's
+  job); `epe_mm` may be restricted to a mask (evaluation: the fixed frame's heart).
+- Published conventions, offered beside ours (see README "Metric conventions"):
+  `l2r_*` as in Learn2Reg's evaluation code, `code_*` as in the GSMorph authors' code.
 """
 from __future__ import annotations
 
@@ -19,30 +24,29 @@ from scipy import ndimage
 from gsmorph.data.labels import STRUCTURES  # canonical label ids after `gsmorph prepare`
 from gsmorph.errors import GSMorphError
 
-# clip range of the Jacobian determinant before the log in SDlogJ
-LOGJ_CLIP = (1e-9, 1e9)
+# Learn2Reg: the determinant is shifted by 3 and clipped to this range before the log
+L2R_SHIFT, L2R_CLIP, L2R_BORDER = 3.0, (1e-9, 1e9), 2
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Dice overlap 2|A∩B| / (|A| + |B|) of two boolean masks; NaN if either is empty."""
+    """Dice overlap 2|A∩B| / (|A| + |B|) of two boolean masks (*S); NaN iff `ref` is
+    empty, 0 when only `pred` is."""
     pred = np.asarray(pred, dtype=bool)
     ref = np.asarray(ref, dtype=bool)
     _same_shape(pred, ref)
-    n_pred, n_ref = int(pred.sum()), int(ref.sum())
-    if n_pred == 0 or n_ref == 0:
-        return float("nan")
-    return 2.0 * int(np.logical_and(pred, ref).sum()) / (n_pred + n_ref)
+    return float(dice_batch(pred[None], ref[None])[0])
 
 
 def dice_batch(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Dice of K mask pairs at once: pred, ref (K, *S) bool -> (K,) float, NaN if empty."""
+    """Dice of K mask pairs at once: pred, ref (K, *S) bool -> (K,) float; NaN where `ref`
+    is empty, 0 where only `pred` is."""
     pred = np.asarray(pred, dtype=bool).reshape(len(pred), -1)
     ref = np.asarray(ref, dtype=bool).reshape(len(ref), -1)
     n_pred = pred.sum(axis=1)
     n_ref = ref.sum(axis=1)
     inter = np.logical_and(pred, ref).sum(axis=1)
     out = np.full(len(pred), np.nan)
-    ok = (n_pred > 0) & (n_ref > 0)
+    ok = n_ref > 0
     out[ok] = 2.0 * inter[ok] / (n_pred[ok] + n_ref[ok])
     return out
 
@@ -132,8 +136,9 @@ def njd_percent(disp: np.ndarray) -> float:
 
 
 def sdlogj(disp: np.ndarray) -> float:
-    """Standard deviation of log(det J), the determinant clipped to [1e-9, 1e9]."""
-    return float(np.std(np.log(np.clip(jacobian_determinant(disp), *LOGJ_CLIP))))
+    """Standard deviation of log(det J) over the voxels with det J > 0 (unitless); NaN if
+    there is none. Folded voxels are left out: NJD counts them."""
+    return float(sdlogj_batch(np.asarray(disp)[None])[0])
 
 
 def mse(moved: np.ndarray, fixed: np.ndarray) -> float:
@@ -148,7 +153,8 @@ def epe_mm(disp: np.ndarray, true_disp: np.ndarray, spacing, mask: np.ndarray | 
     """Mean endpoint error in mm: mean over voxels of ||(u - u_true) * spacing||.
 
     disp, true_disp (ndim, *S) voxel units; mask (*S) bool selects voxels (None: all
-    voxels, which is what `gsmorph evaluate` reports). NaN if the mask is empty.
+    voxels; `gsmorph evaluate` reports both: epe_mm inside the fixed frame's heart,
+    epe_image_mm over the image). NaN if the mask is empty.
     """
     disp = np.asarray(disp, dtype=np.float64)
     true_disp = np.asarray(true_disp, dtype=np.float64)
@@ -180,39 +186,148 @@ def njd_percent_batch(disp: np.ndarray) -> np.ndarray:
 
 
 def sdlogj_batch(disp: np.ndarray) -> np.ndarray:
-    """SDlogJ of K fields at once: disp (K, ndim, *S) voxels -> (K,)."""
+    """SDlogJ of K fields at once: disp (K, ndim, *S) voxels -> (K,); std of log det J over
+    each field's voxels with det J > 0, NaN for a field without any."""
     det = jacobian_determinant_batch(disp).reshape(len(disp), -1)
-    return np.std(np.log(np.clip(det, *LOGJ_CLIP)), axis=1)
+    positive = det > 0
+    logs = np.where(positive, np.log(np.where(positive, det, 1.0)), np.nan)
+    out = np.full(len(det), np.nan)
+    some = positive.any(axis=1)
+    out[some] = np.nanstd(logs[some], axis=1)
+    return out
 
 
-def epe_mm_batch(disp: np.ndarray, true_disp: np.ndarray, spacing) -> np.ndarray:
-    """Mean endpoint error (mm) of K fields over all voxels: disp, true_disp (K, ndim, *S)
-    voxel units, spacing (ndim,) mm -> (K,)."""
+def epe_mm_batch(disp: np.ndarray, true_disp: np.ndarray, spacing, mask: np.ndarray | None = None) -> np.ndarray:
+    """Mean endpoint error (mm) of K fields: disp, true_disp (K, ndim, *S) voxel units,
+    spacing (ndim,) mm, mask (K, *S) bool or None (all voxels) -> (K,); NaN where a
+    field's mask is empty."""
     disp = np.asarray(disp, dtype=np.float64)
     true_disp = np.asarray(true_disp, dtype=np.float64)
     _same_shape(disp, true_disp)
-    ndim = disp.shape[1]
+    k, ndim = disp.shape[:2]
     spacing = _spacing(spacing, ndim)
     err = (disp - true_disp) * spacing.reshape((1, ndim) + (1,) * ndim)
-    return np.sqrt(np.sum(err ** 2, axis=1)).reshape(len(disp), -1).mean(axis=1)
+    norm = np.sqrt(np.sum(err ** 2, axis=1)).reshape(k, -1)
+    if mask is None:
+        return norm.mean(axis=1)
+    mask = np.asarray(mask, dtype=bool).reshape(k, -1)
+    if mask.shape != norm.shape:
+        raise GSMorphError(f"mask of shape {mask.shape} does not fit {k} fields of {norm.shape[1]} voxels")
+    count = mask.sum(axis=1)
+    total = np.where(mask, norm, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# ----------------------------------------------------------------------------- published conventions
+# Learn2Reg's evaluation code (MDL-UzL/L2R evaluation/utils.py, evaluation.py) and the GSMorph
+# authors' code (wulalago/GSMorph source/eval_func.py), re-implemented from their definitions
+# so a user can set numbers next to published ones knowing what differs.
+
+def l2r_jacobian_determinant(disp: np.ndarray) -> np.ndarray:
+    """Learn2Reg's det J: derivatives by correlation with [-0.5, 0, 0.5] along each axis,
+    zero outside the field, identity added, then a 2-voxel border cropped from every side.
+    disp (ndim, *S) voxels -> (*S - 4); empty when an axis has 4 voxels or fewer."""
+    disp = np.asarray(disp, dtype=np.float64)
+    ndim = disp.ndim - 1
+    if ndim not in (2, 3) or disp.shape[0] != ndim:
+        raise GSMorphError(f"displacement has shape {disp.shape}, expected (ndim, *S) with ndim 2 or 3")
+    if min(disp.shape[1:]) <= 2 * L2R_BORDER:
+        return np.zeros((0,) * ndim)
+    kernel = np.array([-0.5, 0.0, 0.5])
+    jac = np.empty((ndim, ndim) + disp.shape[1:])
+    for j in range(ndim):  # d u_i / d x_j
+        weights = kernel.reshape([3 if a == j else 1 for a in range(ndim)])
+        for i in range(ndim):
+            jac[i, j] = ndimage.correlate(disp[i], weights, mode="constant", cval=0.0) + (i == j)
+    crop = (slice(None), slice(None)) + (slice(L2R_BORDER, -L2R_BORDER),) * ndim
+    jac = jac[crop]
+    if ndim == 2:
+        return jac[0, 0] * jac[1, 1] - jac[0, 1] * jac[1, 0]
+    return (jac[0, 0] * (jac[1, 1] * jac[2, 2] - jac[1, 2] * jac[2, 1])
+            - jac[0, 1] * (jac[1, 0] * jac[2, 2] - jac[1, 2] * jac[2, 0])
+            + jac[0, 2] * (jac[1, 0] * jac[2, 1] - jac[1, 1] * jac[2, 0]))
+
+
+def l2r_sdlogj(disp: np.ndarray) -> float:
+    """Learn2Reg's SDlogJ: std of log(clip(det J + 3, 1e-9, 1e9)) over the cropped field
+    (NaN when the crop leaves nothing)."""
+    det = l2r_jacobian_determinant(disp)
+    return float(np.std(np.log(np.clip(det + L2R_SHIFT, *L2R_CLIP)))) if det.size else float("nan")
+
+
+def l2r_num_foldings(disp: np.ndarray) -> int:
+    """Learn2Reg's folding count as its code computes it: voxels of the cropped field where
+    clip(det J + 3, 1e-9, 1e9) <= 0. The clip makes this 0 for every field (a quirk of the
+    published code, reproduced: use NJD for folding)."""
+    return int((np.clip(l2r_jacobian_determinant(disp) + L2R_SHIFT, *L2R_CLIP) <= 0).sum())
+
+
+def l2r_hd95_vox(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Learn2Reg's HD95: DeepMind surface_distance's robust Hausdorff (95th percentile of the
+    surfel-area-weighted surface distances, both directions) with unit spacing: voxels.
+    NaN where either mask is empty (Learn2Reg's code gives infinity when the warp erased
+    the structure; evaluation counts it as lost)."""
+    import warnings
+
+    import surface_distance
+
+    pred = np.asarray(pred, dtype=bool)
+    ref = np.asarray(ref, dtype=bool)
+    _same_shape(pred, ref)
+    if not pred.any() or not ref.any():
+        return float("nan")
+    with warnings.catch_warnings():  # it imports from scipy namespaces scipy deprecates
+        warnings.simplefilter("ignore", DeprecationWarning)
+        distances = surface_distance.compute_surface_distances(ref, pred, np.ones(ref.ndim))
+    return float(surface_distance.compute_robust_hausdorff(distances, 95.0))
+
+
+def code_dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """The authors' code's Dice: 2|A∩B| / (|A| + |B|), 0 when both masks are empty."""
+    pred = np.asarray(pred, dtype=bool)
+    ref = np.asarray(ref, dtype=bool)
+    _same_shape(pred, ref)
+    total = int(pred.sum() + ref.sum())
+    return 2.0 * int(np.logical_and(pred, ref).sum()) / total if total else 0.0
+
+
+def code_hd95_px(pred: np.ndarray, ref: np.ndarray) -> float:
+    """The authors' code's HD95: our pooled-boundary HD95 with no voxel spacing (pixels)."""
+    return hd95(pred, ref, np.ones(np.asarray(ref).ndim))
+
+
+def code_njd_pct(disp: np.ndarray) -> float:
+    """The authors' code's NJD %: SimpleITK's DisplacementFieldJacobianDeterminant of the
+    (H, W, 2) field made a vector image as it stands (so SimpleITK reads component 0, the
+    displacement along H, as the one along W), det < 0 counted over H x W, times 100.
+    disp (2, H, W) voxels (2D only, as the code)."""
+    import SimpleITK as sitk
+
+    disp = np.asarray(disp, dtype=np.float64)
+    if disp.ndim != 3 or disp.shape[0] != 2:
+        raise GSMorphError(f"the authors' NJD is defined for 2D fields (2, H, W), got {disp.shape}")
+    image = sitk.GetImageFromArray(np.moveaxis(disp, 0, -1), isVector=True)
+    det = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(image))
+    return float(100.0 * np.count_nonzero(det < 0) / det.size)
 
 
 # ----------------------------------------------------------------------------- torch forms
 # The same definitions on tensors, for validation inside training (no host sync per batch).
 
-def dice_torch(moved_label, fixed_label):
-    """(B, 1, *S) integer label maps -> (B, 3) Dice of LV, Myo, RV (STRUCTURES order);
-    NaN where the structure is empty in both (as `dice` / `dice_batch`, which are NaN when
-    either is empty: a structure empty in one map gives 0 here)."""
+def dice_torch(moved_label, fixed_label, moving_label):
+    """(B, 1, *S) integer label maps (warped moving, fixed, moving) -> (B, 3) Dice of LV,
+    Myo, RV (STRUCTURES order), as evaluation computes it: NaN where the moving or the
+    fixed map lacks the structure, else `dice_batch` (0 where the warp erased it)."""
     import torch
 
     out = []
     for value in STRUCTURES.values():
         a = (moved_label == value).flatten(1)
         b = (fixed_label == value).flatten(1)
+        present = b.any(1) & (moving_label == value).flatten(1).any(1)
         inter = (a & b).sum(1).float()
         total = (a.sum(1) + b.sum(1)).float()
-        out.append(torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.full_like(total, float("nan"))))
+        out.append(torch.where(present, 2 * inter / total.clamp_min(1), torch.full_like(total, float("nan"))))
     return torch.stack(out, dim=1)
 
 

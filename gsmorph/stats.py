@@ -10,8 +10,14 @@ Tests, each run per dataset:
   on the same backbone (Initial and classical methods, backbone "none", against the
   GSMorph of every backbone). zero_method="wilcox": subjects with a zero difference are
   dropped (scipy's default); the p-value is NaN, with a reason, when fewer than
-  MIN_PAIRS subjects are paired or every difference is zero. Holm's correction runs over
-  all comparisons of one dataset and metric (every backbone and structure).
+  MIN_PAIRS subjects are paired or every difference is zero. Effect sizes: the median
+  paired difference (method - GSMorph) and the matched-pairs rank-biserial correlation
+  r = (R+ - R-) / (R+ + R-) (ranks of |d| over the non-zero differences; +1 when every
+  difference is positive). `min_p` is the smallest two-sided p the exact test can give
+  with that many non-zero differences (2 / 2^n): below 6 subjects it cannot reach 0.05.
+  Holm's correction runs within what one table column shows: one dataset, metric,
+  structure and backbone (every method against that backbone's GSMorph); the family is
+  a column of wilcoxon.csv.
 - Friedman across all methods of a backbone (with Initial and classical methods), on the
   subjects every method has; NaN with a reason for fewer than 3 methods or 2 subjects.
 - Bootstrap percentile 95% confidence intervals of the mean over subjects (seeded).
@@ -89,14 +95,36 @@ def summarise(subjects: pd.DataFrame, seed: int = 0, n_resamples: int = 2000) ->
     return pd.DataFrame(rows, columns=SUMMARY_KEYS + ["n", "n_undefined", "mean", "std", "ci_low", "ci_high"])
 
 
+def rank_biserial(d) -> float:
+    """Matched-pairs rank-biserial correlation of paired differences d: (R+ - R-) / (R+ + R-)
+    with R+/R- the sums of the ranks of |d| (average ranks for ties) over the positive /
+    negative differences, zeros dropped; NaN when every difference is zero."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d[d != 0]
+    if len(d) == 0:
+        return float("nan")
+    ranks = sps.rankdata(np.abs(d))
+    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
+    return float((plus - minus) / (plus + minus))
+
+
+def min_two_sided_p(n_nonzero: int) -> float:
+    """The smallest two-sided p-value of the exact signed-rank test with n non-zero
+    differences (all of one sign): 2 / 2^n, capped at 1."""
+    return float(min(1.0, 2.0 / 2.0 ** n_nonzero)) if n_nonzero > 0 else float("nan")
+
+
 def paired_wilcoxon(x, y) -> dict:
-    """Two-sided Wilcoxon signed-rank of x - y over pairs where both are finite."""
+    """Two-sided Wilcoxon signed-rank of x - y over pairs where both are finite, with its
+    effect sizes (median difference, rank-biserial r) and the smallest p it could give."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     d = x[ok] - y[ok]
-    out = {"n": int(ok.sum()), "n_nonzero": int(np.count_nonzero(d)),
+    n_nonzero = int(np.count_nonzero(d))
+    out = {"n": int(ok.sum()), "n_nonzero": n_nonzero,
            "median_diff": float(np.median(d)) if len(d) else np.nan,
+           "rank_biserial": rank_biserial(d), "min_p": min_two_sided_p(n_nonzero),
            "statistic": np.nan, "p": np.nan, "reason": ""}
     if out["n"] < MIN_PAIRS:
         out["reason"] = f"fewer than {MIN_PAIRS} paired subjects"
@@ -115,10 +143,12 @@ def _wide(subjects: pd.DataFrame, dataset: str, metric: str, structure: str) -> 
 
 
 def wilcoxon_vs_reference(subjects: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
-    """Every method vs `reference` per dataset x metric x structure, Holm within dataset x metric.
+    """Every method vs `reference` per dataset x metric x structure x reference backbone,
+    Holm within each such family (what one table column shows).
 
     Columns: dataset, metric, structure, backbone (of the reference), method,
-    method_backbone, n, n_nonzero, median_diff (method - reference), statistic, p, reason, p_holm.
+    method_backbone, n, n_nonzero, median_diff (method - reference), rank_biserial, min_p,
+    statistic, p, reason, family, p_holm.
     """
     rows = []
     for (dataset, metric, structure), _ in subjects.groupby(["dataset", "metric", "structure"], sort=True):
@@ -134,10 +164,11 @@ def wilcoxon_vs_reference(subjects: pd.DataFrame, reference: str = REFERENCE) ->
                 rows.append({"dataset": dataset, "metric": metric, "structure": structure, "backbone": backbone,
                              "method": other, "method_backbone": other_backbone, **res})
     cols = ["dataset", "metric", "structure", "backbone", "method", "method_backbone", "n", "n_nonzero",
-            "median_diff", "statistic", "p", "reason", "p_holm"]
-    out = pd.DataFrame(rows, columns=cols[:-1])
+            "median_diff", "rank_biserial", "min_p", "statistic", "p", "reason", "family", "p_holm"]
+    out = pd.DataFrame(rows, columns=cols[:-2])
+    out["family"] = out["dataset"] + "/" + out["metric"] + "/" + out["structure"] + "/" + out["backbone"]
     out["p_holm"] = np.nan
-    for _, idx in out.groupby(["dataset", "metric"]).groups.items():
+    for _, idx in out.groupby("family").groups.items():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].to_numpy())
     return out[cols]
 

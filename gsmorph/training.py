@@ -356,11 +356,19 @@ class Trainer:
         raise (e.g. optuna.TrialPruned) to stop the run. fresh_if_changed: a last.pt made
         with another config, code, data or thread count is removed with the run's other
         files (instead of refused) and training starts afresh.
+
+        wall_s (summary.json, train_log.csv) is the wall time of the whole run, from here to
+        its finished folder: data loading, validation and the final steps included, every
+        resumed part added (a part killed after its last checkpoint is lost) — the same
+        scope as a tuning trial's time.
         """
+        self._session_start = time.perf_counter()
+        self._wall_before = 0.0
         self.initialize()
         self.out.mkdir(parents=True, exist_ok=True)
         if not self._resume(fresh_if_changed):
             self._remove_run_files()  # a fresh start: no stale weights from an earlier attempt
+        self._wall_before = self.wall_s
         self._write_run_info()
         epochs, val_every = int(self.cfg["epochs"]), int(self.cfg["val_every"])
         self.model.train()
@@ -383,7 +391,7 @@ class Trainer:
                      epoch_s: float) -> None:
         """Log the epoch; keep best.pt on a better validation; checkpoint last.pt after
         every validation and at the last epoch."""
-        self.wall_s += epoch_s
+        self.wall_s = self.elapsed()
         self.epoch = epoch
         self.log_rows.append({
             "epoch": epoch, **losses, "val_dice": None if val is None else val[0], "epoch_s": epoch_s,
@@ -401,7 +409,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate_split(self, buckets: list[dict], predict: Predictor) -> tuple[float, float]:
         """Mean Dice over LV/Myo/RV of warped moving labels vs fixed labels (per-pair mean
-        of the three, NaN-safe, then mean over pairs) and NJD % of `predict` on `buckets`."""
+        of the structures both frames have, then mean over pairs; gsmorph.metrics, as in
+        evaluation: a structure the warp erased counts 0) and NJD % of `predict` on `buckets`."""
         from gsmorph.metrics import dice_torch, njd_percent_torch
         from gsmorph.networks import warp_label
 
@@ -414,12 +423,17 @@ class Trainer:
                 sl = slice(i, i + batch)
                 disp = predict(bucket["moving"][sl], bucket["fixed"][sl])
                 moved = warp_label(bucket["moving_label"][sl], disp)
-                dices.append(dice_torch(moved.round().long(), bucket["fixed_label"][sl].long()))
+                dices.append(dice_torch(moved.round().long(), bucket["fixed_label"][sl].long(),
+                                        bucket["moving_label"][sl].long()))
                 njds.append(njd_percent_torch(disp.float()))
         self.model.train(was_training)
         per_pair = torch.nanmean(torch.cat(dices), dim=1)
         result = torch.stack([torch.nanmean(per_pair), torch.cat(njds).mean()]).cpu()
         return float(result[0]), float(result[1])
+
+    def elapsed(self) -> float:
+        """Wall seconds of this run so far: earlier (resumed) parts plus this session's."""
+        return self._wall_before + time.perf_counter() - self._session_start
 
     # ------------------------------------------------------------------- internals
     def _epoch_batches(self) -> list[tuple[int, torch.Tensor]]:
@@ -501,6 +515,7 @@ class Trainer:
                 "code": code_version(type(self).__module__), "data": data_identity(self.prepared)}
 
     def _save_checkpoint(self) -> None:
+        self.wall_s = self.elapsed()
         self.last_sha256 = checkpoints.save({
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -559,6 +574,7 @@ class Trainer:
         self._write_logs()
         self.model.load_state_dict(checkpoints.load(best, self.device, self.best_sha256))
         self.on_train_end()
+        self.wall_s = self.elapsed()
         self._write_run_info()
         summary = self.summary()
         write_json(self.out / "summary.json", summary)

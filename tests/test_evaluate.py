@@ -38,6 +38,9 @@ def prepared(tmp_path):
         true = np.zeros((*SHAPE, 3), np.float32)
         true[..., 0] = SHIFT
         write_nifti(folder / "true_disp.nii.gz", true, SPACING)
+    pd.DataFrame({"subject": ["s01", "s02"], "dataset": "toy", "group": "NOR", "split": "test",
+                  "n_slices": SHAPE[2], "spacing_x": SPACING[0], "spacing_y": SPACING[1], "spacing_z": SPACING[2],
+                  "has_true_disp": True}).to_csv(root / "subjects.csv", index=False)
     return root
 
 
@@ -127,10 +130,15 @@ def test_cli_writes_csv_sidecar_and_reports_nan(tmp_path, prepared, capsys):
     out = tmp_path / "results" / "toy" / "metrics.csv"
     assert main(["evaluate", "--pairs", str(folder), "--out", str(out), "--workers", "1"]) == 0
     table = pd.read_csv(out, keep_default_na=False, na_values=[""])
-    assert len(table) == 2 * 3 * (3 * 2 + 5)
+    # per pair: 3 structures x 5 (dice, hd95_mm, l2r_hd95_vox, code_dice, code_hd95_px) and 9 others
+    # (mse, njd_pct, sdlogj, epe_mm, epe_image_mm, runtime_s, l2r_sdlogj, l2r_num_foldings, code_njd_pct)
+    assert len(table) == 2 * 3 * (3 * 5 + 9)
     side = json.loads((out.parent / "metrics.csv.provenance.json").read_text())
     assert side["n_pairs"] == 6
-    assert {(u["metric"], u["structure"], u["n_undefined"]) for u in side["undefined"]} == {("dice", "RV", 2), ("hd95_mm", "RV", 2)}
+    assert {(u["metric"], u["structure"], u["n_undefined"], u["n_lost"]) for u in side["undefined"]} == \
+        {("dice", "RV", 2, 0), ("hd95_mm", "RV", 2, 0), ("l2r_hd95_vox", "RV", 2, 0)}
+    assert side["data"]["toy"] == {"phantom": True, "n_subjects": 2, "splits": {"test": 2}, "image_size": [24, 20],
+                                   "epochs": []}
     assert "undefined (NaN)" in capsys.readouterr().out
 
 
@@ -151,3 +159,29 @@ def test_bad_inputs(tmp_path, prepared, capsys):
     (other / "pairs.json").write_text(json.dumps(meta))
     with pytest.raises(GSMorphError, match="prepared"):
         evaluate([other])
+
+
+def test_a_pairs_folder_of_another_split_is_refused(tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    meta = json.loads((folder / "pairs.json").read_text())
+    (folder / "pairs.json").write_text(json.dumps({**meta, "split": "val"}))
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(out)]) == 1
+    assert f"{folder / 'pairs.json'}: holds the 'val' split, not 'test'" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(out), "--split", "val"]) == 0
+
+
+def test_a_structure_erased_by_the_warp_is_counted_as_lost(tmp_path, prepared):
+    folder = write_pairs(tmp_path, prepared, "gsmorph", perfect=True, backbone="voxelmorph")
+    sp = pairs.load_subject(folder / "s01.npz")
+    sp.moved_label[sp.moved_label == 2] = 0  # the Myo is gone from every slice of s01
+    pairs.save_subject(folder, sp)
+    table = evaluate([folder])
+    assert value(table, "gsmorph", "dice", "Myo") == 0.0
+    assert math.isnan(value(table, "gsmorph", "hd95_mm", "Myo"))
+    counts = undefined_counts(table)
+    myo = counts[(counts.metric == "hd95_mm") & (counts.structure == "Myo")]
+    assert myo.n_undefined.tolist() == [3] and myo.n_lost.tolist() == [3]
+    rv = counts[(counts.metric == "hd95_mm") & (counts.structure == "RV")]
+    assert rv.n_lost.tolist() == [0]  # RV missing from a frame is undefined, not lost

@@ -35,16 +35,16 @@ def test_dice_nested_disks_counts():
     assert metrics.dice(small, big) == pytest.approx(expected)
 
 
-def test_dice_empty_is_nan_and_batch_agrees():
+def test_dice_is_nan_iff_the_reference_is_empty_and_0_for_an_erased_structure():
     a = square((16, 16), (2, 2), (6, 6))
     empty = np.zeros((16, 16), bool)
-    assert math.isnan(metrics.dice(a, empty))
-    assert math.isnan(metrics.dice(empty, a))
+    assert math.isnan(metrics.dice(a, empty))      # nothing to find: undefined
+    assert metrics.dice(empty, a) == 0.0           # the warp erased the structure: 0, not NaN
     assert math.isnan(metrics.dice(empty, empty))
     b = square((16, 16), (3, 2), (7, 6))
-    batch = metrics.dice_batch(np.stack([a, empty, a]), np.stack([b, a, a]))
+    batch = metrics.dice_batch(np.stack([a, empty, a, a]), np.stack([b, a, a, empty]))
     assert batch[0] == pytest.approx(metrics.dice(a, b))
-    assert math.isnan(batch[1]) and batch[2] == 1.0
+    assert batch[1] == 0.0 and batch[2] == 1.0 and math.isnan(batch[3])
 
 
 # ---------------------------------------------------------------- HD95
@@ -183,12 +183,21 @@ def test_sdlogj_of_pure_scaling_is_zero(ndim):
     assert metrics.njd_percent(disp) == 0.0
 
 
-def test_sdlogj_clips_folded_determinants():
-    disp, _ = quadratic_fold_field()
-    det = metrics.jacobian_determinant(disp)
-    expected = np.std(np.log(np.clip(det, 1e-9, 1e9)))
-    assert metrics.sdlogj(disp) == pytest.approx(expected)
-    assert np.isfinite(metrics.sdlogj(disp))
+def test_sdlogj_is_the_spread_over_the_unfolded_voxels():
+    # u_0 along rows with steps -0.5 (rows 0-5), +1 (5-10), -3 (10-19); u_1 = 0, so det J
+    # per row = 1 + numpy.gradient: 0.5 (rows 0-4), 1.25 (row 5), 2 (rows 6-9), 0 (row 10),
+    # -2 (rows 11-19: folded). SDlogJ is the spread of log det J over the 10 rows with det > 0.
+    steps = np.array([-0.5] * 5 + [1.0] * 5 + [-3.0] * 9)
+    u0 = np.concatenate([[0.0], np.cumsum(steps)])
+    disp = np.zeros((2, 20, 7))
+    disp[0] = u0[:, None]
+    expected = np.std(np.log([0.5] * 5 + [1.25] + [2.0] * 4))
+    assert metrics.sdlogj(disp) == pytest.approx(expected, rel=1e-12)
+    assert metrics.njd_percent(disp) == pytest.approx(100 * 9 / 20)
+    assert metrics.sdlogj_batch(np.stack([disp, np.zeros_like(disp)])) == pytest.approx([expected, 0.0])
+    fully_folded = np.zeros((2, 6, 6))
+    fully_folded[0] = -3.0 * np.arange(6)[:, None]  # det = -2 everywhere
+    assert math.isnan(metrics.sdlogj(fully_folded))
 
 
 def test_jacobian_bad_shape_raises():

@@ -93,6 +93,8 @@ def write_pairs_folders(root):
         for frame in ("ED", "ES"):
             write_nifti(prepared / subject / f"{frame}.nii.gz", lab.astype(np.float32) / 3, (1.5, 1.5, 8.0))
             write_nifti(prepared / subject / f"{frame}_gt.nii.gz", lab, (1.5, 1.5, 8.0))
+    pd.DataFrame({"subject": ["s1", "s2", "s3"], "dataset": "acdc", "group": "NOR", "split": "test", "n_slices": 3,
+                  "spacing_x": 1.5, "spacing_y": 1.5, "spacing_z": 8.0}).to_csv(prepared / "subjects.csv", index=False)
     for backbone, method in (("none", "initial"), ("voxelmorph", "gsmorph"), ("voxelmorph", "weighted-m")):
         out = root / "pairs" / "acdc" / backbone / method / "seed0"
         for subject in ("s1", "s2", "s3"):
@@ -146,17 +148,37 @@ def test_every_method_row_and_bold_best(report_dir):
     assert "| GSMorph | **" in md and "VoxelMorph-m" in md
 
 
-def test_significance_markers_follow_holm(report_dir):
+def test_significance_markers_follow_holm_and_show_direction(report_dir):
     frame = pd.read_csv(report_dir / "tables" / "table1_voxelmorph.csv", keep_default_na=False)
     wil = pd.read_csv(report_dir / "stats" / "wilcoxon.csv")
-    initial = wil[(wil.dataset == "acdc") & (wil.metric == "dice") & (wil.structure == "mean")
-                  & (wil.method == "initial") & (wil.backbone == "voxelmorph")].iloc[0]
-    cell = frame[(frame.dataset == "acdc") & (frame.method == "initial") & (frame.metric == "dice")].iloc[0]
-    assert float(cell["p_holm"]) == pytest.approx(initial.p_holm)
-    assert cell["marker"] == tables.marker(initial.p_holm)
-    assert initial.n == N_SUBJECTS and initial.p_holm < 0.05  # initial is far below GSMorph on every subject
-    gs = frame[(frame.method == "gsmorph")]
-    assert (gs["marker"] == "").all()
+
+    def test_of(method, metric):
+        return wil[(wil.dataset == "acdc") & (wil.metric == metric) & (wil.structure.isin(["mean", ""]))
+                   & (wil.method == method) & (wil.backbone == "voxelmorph")].iloc[0]
+
+    def cell(method, metric):
+        return frame[(frame.dataset == "acdc") & (frame.method == method) & (frame.metric == metric)].iloc[0]
+
+    initial = test_of("initial", "dice")
+    assert float(cell("initial", "dice")["p_holm"]) == pytest.approx(initial.p_holm)
+    assert initial.n == N_SUBJECTS and initial.p_holm < 0.01  # far below GSMorph on every subject
+    # lower Dice than GSMorph: worse, two arrows down; lower HD95 would be better
+    assert cell("initial", "dice")["marker"] == "↓↓" and cell("initial", "dice")["direction"] == "worse"
+    hd = test_of("initial", "hd95_mm")
+    assert hd.median_diff > 0 and cell("initial", "hd95_mm")["direction"] == "worse"  # higher HD95: worse
+    assert hd.family == "acdc/hd95_mm/mean/voxelmorph"
+    # in this fixture the methods' levels rise in table order: GS-PCGrad sits just below GSMorph,
+    # SyN on M&Ms far above it
+    syn = frame[(frame.dataset == "mnm") & (frame.method == "syn") & (frame.metric == "dice")].iloc[0]
+    assert syn["direction"] == "better" and syn["marker"].startswith("↑")
+    assert (frame[frame.method == "gsmorph"]["marker"] == "").all()
+    # Initial's NJD means nothing: shown as a dash, never bold
+    njd = cell("initial", "njd_pct")
+    assert not njd["best"] and njd["marker"] == ""
+    assert "| Initial | " in (md := (report_dir / "tables" / "table1_voxelmorph.md").read_text())
+    initial_row = next(line for line in md.splitlines() if line.startswith("| Initial |"))
+    assert initial_row.split(" | ")[4] == "–"
+    assert "n = 12 (ACDC" in md
 
 
 def test_stats_files_and_columns(report_dir):
@@ -185,6 +207,10 @@ def test_combined_table_and_pdflatex(report_dir, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (work / "tables.pdf").stat().st_size > 1000
+    if shutil.which("pdftotext"):  # the caption's "p < 0.05" renders as "<", not a text-mode "¡"
+        text = subprocess.run(["pdftotext", "tables.pdf", "-"], cwd=work, capture_output=True, text=True).stdout
+        assert "p < 0.05" in text and "¡" not in text
+    assert "p $<$ 0.05" in tex
 
 
 def test_figures_are_png_of_expected_size_with_captions(report_dir):

@@ -54,7 +54,7 @@ def test_subject_values_mean_over_slices_and_structure_mean():
     assert sub.loc["mean", "value"] == pytest.approx(0.625)
 
 
-def test_wilcoxon_equals_scipy_and_holm_within_dataset_metric():
+def test_wilcoxon_equals_scipy_and_holm_within_each_table_column():
     table = long_table({("voxelmorph", "gsmorph"): Y, ("voxelmorph", "weighted-m"): X,
                         ("none", "initial"): Z}, slices=2)
     table = pd.concat([table, long_table({("voxelmorph", "gsmorph"): Y, ("voxelmorph", "weighted-m"): X,
@@ -67,10 +67,21 @@ def test_wilcoxon_equals_scipy_and_holm_within_dataset_metric():
     assert lv.loc["weighted-m", "n"] == 8 and lv.loc["initial", "method_backbone"] == "none"
     assert lv.loc["weighted-m", "median_diff"] == pytest.approx(np.median(X - Y))
     assert lv.loc["initial", "p"] == pytest.approx(sps.wilcoxon(Z, Y).pvalue)
-    # structures LV, Myo and mean x 2 methods: Holm over 6 p-values of dataset acdc, metric dice
+    # Holm within what one table column shows (dataset x metric x structure x backbone):
+    # here the 2 methods of each structure, by hand: m = 2, sorted p1 <= p2 ->
+    # p1' = min(1, 2 p1), p2' = max(p1', p2)
     dice = res[res.metric == "dice"]
-    assert len(dice) == 6
-    assert np.allclose(dice["p_holm"], stats.holm(dice["p"].to_numpy()))
+    assert len(dice) == 6 and dice["family"].nunique() == 3
+    for structure in ("LV", "Myo", "mean"):
+        part = dice[dice.structure == structure].set_index("method")
+        assert set(part["family"]) == {f"acdc/dice/{structure}/voxelmorph"}
+        p1, p2 = sorted(part["p"])
+        first = min(1.0, 2 * p1)
+        assert sorted(part["p_holm"]) == pytest.approx([first, max(first, p2)])
+    # effect sizes: X - Y > 0 for every subject: rank-biserial +1; min p of 8 subjects 2/2^8
+    assert lv.loc["weighted-m", "rank_biserial"] == pytest.approx(1.0 if (X > Y).all() else
+                                                                   stats.rank_biserial(X - Y))
+    assert lv.loc["weighted-m", "min_p"] == pytest.approx(2 / 2 ** 8)
 
 
 def test_wilcoxon_small_n_and_zero_differences_give_nan_with_reason():
@@ -113,3 +124,19 @@ def test_summarise_mean_std_and_undefined_count():
     assert row["n"] == 8 and row["n_undefined"] == 1
     assert row["mean"] == pytest.approx(X.mean()) and row["std"] == pytest.approx(X.std(ddof=1))
     assert row["ci_low"] < row["mean"] < row["ci_high"]
+
+
+def test_rank_biserial_by_hand():
+    # d = [3, -1, 2, 0]: the zero dropped; |d| ranks 3 -> 3, 1 -> 1, 2 -> 2; R+ = 5, R- = 1
+    assert stats.rank_biserial([3, -1, 2, 0]) == pytest.approx((5 - 1) / 6)
+    # ties share their average rank: |d| = 1, 1, 2 -> ranks 1.5, 1.5, 3; R+ = 1.5 + 3, R- = 1.5
+    assert stats.rank_biserial([1, -1, 2]) == pytest.approx((4.5 - 1.5) / 6)
+    assert stats.rank_biserial([-1, -2]) == -1.0
+    assert math.isnan(stats.rank_biserial([0, 0]))
+
+
+def test_the_smallest_possible_p_of_few_subjects():
+    assert stats.min_two_sided_p(3) == 0.25 and stats.min_two_sided_p(5) == 0.0625
+    assert stats.min_two_sided_p(6) == pytest.approx(0.03125)
+    out = stats.paired_wilcoxon([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])  # all positive: the smallest p
+    assert out["p"] == pytest.approx(out["min_p"]) == pytest.approx(0.25)

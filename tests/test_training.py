@@ -29,16 +29,23 @@ def train_run(*args, **kwargs):
 
 
 # --------------------------------------------------------------- metric helpers
-def test_dice_per_pair_known_masks_and_empty_structures():
-    moved = torch.zeros(1, 1, 4, 4, dtype=torch.long)
-    fixed = torch.zeros_like(moved)
-    moved[0, 0, :2, :2] = 1   # LV: 4 voxels, fixed LV: 2 of them -> 2*2/(4+2)
+def test_validation_dice_follows_the_evaluation_rules():
+    """dice_torch: a structure counts when the moving and the fixed frame have it; 0 when
+    the warp erased it; NaN when either frame lacks it."""
+    shape = (1, 1, 6, 6)
+    moving, fixed, moved = (torch.zeros(shape, dtype=torch.long) for _ in range(3))
+    moving[0, 0, :2, :2] = 1
     fixed[0, 0, :1, :2] = 1
-    moved[0, 0, 3, 3] = 3     # RV only in moved -> 0; Myo absent in both -> NaN
-    dice = dice_torch(moved, fixed)[0]
+    moved[0, 0, :2, :2] = 1    # LV: 4 moved voxels, 2 fixed, all overlapping: 2*2/(4+2)
+    moving[0, 0, 4, 4] = 2     # Myo in the moving frame and in the fixed one, erased by the warp: 0
+    fixed[0, 0, 5, 5] = 2
+    moved[0, 0, 3, 3] = 3      # RV only in the moved map: neither frame has it: NaN
+    dice = dice_torch(moved, fixed, moving)[0]
     assert dice[0].item() == pytest.approx(2 / 3)
-    assert math.isnan(dice[1].item())
-    assert dice[2].item() == 0.0
+    assert dice[1].item() == 0.0
+    assert math.isnan(dice[2].item())
+    fixed[0, 0, 0, 5] = 3      # the fixed frame has RV now, the moving one still not: NaN
+    assert math.isnan(dice_torch(moved, fixed, moving)[0, 2].item())
 
 
 def test_njd_percent_torch_of_known_fields():
@@ -63,7 +70,8 @@ def test_validation_metrics_agree_with_evaluation():
         ours = njd_percent_torch(torch.from_numpy(u)[None]).item()
         assert ours == pytest.approx(metrics.njd_percent(u), abs=1e-4)
     a, b = rng.integers(0, 4, size=(2, 20, 20))
-    ours = dice_torch(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])[0]
+    ours = dice_torch(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None],
+                      torch.from_numpy(b)[None, None])[0]
     for k, value in enumerate((1, 2, 3)):
         assert ours[k].item() == pytest.approx(metrics.dice(a == value, b == value))
 
@@ -99,7 +107,8 @@ def forty_steps(prepared_acdc, tmp_path_factory):
     trainer = Trainer(prepared_acdc, "voxelmorph", "gsmorph", 0, run, cfg)
     trainer.initialize()
     with torch.no_grad():
-        identity_dice = torch.cat([dice_torch(b["moving_label"].long(), b["fixed_label"].long())
+        identity_dice = torch.cat([dice_torch(b["moving_label"].long(), b["fixed_label"].long(),
+                                              b["moving_label"].long())
                                    for b in trainer.val_data]).nanmean(1).nanmean().item()
     summary = trainer.fit()
     return trainer, summary, identity_dice, run
@@ -199,6 +208,17 @@ def test_fresh_if_changed_restarts_another_run_and_resumes_the_same(prepared_acd
     assert "made with another lam; starting afresh" in capsys.readouterr().err
     assert summary["lam"] == 0.1 and pd.read_csv(run / "train_log.csv")["epoch"].tolist() == [1]
     assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_wall_time_covers_the_whole_run_and_every_resumed_part(prepared_acdc, tmp_path):
+    run = tmp_path / "run"
+    first = train_run(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=1), lam=0.01)
+    log = pd.read_csv(run / "train_log.csv")
+    assert first["wall_s"] > log["epoch_s"].sum()  # data loading and the final steps count too
+    second = train_run(prepared_acdc, "voxelmorph", "weighted", 0, run, small_cfg(epochs=2), lam=0.01)
+    log = pd.read_csv(run / "train_log.csv")
+    assert second["wall_s"] > first["wall_s"] + log["epoch_s"].iloc[1]  # the resumed part is added
+    assert log["wall_s"].is_monotonic_increasing
 
 
 def test_a_resume_under_another_cpu_thread_count_is_refused(prepared_acdc, tmp_path):

@@ -4,28 +4,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gsmorph.cli_options import add_common, workers
+from gsmorph.cli_options import SPLITS, add_common, workers
 from gsmorph.provenance import sidecar, write_provenance
+
+CONVENTION_NAMES = ("learn2reg", "gsmorph-code")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", nargs="+", required=True, metavar="DIR",
                         help="pairs folders (pairs/<dataset>/<backbone>/<method>/seed<k>/), one per method and seed")
     parser.add_argument("--out", required=True, help="output CSV, e.g. results/<dataset>/metrics.csv")
+    parser.add_argument("--split", default="test", choices=SPLITS,
+                        help="the split every pairs folder must hold (default test)")
+    parser.add_argument("--conventions", nargs="*", default=list(CONVENTION_NAMES), choices=CONVENTION_NAMES,
+                        help="published metric conventions computed beside ours (default: all; none: give the "
+                             "flag alone)")
     add_common(parser, "workers")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gsmorph.evaluate import evaluate, undefined_counts
+    from gsmorph.evaluate import describe_data, evaluate, undefined_counts
     from gsmorph.io import write_csv
 
-    table = evaluate(args.pairs, workers=workers(args.workers))
+    table = evaluate(args.pairs, workers=workers(args.workers), split=args.split,
+                     conventions=tuple(args.conventions))
     undefined = undefined_counts(table)
     out = Path(args.out)
     write_csv(out, table)
     write_provenance(
         sidecar(out),
-        config={"pairs": [str(p) for p in args.pairs], "workers": args.workers},
+        config={"pairs": [str(p) for p in args.pairs], "workers": args.workers, "split": args.split,
+                "conventions": args.conventions},
+        data=describe_data(args.pairs),
         n_rows=len(table),
         n_pairs=int(table.groupby(["dataset", "backbone", "method", "seed", "subject", "slice"]).ngroups),
         undefined=undefined.to_dict(orient="records"),
@@ -34,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if undefined.empty:
         print("undefined (NaN) values: none")
     else:
-        print("undefined (NaN) values (structure empty in the moved or fixed labels):")
+        print("undefined (NaN) values (a structure missing from the moving or fixed labels; n_lost: erased "
+              "by the warp):")
         print(undefined.to_string(index=False))
     return 0

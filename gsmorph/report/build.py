@@ -40,15 +40,17 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     runs: the runs folder, or None to make only what the metrics give."""
     from gsmorph import stats
     from gsmorph.evaluate import read_metrics, undefined_counts
-    from gsmorph.report import figures, qualitative, runs as run_files, tables
+    from gsmorph.report import figures, names, qualitative, runs as run_files, tables
 
     table = read_metrics(metrics_csvs)
+    names.describe(read_data_descriptions(metrics_csvs))
     out = Path(out)
     inputs = [runs, *pairs]
     result = ReportResult()
     captions: dict[str, str] = {}
 
     # statistics
+    result.undefined = undefined_counts(table)
     subjects = stats.subject_values(table)
     summary = stats.summarise(subjects, seed=seed, n_resamples=n_boot)
     wilcoxon = stats.wilcoxon_vs_reference(subjects, reference=reference)
@@ -57,27 +59,32 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     problems: list[str] = []
     summaries = run_files.read_jsons(runs, "summary.json", problems)
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
-    result.undefined = undefined_counts(table)
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
                "tuning_cost": figures.tuning_cost(summaries, studies)}
     with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
         for name, frame in outputs.items():
+            if "dataset" in frame.columns and "data" not in frame.columns:  # say what the data are
+                frame = frame.copy()
+                frame.insert(frame.columns.get_loc("dataset") + 1, "data", frame["dataset"].map(names.dataset_name))
             write_csv(tmp / f"{name}.csv", frame)
         write_provenance(tmp / "provenance.json", config=config, seed=seed, method_notes=stats.__doc__)
 
     # tables
     backbones = tables.backbones_of(summary)
-    specs = [(f"table1_{b}", [b]) for b in backbones] + [("table1_combined", backbones)]
+    specs = [(f"table1_{b}", [b], "ours") for b in backbones] + [("table1_combined", backbones, "ours")]
+    if (summary["metric"] == "code_dice").any():
+        specs.append(("table1_combined_code_convention", backbones, "gsmorph-code"))
     with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
-        for name, which in specs:
-            t = tables.build(summary, wilcoxon, which, name, reference=reference)
+        for name, which, convention in specs:
+            t = tables.build(summary, wilcoxon, which, name, reference=reference, convention=convention,
+                             undefined=result.undefined)
             (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
             write_csv(tmp / f"{name}.csv", tables.to_frame(t))
             for ext in ("tex", "md", "csv"):
                 captions[f"tables/{name}.{ext}"] = t.caption
-        (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _ in specs]))
+        (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _, _ in specs]))
         write_provenance(tmp / "provenance.json", config=config, seed=seed)
     result.n_tables = len(specs)
 
@@ -102,3 +109,19 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     with atomic_dir(out / "report", inputs=inputs, made_by="report") as tmp:
         write_json(tmp / "captions.json", captions)
     return result
+
+
+def read_data_descriptions(metrics_csvs: list[str]) -> dict[str, dict]:
+    """{dataset: description} from the metrics CSVs' provenance sidecars (written by
+    `gsmorph evaluate`); a CSV without one describes nothing."""
+    import json
+
+    from gsmorph.provenance import sidecar
+
+    data: dict[str, dict] = {}
+    for path in metrics_csvs:
+        try:
+            data.update(json.loads(sidecar(path).read_text()).get("data") or {})
+        except (OSError, ValueError):
+            continue
+    return data

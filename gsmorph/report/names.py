@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from gsmorph import backbones, methods
 
-DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms"}
+DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
 DATASET_ORDER = ["acdc", "mnm"]
 CLASSICAL = "none"  # backbone of Initial and the classical methods
 FALLBACK_COLOUR, FALLBACK_MARKER = "#333333", "o"
+PAPER_SCALE = {"epochs": 500, "image_size": [128, 128]}
+
+# What the evaluated data are ({dataset: gsmorph.evaluate.describe_data entry}), set once
+# per report by `describe`, so that every title, caption and table says it.
+_DATA: dict[str, dict] = {}
+
+
+def describe(data: dict[str, dict]) -> None:
+    """Set the data descriptions every label of this report uses."""
+    _DATA.clear()
+    _DATA.update(data or {})
 
 
 def backbone_name(backbone: str) -> str:
@@ -16,7 +27,30 @@ def backbone_name(backbone: str) -> str:
 
 
 def dataset_name(dataset: str) -> str:
-    return DATASET_NAMES.get(dataset, dataset.upper())
+    """'ACDC', or 'ACDC-format phantom' when the data are the synthetic phantom."""
+    name = DATASET_NAMES.get(dataset, dataset.upper())
+    return f"{name}-format phantom" if _DATA.get(dataset, {}).get("phantom") else name
+
+
+def data_note(dataset: str) -> str:
+    """The data and their scale for a caption: 'ACDC-format phantom (24 subjects: 8 train,
+    4 val, 12 test), 10 training epochs and 64 x 64 images (the paper: 500 and 128 x 128)'."""
+    info = _DATA.get(dataset)
+    if not info:
+        return f"{dataset_name(dataset)} (data not described: no metrics provenance)"
+    splits = info.get("splits", {})
+    text = f"{dataset_name(dataset)} ({info.get('n_subjects', '?')} subjects: " + \
+        ", ".join(f"{splits.get(k, 0)} {k}" for k in ("train", "val", "test")) + ")"
+    epochs, size = info.get("epochs") or [], info.get("image_size")
+    scale = []
+    if epochs and epochs != [PAPER_SCALE["epochs"]]:
+        scale.append(f"{'/'.join(map(str, epochs))} training epochs")
+    if size and list(size) != PAPER_SCALE["image_size"]:
+        scale.append(f"{size[0]} x {size[1]} images")
+    if scale:
+        text += ", " + " and ".join(scale) + \
+            f" (the paper: {PAPER_SCALE['epochs']} epochs, {PAPER_SCALE['image_size'][0]} x 128 images)"
+    return text
 
 
 def method_name(method: str, backbone: str = "voxelmorph") -> str:

@@ -1,9 +1,14 @@
 """Table 1: datasets side by side; Dice %, HD95 mm, MSE x 1e-2, NJD %; mean +- std over
-test subjects; best per column bold; markers for significant differences from GSMorph.
+test subjects; best per column bold; markers for significant differences from GSMorph,
+with their direction.
 
 One table per backbone (Initial and classical methods, then that backbone's methods) and
-a combined one (classical rows once, then one block per backbone). Written as LaTeX
-(booktabs), Markdown and CSV.
+a combined one (classical rows once, then one block per backbone), in our metric
+convention; and the combined table in the GSMorph authors' code's convention (Dice
+averaged with the divisor fixed at 3, HD95 in pixels, NJD by SimpleITK), to set beside
+the paper's numbers. On phantoms (a true displacement exists) the Markdown and CSV tables
+add an EPE column (endpoint error inside the heart, mm) and the LaTeX table a note below.
+Written as LaTeX (booktabs), Markdown and CSV.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from gsmorph import methods
 from gsmorph.report import names
 
 
@@ -23,17 +29,31 @@ class Column:
     md: str
     scale: float            # shown value = mean * scale
     lower_is_better: bool
-    exclude_from_best: tuple[str, ...] = ()
+    undefined_for: tuple[str, ...] = ()  # methods for which the column means nothing ("–")
+    latex: bool = True                   # False: Markdown and CSV only (LaTeX gets a note)
 
 
-COLUMNS = (
-    Column("dice", "mean", r"Dice (\%)", "Dice (%)", 100.0, False),
-    Column("hd95_mm", "mean", "HD95 (mm)", "HD95 (mm)", 1.0, True),
-    Column("mse", "", r"MSE ($\times 10^{-2}$)", "MSE (x1e-2)", 100.0, True),
-    Column("njd_pct", "", r"NJD (\%)", "NJD (%)", 1.0, True, ("initial",)),
-)
+NO_DEFORMATION = tuple(m.id for m in methods.METHODS if m.maker == "baselines.identity:identity")
+EPE = Column("epe_mm", "", "EPE (mm)", "EPE (mm)", 1.0, True, latex=False)
+CONVENTIONS = {
+    "ours": (
+        Column("dice", "mean", r"Dice (\%)", "Dice (%)", 100.0, False),
+        Column("hd95_mm", "mean", "HD95 (mm)", "HD95 (mm)", 1.0, True),
+        Column("mse", "", r"MSE ($\times 10^{-2}$)", "MSE (x1e-2)", 100.0, True),
+        Column("njd_pct", "", r"NJD (\%)", "NJD (%)", 1.0, True, NO_DEFORMATION),
+    ),
+    "gsmorph-code": (
+        Column("code_dice", "mean", r"Dice (\%)", "Dice (%)", 100.0, False),
+        Column("code_hd95_px", "mean", "HD95 (px)", "HD95 (px)", 1.0, True),
+        Column("mse", "", r"MSE ($\times 10^{-2}$)", "MSE (x1e-2)", 100.0, True),
+        Column("code_njd_pct", "", r"NJD (\%)", "NJD (%)", 1.0, True, NO_DEFORMATION),
+    ),
+}
 DECIMALS = 2
-MARKERS = ((0.01, "**"), (0.05, "*"))  # Holm-adjusted p below the threshold -> marker
+# Holm-adjusted p below the threshold -> that many arrows: up when the method does better
+# than the reference (higher Dice, lower HD95, MSE, NJD), down when it does worse
+LEVELS = ((0.01, 2), (0.05, 1))
+ARROWS = {"better": ("↑", r"\uparrow"), "worse": ("↓", r"\downarrow")}
 
 
 @dataclass
@@ -42,14 +62,21 @@ class Cell:
     std: float = math.nan
     n: int = 0
     p_holm: float = math.nan
-    marker: str = ""
+    direction: str = ""      # "better" | "worse" than the reference, when significant
+    level: int = 0           # 0, 1 (p < 0.05) or 2 (p < 0.01)
     bold: bool = False
+    undefined: bool = False  # the metric means nothing for this method (e.g. NJD of Initial)
 
     def text(self) -> str:
+        if self.undefined:
+            return "–"
         if not math.isfinite(self.mean):
             return "--"
         out = f"{self.mean:.{DECIMALS}f}"
         return out + (f" ± {self.std:.{DECIMALS}f}" if math.isfinite(self.std) else "")
+
+    def marker(self, latex: bool = False) -> str:
+        return ARROWS[self.direction][latex] * self.level if self.level else ""
 
 
 @dataclass
@@ -65,25 +92,34 @@ class Row:
 class Table:
     name: str
     datasets: list[str]
+    columns: tuple[Column, ...]
     rows: list[Row]
     caption: str
+    notes: list[str] = field(default_factory=list)  # lines under the table (LaTeX: EPE)
 
 
-def marker(p_holm: float) -> str:
-    for threshold, symbol in MARKERS:
-        if math.isfinite(p_holm) and p_holm < threshold:
-            return symbol
-    return ""
+def significance(p_holm: float, median_diff: float, rank_biserial: float, col: Column) -> tuple[str, int]:
+    """(direction, level) of a method's difference from the reference in one column."""
+    level = next((lv for threshold, lv in LEVELS if math.isfinite(p_holm) and p_holm < threshold), 0)
+    if not level:
+        return "", 0
+    sign = rank_biserial if math.isfinite(rank_biserial) and rank_biserial != 0 else median_diff
+    higher = sign > 0
+    return ("worse" if higher == col.lower_is_better else "better"), level
 
 
 def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], name: str,
-          reference: str = "gsmorph") -> Table:
+          reference: str = methods.REFERENCE, convention: str = "ours", undefined: pd.DataFrame | None = None) -> Table:
     """Table rows for `backbones` (one: a per-backbone table; several: the combined one).
 
-    summary: stats.summarise output; wilcoxon: stats.wilcoxon_vs_reference output.
+    summary: stats.summarise output; wilcoxon: stats.wilcoxon_vs_reference output;
+    undefined: evaluate.undefined_counts output (lost structures go in the caption).
     Classical rows are compared with the reference method of backbones[0].
     """
     datasets = sorted(summary["dataset"].unique(), key=names.dataset_rank)
+    columns = CONVENTIONS[convention]
+    if convention == "ours" and (summary["metric"] == EPE.metric).any():
+        columns = columns + (EPE,)
     present = summary[["backbone", "method"]].drop_duplicates()
     rows: list[Row] = []
     classical = sorted(present[present.backbone == names.CLASSICAL].method, key=names.method_rank)
@@ -97,27 +133,33 @@ def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], n
     for row in rows:
         vs = row.backbone if row.backbone != names.CLASSICAL else ref_backbone
         for dataset in datasets:
-            for i, col in enumerate(COLUMNS):
-                cell = Cell()
+            for i, col in enumerate(columns):
+                cell = Cell(undefined=row.method in col.undefined_for)
                 key = (dataset, row.backbone, row.method, col.metric, col.structure)
-                if key in s.index:
+                if key in s.index and not cell.undefined:
                     rec = s.loc[key]
-                    cell = Cell(float(rec["mean"]) * col.scale, float(rec["std"]) * col.scale, int(rec["n"]))
+                    cell.mean, cell.std, cell.n = float(rec["mean"]) * col.scale, float(rec["std"]) * col.scale, \
+                        int(rec["n"])
                 wkey = (dataset, col.metric, col.structure, vs, row.method, row.backbone)
-                if row.method != reference and wkey in w.index:
-                    cell.p_holm = float(w.loc[wkey, "p_holm"])
-                    cell.marker = marker(cell.p_holm)
+                if row.method != reference and wkey in w.index and not cell.undefined:
+                    rec = w.loc[wkey]
+                    cell.p_holm = float(rec["p_holm"])
+                    cell.direction, cell.level = significance(cell.p_holm, float(rec["median_diff"]),
+                                                              float(rec["rank_biserial"]), col)
                 row.cells[(dataset, i)] = cell
-    _mark_best(rows, datasets)
-    return Table(name, datasets, rows, caption(backbones, reference))
+    _mark_best(rows, datasets, columns)
+    table = Table(name, datasets, columns, rows, "")
+    table.caption = caption(table, backbones, reference, convention, wilcoxon, undefined)
+    table.notes = epe_notes(table)
+    return table
 
 
-def _mark_best(rows: list[Row], datasets: list[str]) -> None:
+def _mark_best(rows: list[Row], datasets: list[str], columns: tuple[Column, ...]) -> None:
     """Bold every row whose shown (rounded) mean equals the column's best."""
     for dataset in datasets:
-        for i, col in enumerate(COLUMNS):
+        for i, col in enumerate(columns):
             shown = {id(r): round(r.cells[(dataset, i)].mean, DECIMALS) for r in rows
-                     if r.method not in col.exclude_from_best and math.isfinite(r.cells[(dataset, i)].mean)}
+                     if not r.cells[(dataset, i)].undefined and math.isfinite(r.cells[(dataset, i)].mean)}
             if not shown:
                 continue
             best = min(shown.values()) if col.lower_is_better else max(shown.values())
@@ -126,7 +168,18 @@ def _mark_best(rows: list[Row], datasets: list[str]) -> None:
                     r.cells[(dataset, i)].bold = True
 
 
-def caption(backbones: list[str], reference: str = "gsmorph") -> str:
+def subjects_text(table: Table) -> str:
+    """'n = 12 test subjects (ACDC-format phantom), 10 (M&Ms-1-format phantom)'."""
+    parts = []
+    for dataset in table.datasets:
+        ns = {c.n for r in table.rows for (d, _), c in r.cells.items() if d == dataset and c.n}
+        n = max(ns) if ns else 0
+        parts.append(f"{n} ({names.dataset_name(dataset)})")
+    return "n = " + ", ".join(parts) + " test subjects"
+
+
+def caption(table: Table, backbones: list[str], reference: str, convention: str, wilcoxon: pd.DataFrame,
+            undefined: pd.DataFrame | None) -> str:
     ref = names.method_name(reference)
     if not backbones:
         which = "Initial and the classical methods"
@@ -134,43 +187,89 @@ def caption(backbones: list[str], reference: str = "gsmorph") -> str:
         which = f"the {names.backbone_name(backbones[0])} backbone"
     else:
         which = "the " + " and ".join(names.backbone_name(b) for b in backbones) + " backbones"
-    text = (f"Registration of ES to ED on the test subjects, {which}: mean ± standard deviation over "
-            "subjects (a subject's value is the mean over its slices and seeds). Dice and HD95 are the mean "
-            "over LV, Myo and RV; MSE is scaled by 100; NJD is the percentage of voxels with a negative "
-            "Jacobian determinant. Bold: best per column (highest Dice, lowest otherwise; NJD excludes "
-            f"Initial). * (**): differs from {ref} with the same backbone, paired two-sided Wilcoxon "
-            "signed-rank test over subjects, Holm-corrected within each dataset and metric, p < 0.05 (p < 0.01).")
+    data = "; ".join(names.data_note(d) for d in table.datasets)
+    text = (f"Registration of ES to ED, {which}. Data: {data}. Mean ± standard deviation over "
+            f"subjects ({subjects_text(table)}; a subject's value is the mean over its slices and seeds). ")
+    if convention == "ours":
+        text += ("Dice and HD95: mean over LV, Myo and RV of the structures both frames contain; MSE scaled by 100; "
+                 "NJD: percentage of voxels with a negative Jacobian determinant (– for Initial, which does not "
+                 "deform). ")
+    else:
+        text += ("In the metric convention of the GSMorph authors' code, for comparison with the paper: Dice and "
+                 "HD95 summed over the structures present in both the moved and the fixed labels and divided by "
+                 "3, HD95 in pixels (no voxel spacing), NJD from SimpleITK's Jacobian determinant filter. ")
+    text += ("Bold: best per column (highest Dice, lowest otherwise). ↑ / ↓ (↑↑ / ↓↓): better / worse than "
+             f"{ref} with the same backbone, paired two-sided Wilcoxon signed-rank test over subjects, "
+             "Holm-corrected over the methods of each column, p < 0.05 (p < 0.01).")
     if len(backbones) > 1:
         text += (f" Initial and classical methods are compared with the {ref} of the "
                  f"{names.backbone_name(backbones[0])} backbone.")
+    reachable = wilcoxon["min_p"].dropna() if "min_p" in wilcoxon else pd.Series(dtype=float)
+    if len(reachable) and (reachable >= 0.05).all():
+        text += (" With this few subjects the test cannot reach p < 0.05 at all (smallest possible p "
+                 f"{reachable.min():.3g}): no marker can appear.")
+    lost = _lost_text(undefined, convention)
+    if lost:
+        text += f" Structures lost by the warp (Dice 0, HD95 undefined, left out of HD95): {lost}."
     return text
+
+
+def _lost_text(undefined: pd.DataFrame | None, convention: str) -> str:
+    if undefined is None or undefined.empty or "n_lost" not in undefined or convention != "ours":
+        return ""
+    lost = undefined[(undefined["metric"] == "hd95_mm") & (undefined["n_lost"] > 0)]
+    if lost.empty:
+        return ""
+    per = lost.groupby(["dataset", "backbone", "method"])["n_lost"].sum()
+    return "; ".join(f"{names.method_name(m, b)} {n} ({names.dataset_name(d)})" for (d, b, m), n in per.items())
+
+
+def epe_notes(table: Table) -> list[str]:
+    """The EPE column as lines under the LaTeX table (phantom data only)."""
+    notes = []
+    for i, col in enumerate(table.columns):
+        if col.latex:
+            continue
+        for dataset in table.datasets:
+            values = [f"{r.display} {r.cells[(dataset, i)].mean:.2f}" for r in table.rows
+                      if math.isfinite(r.cells[(dataset, i)].mean)]
+            if values:
+                notes.append(f"{names.dataset_name(dataset)}, mean endpoint error inside the heart against the "
+                             f"phantom's true displacement (mm): " + "; ".join(values) + ".")
+    return notes
 
 
 # ---------------------------------------------------------------- writers
 def _tex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("<", "$<$"), (">", "$>$"), ("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
+                 ("–", "--")):
         text = text.replace(a, b)
     return text
 
 
 def _tex_cell(cell: Cell) -> str:
+    if cell.undefined:
+        return "--"
     if not math.isfinite(cell.mean):
         return "--"
     body = cell.text().replace("±", r"\pm")
     if cell.bold:
         body = r"\mathbf{" + body + "}"
-    sup = "^{" + cell.marker + "}" if cell.marker else ""
+    sup = "^{" + cell.marker(latex=True) + "}" if cell.level else ""
     return f"${body}{sup}$"
 
 
 def to_latex(table: Table, label: str) -> str:
-    k = len(COLUMNS)
+    cols = [c for c in table.columns if c.latex]
+    index = [i for i, c in enumerate(table.columns) if c.latex]
+    k = len(cols)
     ncols = 1 + k * len(table.datasets)
     lines = [
         r"% needs \usepackage{booktabs} and \usepackage{graphicx}",
         r"\begin{table}[t]",
         r"\centering",
-        r"\caption{" + _tex_escape(table.caption).replace("±", r"$\pm$") + "}",
+        r"\caption{" + _tex_escape(table.caption) + "}",
         r"\label{" + label + "}",
         r"\resizebox{\textwidth}{!}{%",
         r"\begin{tabular}{l" + (" " + "c" * k) * len(table.datasets) + "}",
@@ -178,7 +277,7 @@ def to_latex(table: Table, label: str) -> str:
         " & ".join([""] + [r"\multicolumn{%d}{c}{%s}" % (k, _tex_escape(names.dataset_name(d)))
                            for d in table.datasets]) + r" \\",
         " ".join(r"\cmidrule(lr){%d-%d}" % (2 + j * k, 1 + (j + 1) * k) for j in range(len(table.datasets))),
-        " & ".join(["Method"] + [c.tex for _ in table.datasets for c in COLUMNS]) + r" \\",
+        " & ".join(["Method"] + [c.tex for _ in table.datasets for c in cols]) + r" \\",
         r"\midrule",
     ]
     blocks = len({r.block for r in table.rows if r.block}) > 1
@@ -191,14 +290,16 @@ def to_latex(table: Table, label: str) -> str:
                 lines.append(r"\multicolumn{%d}{l}{\textit{%s backbone}} \\"
                              % (ncols, _tex_escape(names.backbone_name(row.block))))
             current = row.block
-        cells = [_tex_cell(row.cells[(d, i)]) for d in table.datasets for i in range(k)]
+        cells = [_tex_cell(row.cells[(d, i)]) for d in table.datasets for i in index]
         lines.append(" & ".join([_tex_escape(row.display)] + cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}}"]
+    lines += [r"\par\smallskip{\footnotesize " + _tex_escape(note) + "}" for note in table.notes]
+    lines += [r"\end{table}", ""]
     return "\n".join(lines)
 
 
 def to_markdown(table: Table) -> str:
-    header = ["Method"] + [f"{names.dataset_name(d)} {c.md}" for d in table.datasets for c in COLUMNS]
+    header = ["Method"] + [f"{names.dataset_name(d)} {c.md}" for d in table.datasets for c in table.columns]
     lines = [f"**{table.name}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     blocks = len({r.block for r in table.rows if r.block}) > 1
     for row in table.rows:
@@ -206,9 +307,9 @@ def to_markdown(table: Table) -> str:
         label = row.display + (f" ({names.backbone_name(row.block)})" if qualify else "")
         cells = []
         for d in table.datasets:
-            for i in range(len(COLUMNS)):
+            for i in range(len(table.columns)):
                 c = row.cells[(d, i)]
-                text = c.text() + (f"{c.marker}" if c.marker else "")
+                text = c.text() + c.marker()
                 cells.append(f"**{text}**" if c.bold else text)
         lines.append("| " + " | ".join([label] + cells) + " |")
     lines += ["", table.caption, ""]
@@ -220,20 +321,22 @@ def to_frame(table: Table) -> pd.DataFrame:
     rows = []
     for row in table.rows:
         for d in table.datasets:
-            for i, col in enumerate(COLUMNS):
+            for i, col in enumerate(table.columns):
                 c = row.cells[(d, i)]
-                rows.append({"table": table.name, "dataset": d, "backbone": row.backbone, "method": row.method,
-                             "display": row.display, "metric": col.metric, "structure": col.structure,
-                             "column": col.md, "mean": c.mean, "std": c.std, "n": c.n, "p_holm": c.p_holm,
-                             "marker": c.marker, "best": c.bold})
+                rows.append({"table": table.name, "dataset": d, "data": names.dataset_name(d),
+                             "backbone": row.backbone, "method": row.method, "display": row.display,
+                             "metric": col.metric, "structure": col.structure, "column": col.md,
+                             "mean": math.nan if c.undefined else c.mean, "std": math.nan if c.undefined else c.std,
+                             "n": c.n, "p_holm": c.p_holm, "direction": c.direction, "marker": c.marker(),
+                             "best": c.bold})
     return pd.DataFrame(rows)
 
 
 def preview_document(table_files: list[str]) -> str:
     """A standalone LaTeX document that inputs every table (compile with pdflatex)."""
     body = "\n".join(r"\input{" + f + "}" for f in table_files)
-    return "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\usepackage{graphicx}", r"\begin{document}", body,
-                      r"\end{document}", ""])
+    return "\n".join([r"\documentclass{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage{booktabs}",
+                      r"\usepackage{graphicx}", r"\begin{document}", body, r"\end{document}", ""])
 
 
 def backbones_of(summary: pd.DataFrame) -> list[str]:

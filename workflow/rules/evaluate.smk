@@ -9,6 +9,7 @@ rule evaluate:
         "results/{dataset}/metrics.csv",
     params:
         pairs=pairs_dirs,
+        split=config["split"],
         code=code_version("evaluate"),
     threads: RES["evaluate"]["threads"]
     resources:
@@ -19,4 +20,5 @@ rule evaluate:
     benchmark:
         "logs/benchmarks/evaluate/{dataset}.tsv"
     shell:
-        "gsmorph evaluate --pairs {params.pairs} --out {output} --workers {threads} > {log} 2>&1"
+        "gsmorph evaluate --pairs {params.pairs} --out {output} --split {params.split}"
+        " --workers {threads} > {log} 2>&1"
