@@ -80,6 +80,12 @@ def write_runs(root):
     rows = [{"epoch": e, "group": g, "n_steps": 10, "conflict_frac": 0.1 * e, "cosine_mean": -0.05 * e}
             for e in range(1, 6) for g in ("enc.0.weight", "enc.0.bias", "flow.weight")]
     pd.DataFrame(rows).to_csv(base / "gsmorph" / "seed0" / "conflicts.csv", index=False)
+    for method, level in (("gsmorph", 0.8), ("weighted-m", 0.75)):
+        log = pd.DataFrame({"epoch": range(1, 6), "loss_sim": [0.05 / e for e in range(1, 6)],
+                            "loss_reg": [0.001 * e for e in range(1, 6)],
+                            "val_dice": [None, level, None, level + 0.05, level + 0.06], "epoch_s": 1.0,
+                            "wall_s": [2.0 * e for e in range(1, 6)], "lr": 5e-3})
+        log.to_csv(base / method / "seed0" / "train_log.csv", index=False)
 
 
 def write_pairs_folders(root):
@@ -216,9 +222,11 @@ def test_combined_table_and_pdflatex(report_dir, tmp_path):
 def test_figures_are_png_of_expected_size_with_captions(report_dir):
     fig = report_dir / "figures"
     assert png_size(fig / "dice_boxplot_acdc_voxelmorph.png") == (1200, 450)
-    assert png_size(fig / "pareto_acdc_voxelmorph.png") == (650, 500)
-    assert png_size(fig / "conflicts_acdc_voxelmorph_gsmorph.png") == (1200, 800)
-    assert png_size(fig / "tuning_cost.png") == (500, 350)
+    assert png_size(fig / "pareto_acdc_voxelmorph.png") == (700, 550)
+    width, height = png_size(fig / "conflicts_acdc_voxelmorph_gsmorph.png")
+    assert width == 1200 and 250 <= height <= 400  # 3 parameter rows: a short figure, not a stretched one
+    assert png_size(fig / "tuning_cost.png") == (4.2 * 1 * 100 + 100, 350)  # one panel (acdc, voxelmorph)
+    assert png_size(fig / "training_curves_acdc_voxelmorph.png") == (1300, 400)
     # qualitative: 2 cases x 2 rows, fixed/moving column + 3 methods, 1.8 inch panels
     assert png_size(fig / "qualitative_acdc_voxelmorph.png") == (round(180 * 4), round(180 * 4))
     for stem in ("dice_boxplot_mnm_transmorph", "qualitative_acdc_voxelmorph"):
@@ -280,3 +288,31 @@ def test_short_parameter_names_stay_unique():
 
     assert short_names(["a.submodule.0.w", "a.submodule.1.w"]) == ["a.0.w", "a.1.w"]
     assert short_names(["a.submodule.0.w", "a.0.w"]) == ["a.submodule.0.w", "a.0.w"]
+
+
+def colours_in(png) -> set[tuple[int, int, int]]:
+    import matplotlib.image
+
+    pixels = (matplotlib.image.imread(png)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    return set(map(tuple, np.unique(pixels, axis=0)))
+
+
+def test_a_method_has_one_colour_in_every_figure(report_dir):
+    """GSMorph, GS-PCGrad and Initial in the box plots, the trade-off plot and the training
+    curves: each figure draws each method in the table's colour (gsmorph/methods.py)."""
+    import matplotlib.colors
+
+    from gsmorph import methods
+
+    fig = report_dir / "figures"
+    rgb = {m: tuple(round(255 * c) for c in matplotlib.colors.to_rgb(methods.get(m).colour))
+           for m in ("gsmorph", "gs-pcgrad", "initial", "weighted-m")}
+    assert len(set(rgb.values())) == len(rgb)  # distinct colours
+    box = colours_in(fig / "dice_boxplot_acdc_voxelmorph.png")
+    assert all(c in box for c in rgb.values())
+    assert rgb["gsmorph"] in colours_in(fig / "pareto_acdc_voxelmorph.png")
+    assert rgb["weighted-m"] in colours_in(fig / "pareto_acdc_voxelmorph.png")
+    curves = colours_in(fig / "training_curves_acdc_voxelmorph.png")
+    assert rgb["gsmorph"] in curves and rgb["weighted-m"] in curves
+    table_colours = {methods.get(m).colour for m in methods.ids()}
+    assert len(table_colours) == len(methods.ids())  # one colour per method of Table 1

@@ -231,6 +231,18 @@ def test_schema_method_section_mirrors_gsmorph_defaults():
     assert not validator.is_valid({"similarity": "ncc"})
 
 
+def test_the_default_run_has_power_and_several_validation_subjects():
+    from gsmorph.data.splits import split_counts
+
+    for dataset in CONFIG["datasets"]:
+        subjects = CONFIG["synth"]["subjects"]
+        n = subjects[dataset] if isinstance(subjects, dict) else subjects
+        counts = split_counts(n, tuple(CONFIG["prepare"]["split_ratios"]))
+        # >= 10 test subjects: a paired two-sided Wilcoxon test can reach p < 0.05 (2 / 2^10)
+        assert counts["test"] >= 10 and counts["val"] >= 2, counts
+    assert merged(CONFIG, PAPER)["prepare"]["split_ratios"] == [0.7, 0.1, 0.2]
+
+
 def test_configs_validate_and_paper_restores_every_shrunk_key():
     schema = workflow_schema(SCHEMA)
     jsonschema.Draft202012Validator(schema).validate(CONFIG)

@@ -7,7 +7,7 @@ Under `out` (the workflow passes `results`), each folder replaced whole when com
   tables/   table1_<backbone>.{tex,md,csv}, table1_combined.{tex,md,csv}, tables.tex
             (a standalone document inputting every table)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
-            conflicts_* as PNG and PDF
+            conflicts_*, training_curves_* as PNG and PDF
   report/   captions.json ({relative path: caption}): what each table and figure shows
 Each of stats/, tables/, figures/ gets a provenance.json. Optional figures whose inputs
 are missing are skipped with the reason returned and recorded in the provenance.
@@ -95,10 +95,12 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         made.update(qualitative.qualitative(list(pairs), tmp, result.skipped))
         trials = run_files.read_csvs(runs, "trials.csv", problems, methods=figures.tuned_methods())
         sweeps = run_files.read_csvs(runs, "lambda_sweep.csv", problems)
-        made.update(figures.pareto(summaries, trials, sweeps, tmp, result.skipped))
+        made.update(figures.pareto(summaries, trials, sweeps, studies, tmp, result.skipped))
         made.update(figures.tuning_cost_chart(outputs["tuning_cost"], tmp, result.skipped))
         conflicts = run_files.read_csvs(runs, "conflicts.csv", problems, methods=figures.surgery_methods())
         made.update(figures.conflict_figures(conflicts, tmp, result.skipped))
+        logs = run_files.read_csvs(runs, "train_log.csv", problems, fallback="best/train_log.csv")
+        made.update(figures.training_curves(logs, tmp, result.skipped))
         result.skipped += problems
         write_provenance(tmp / "provenance.json", config=config, seed=seed, skipped=result.skipped)
     for stem, text in made.items():

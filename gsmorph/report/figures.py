@@ -74,9 +74,11 @@ def dice_boxplots(subjects: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         part = dice[(dice.dataset == dataset) & dice.backbone.isin([backbone, names.CLASSICAL])].copy()
         part["Method"] = [names.method_name(m, b) for m, b in zip(part.method, part.backbone)]
         order = [names.method_name(m, backbone) for m in sorted(part.method.unique(), key=names.method_rank)]
+        palette = {names.method_name(m, b): names.method_colour(m) for m, b in zip(part.method, part.backbone)}
         fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
         sns.boxplot(data=part.assign(value=part.value * 100), x="structure", y="value", hue="Method",
-                    order=list(STRUCTURES), hue_order=order, ax=ax, fliersize=2, linewidth=0.8)
+                    order=list(STRUCTURES), hue_order=order, palette=palette, saturation=1, ax=ax, fliersize=2,
+                    linewidth=0.8)
         ax.set_xlabel("")
         ax.set_ylabel("Dice (%)")
         title = f"{names.dataset_name(dataset)}" + (f", {names.backbone_name(backbone)}" if backbone != names.CLASSICAL else "")
@@ -93,9 +95,11 @@ def dice_boxplots(subjects: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
     return made
 
 
-def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, out_dir,
+def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, studies: pd.DataFrame, out_dir,
            skipped: list[str]) -> dict[str, str]:
-    """Validation Dice vs NJD: tuned trials, fixed lambdas, HyperMorph sweep, GSMorph."""
+    """Validation Dice (%) vs NJD (%): every tuned trial (its chosen lambda marked), each
+    fixed lambda, a lambda sweep (its chosen lambda marked) and GSMorph; each method in its
+    colour and marker, every chosen lambda labelled, axes over every point."""
     made = {}
     keys = pd.concat([f[["dataset", "backbone"]] for f in (summaries, trials, sweeps) if not f.empty]
                      or [pd.DataFrame(columns=["dataset", "backbone"])])
@@ -103,50 +107,76 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
     if not groups:
         skipped.append("Pareto plot: no summary.json, trials.csv or lambda_sweep.csv under --runs")
     for dataset, backbone in groups:
-        fig, ax = plt.subplots(figsize=(6.5, 5), layout="constrained")
-        n_points = 0
-        t = _select(trials, dataset, backbone, tuned_methods())
-        if not t.empty and {"val_dice", "val_njd_pct"} <= set(t.columns):
+        fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
+        points: list[tuple[float, float]] = []
+
+        def mark(method: str, njd, dice, label: str, note: str = "", size: float = 60, **kwargs) -> None:
+            ax.scatter(njd, np.asarray(dice) * 100, s=size, c=names.method_colour(method),
+                       marker=names.method_marker(method), label=label, zorder=kwargs.pop("zorder", 3), **kwargs)
+            points.extend(zip(np.atleast_1d(njd), np.atleast_1d(np.asarray(dice) * 100)))
+            if note:
+                ax.annotate(note, (float(np.atleast_1d(njd)[0]), float(np.atleast_1d(dice)[0]) * 100), fontsize=8,
+                            xytext=(5, 4), textcoords="offset points")
+
+        for method in tuned_methods():
+            t = _select(trials, dataset, backbone, (method,))
+            if t.empty or not {"val_dice", "val_njd_pct"} <= set(t.columns):
+                continue
             if "state" in t.columns:
                 t = t[t.state.astype(str).str.upper().str.endswith("COMPLETE")]
             t = t.dropna(subset=["val_dice", "val_njd_pct"])
-            ax.scatter(t.val_njd_pct, t.val_dice, s=18, c="tab:gray", alpha=0.7, label="Tuned: Optuna trials")
-            n_points += len(t)
-        s = summaries[(summaries.dataset == dataset) & (summaries.backbone == backbone)] if not summaries.empty else summaries
+            name = names.method_name(method, backbone)
+            mark(method, t.val_njd_pct, t.val_dice, f"{name}: Optuna trials", size=22, alpha=0.45, zorder=2)
+            st = _select(studies, dataset, backbone, (method,))
+            if not st.empty and "best_trial" in st.columns and "number" in t.columns:
+                best = t[t.number == st.best_trial.iloc[0]]
+                if not best.empty:
+                    mark(method, best.val_njd_pct, best.val_dice, f"{name}: chosen trial",
+                         f"λ={best.lam.iloc[0]:.2g}", size=90, edgecolors="black")
+        s = summaries[(summaries.dataset == dataset) & (summaries.backbone == backbone)] if not summaries.empty \
+            else summaries
         if not s.empty and {"best_val_dice", "val_njd_pct"} <= set(s.columns):
-            keys = fixed_lambda_methods()
-            fixed = s[s.method.isin(list(keys))].dropna(subset=["best_val_dice", "val_njd_pct"])
-            if not fixed.empty:
-                ax.scatter(fixed.val_njd_pct, fixed.best_val_dice, s=40, marker="s", c="tab:blue",
-                           label=f"Fixed λ ({names.backbone_name(backbone)}-{'/-'.join(keys.values())})")
-                for _, r in fixed.iterrows():
-                    ax.annotate(keys[r.method], (r.val_njd_pct, r.best_val_dice), fontsize=8,
-                                xytext=(3, 3), textcoords="offset points")
-                n_points += len(fixed)
+            for method, key in fixed_lambda_methods().items():
+                f = s[s.method == method].dropna(subset=["best_val_dice", "val_njd_pct"])
+                if not f.empty:
+                    lam = f"λ={f.lam.mean():.2g}" if "lam" in f.columns else ""
+                    mark(method, [f.val_njd_pct.mean()], [f.best_val_dice.mean()],
+                         names.method_name(method, backbone), f"{key} {lam}".strip())
             gs = s[s.method == methods.REFERENCE].dropna(subset=["best_val_dice", "val_njd_pct"])
             if not gs.empty:
-                ax.scatter([gs.val_njd_pct.mean()], [gs.best_val_dice.mean()], s=160, marker="*", c="tab:red",
-                           zorder=5, label="GSMorph")
-                n_points += 1
-        h = _select(sweeps, dataset, backbone, tuple(sweeps.method.unique()) if not sweeps.empty else ())
-        if not h.empty and {"lam", "val_dice", "val_njd_pct"} <= set(h.columns):
+                mark(methods.REFERENCE, [gs.val_njd_pct.mean()], [gs.best_val_dice.mean()],
+                     f"{names.method_name(methods.REFERENCE, backbone)} (no λ)", size=180, zorder=5)
+        for method in sorted(sweeps.method.unique() if not sweeps.empty else [], key=names.method_rank):
+            h = _select(sweeps, dataset, backbone, (method,))
+            if h.empty or not {"lam", "val_dice", "val_njd_pct"} <= set(h.columns):
+                continue
             h = h.groupby("lam", as_index=False)[["val_dice", "val_njd_pct"]].mean().sort_values("lam")
-            ax.plot(h.val_njd_pct, h.val_dice, "o-", ms=4, c="tab:green", label="λ sweep (one network)")
-            n_points += len(h)
-        if n_points == 0:
+            name = names.method_name(method, backbone)
+            ax.plot(h.val_njd_pct, h.val_dice * 100, "-", lw=1, c=names.method_colour(method), zorder=1)
+            mark(method, h.val_njd_pct, h.val_dice, f"{name}: λ sweep", size=16)
+            chosen = s[s.method == method] if not s.empty else s
+            if not chosen.empty and "hyper_lambda" in chosen.columns and chosen.hyper_lambda.notna().any():
+                lam = float(chosen.hyper_lambda.dropna().iloc[0])
+                row = h.iloc[(h.lam - lam).abs().argsort()[:1]]
+                mark(method, row.val_njd_pct, row.val_dice, f"{name}: chosen λ", f"λ={lam:.2g}", size=90,
+                     edgecolors="black")
+        if not points:
             plt.close(fig)
             skipped.append(f"Pareto plot {dataset}/{backbone}: no validation Dice/NJD points")
             continue
+        njd, dice = np.array(points).T
+        ax.set_xlim(-0.02 * max(njd.max(), 0.1), max(njd.max(), 0.1) * 1.15)
+        ax.set_ylim(max(0.0, dice.min() - 5), min(100.0, dice.max() + 3))
         ax.set_xlabel("validation NJD (%)")
-        ax.set_ylabel("validation Dice")
+        ax.set_ylabel("validation Dice (%)")
         ax.set_title(f"{names.dataset_name(dataset)}, {names.backbone_name(backbone)}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
         stem = f"pareto_{dataset}_{backbone}"
         save(fig, out_dir, stem)
         made[stem] = (f"Accuracy-smoothness trade-off on the {names.dataset_name(dataset)} validation split "
                       f"({names.backbone_name(backbone)}): mean Dice vs NJD (%) of every Optuna trial of the "
-                      "weighted loss, the fixed lambdas s/m/l, HyperMorph's lambda sweep, and GSMorph "
-                      "(no lambda, mean over seeds).")
+                      "weighted loss (the chosen one outlined), the fixed lambdas, HyperMorph's lambda sweep "
+                      "(the chosen lambda outlined), and GSMorph (no lambda, mean over seeds).")
     return made
 
 
@@ -204,63 +234,121 @@ def tuning_cost_chart(cost: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         skipped.append("tuning-cost chart: no wall_s in summary.json nor total_wall_s in study.json under --runs")
         return {}
     groups = _groups(cost)
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups) + 1, 3.5), layout="constrained",
+                             squeeze=False, sharex=True)
     top = cost.wall_s.max()
     unit, div = ("h", 3600.0) if top >= 7200 else ("min", 60.0) if top >= 120 else ("s", 1.0)
     for ax, (dataset, backbone) in zip(axes[0], groups):
         part = cost[(cost.dataset == dataset) & (cost.backbone == backbone)]
-        colors = ["tab:red" if m == methods.REFERENCE else "tab:gray" for m in part.method]
+        colors = [names.method_colour(m.split("/")[0]) for m in part.method]
         ax.barh(part.approach, part.wall_s / div, color=colors)
         ax.invert_yaxis()
         ax.set_xlabel(f"wall-clock time ({unit})")
-        ax.set_title(f"{names.dataset_name(dataset)}, {names.backbone_name(backbone)}", fontsize=10)
+        ax.set_xlim(0, top / div * 1.05)
+        ax.set_title(f"{names.dataset_name(dataset)}, {names.backbone_name(backbone)}", fontsize=9)
     stem = "tuning_cost"
     save(fig, out_dir, stem)
-    return {stem: ("Compute spent to obtain each method's reported model (wall-clock training time, mean "
-                   "over seeds): GSMorph needs one training; the fixed lambdas need one training each; the "
+    return {stem: ("Compute spent to obtain each method's reported model (wall-clock time of the whole "
+                   "training, data loading and validation included, mean over seeds; one shared axis): GSMorph "
+                   "needs one training; the fixed lambdas need one training each; the "
                    "tuned weighted loss needs the whole Optuna study; HyperMorph needs one training (its lambda "
                    "is then chosen by a validation sweep). Devices are listed in stats/tuning_cost.csv.")}
 
 
 def short_names(groups: list[str]) -> list[str]:
-    """Parameter names without MONAI's repeated 'submodule.' (kept whole if that makes
-    two names equal)."""
-    short = [g.replace("submodule.", "") for g in groups]
+    """Parameter names without the wrapper's 'backbone.' and MONAI's repeated 'submodule.'
+    (kept whole if that makes two names equal)."""
+    short = [g.removeprefix("backbone.").replace("submodule.", "") for g in groups]
     return short if len(set(short)) == len(set(groups)) else list(groups)
 
 
+MAX_ROWS = 40  # more parameter tensors than this: one row per module instead
+
+
+def module_of(name: str) -> str:
+    """The module a parameter belongs to, to two levels: 'stages.0.blocks.0.attn.qkv.weight'
+    -> 'stages.0'; 'head.bias' -> 'head'."""
+    parts = name.removeprefix("backbone.").replace("submodule.", "").split(".")[:-1]
+    return ".".join(parts[:2]) or name
+
+
 def conflict_figures(conflicts: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str, str]:
-    """Per layer and epoch: share of steps with conflicting gradients and mean cosine."""
+    """Per parameter group (or, for large networks, per module) and epoch: the share of
+    steps with conflicting gradients and their mean cosine."""
     need = {"epoch", "group", "conflict_frac", "cosine_mean"}
     if conflicts.empty or not need <= set(conflicts.columns):
         skipped.append("gradient-conflict figure: no conflicts.csv (epoch, group, conflict_frac, cosine_mean) under --runs")
         return {}
     made = {}
     for (dataset, backbone, method), part in conflicts.groupby(["dataset", "backbone", "method"], sort=True):
-        mean = part.groupby(["group", "epoch"], sort=False)[["conflict_frac", "cosine_mean"]].mean().reset_index()
-        groups = list(dict.fromkeys(part["group"]))  # the network's parameter order
+        groups = list(dict.fromkeys(part["group"]))  # the order the network registers its parameters
+        by_module = len(groups) > MAX_ROWS
+        part = part.assign(row=part["group"].map(module_of) if by_module else part["group"])
+        rows = list(dict.fromkeys(part["row"]))
+        mean = part.groupby(["row", "epoch"], sort=False)[["conflict_frac", "cosine_mean"]].mean().reset_index()
         epochs = sorted(mean.epoch.unique())
-        fig, axes = plt.subplots(1, 2, figsize=(12, 8), layout="constrained")
+        height = min(10.0, max(2.6, 0.19 * len(rows) + 1.6))
+        fig, axes = plt.subplots(1, 2, figsize=(12, height), layout="constrained")
+        labels = rows if by_module else short_names(rows)
         for ax, col, cmap, lim, label in ((axes[0], "conflict_frac", "viridis", (0, 1), "share of steps in conflict"),
                                           (axes[1], "cosine_mean", "coolwarm", (-1, 1), "mean cosine(g_sim, g_reg)")):
-            grid = mean.pivot(index="group", columns="epoch", values=col).reindex(index=groups, columns=epochs)
+            grid = mean.pivot(index="row", columns="epoch", values=col).reindex(index=rows, columns=epochs)
             im = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap=cmap, vmin=lim[0], vmax=lim[1],
                            interpolation="nearest")
-            ax.set_yticks(range(len(groups)))
-            ax.set_yticklabels(short_names(groups), fontsize=max(3, min(8, int(400 / max(1, len(groups))))))
-            ticks = np.unique(np.linspace(0, len(epochs) - 1, min(8, len(epochs))).round().astype(int))
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels(labels, fontsize=max(5, min(8, int(300 / max(1, len(rows))))))
+            step = max(1, int(np.ceil(len(epochs) / 25)))  # every epoch up to 25, evenly spaced beyond
+            ticks = list(range(0, len(epochs), step))
             ax.set_xticks(ticks)
-            ax.set_xticklabels([str(epochs[i]) for i in ticks])
+            ax.set_xticklabels([str(epochs[i]) for i in ticks], fontsize=7)
             ax.set_xlabel("epoch")
             ax.set_title(label, fontsize=10)
-            fig.colorbar(im, ax=ax, shrink=0.6)
+            fig.colorbar(im, ax=ax, shrink=0.8)
         fig.suptitle(f"{names.method_name(method, backbone)}: {names.dataset_name(dataset)}, "
-                     f"{names.backbone_name(backbone)}")
+                     f"{names.backbone_name(backbone)}" + (" (one row per module)" if by_module else ""))
         stem = f"conflicts_{dataset}_{backbone}_{method}"
         save(fig, out_dir, stem)
+        rows_text = ("per module (mean over its parameter tensors)" if by_module else "per parameter tensor")
         made[stem] = (f"Gradient conflicts during {names.method_name(method, backbone)} training on "
-                      f"{names.dataset_name(dataset)} ({names.backbone_name(backbone)}): per parameter group "
-                      "(rows, network order) and epoch, the share of optimisation steps where the similarity "
-                      "and smoothness gradients conflict (negative inner product) and their mean cosine; "
-                      "mean over seeds.")
+                      f"{names.dataset_name(dataset)} ({names.backbone_name(backbone)}): {rows_text}, in the order "
+                      "the network registers its parameters, and per epoch, the share of optimisation steps where "
+                      "the similarity and smoothness gradients conflict (negative inner product) and their mean "
+                      "cosine; mean over seeds.")
+    return made
+
+
+def training_curves(logs: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str, str]:
+    """Per dataset and backbone: the similarity and smoothness losses and the validation
+    Dice (%) per epoch of every learned run (each method in its colour; mean over seeds)."""
+    need = {"epoch", "loss_sim", "loss_reg", "val_dice"}
+    if logs.empty or not need <= set(logs.columns):
+        skipped.append("training curves: no train_log.csv under --runs")
+        return {}
+    made = {}
+    for dataset, backbone in _groups(logs):
+        part = logs[(logs.dataset == dataset) & (logs.backbone == backbone)]
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+        for method in sorted(part.method.unique(), key=names.method_rank):
+            run = part[part.method == method].groupby("epoch")[["loss_sim", "loss_reg", "val_dice"]].mean()
+            style = dict(color=names.method_colour(method), lw=1.2, label=names.method_name(method, backbone))
+            axes[0].plot(run.index, run.loss_sim, **style)
+            axes[1].plot(run.index, run.loss_reg, **style)
+            val = run.val_dice.dropna()
+            axes[2].plot(val.index, val * 100, marker=names.method_marker(method), ms=4, **style)
+        for ax, title, log in ((axes[0], "similarity loss (training)", True),
+                               (axes[1], "smoothness loss (training)", True),
+                               (axes[2], "validation Dice (%)", False)):
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("epoch")
+            if log:
+                ax.set_yscale("log")
+        handles, labels = axes[2].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)), fontsize=8)
+        fig.suptitle(f"Training: {names.dataset_name(dataset)}, {names.backbone_name(backbone)}")
+        stem = f"training_curves_{dataset}_{backbone}"
+        save(fig, out_dir, stem)
+        made[stem] = (f"Training of every learned method on {names.dataset_name(dataset)} "
+                      f"({names.backbone_name(backbone)}): mean similarity and smoothness loss per epoch (log "
+                      "scale; HyperMorph's similarity is scaled by 1/sigma^2 and its losses mix every lambda) and "
+                      "the validation Dice at each validation; mean over seeds.")
     return made

@@ -33,18 +33,24 @@ def run_folders(root: str | os.PathLike | None) -> list[tuple[dict, Path]]:
     return found
 
 
-def _run_files(root, name: str, methods: tuple[str, ...] | None):
-    """(keys, `<run>/<name>`) for every run folder holding that file (optionally only some methods)."""
+def _run_files(root, name: str, methods: tuple[str, ...] | None, fallback: str | None = None):
+    """(keys, `<run>/<name>`, or `<run>/<fallback>` where only that exists) for every run
+    folder holding it (optionally only some methods)."""
     for keys, folder in run_folders(root):
-        path = folder / name
-        if (not methods or keys["method"] in methods) and path.is_file():
-            yield keys, path
+        if methods and keys["method"] not in methods:
+            continue
+        for candidate in (name, fallback):
+            if candidate and (folder / candidate).is_file():
+                yield keys, folder / candidate
+                break
 
 
-def read_csvs(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Concatenate `<run>/<name>` of every run folder (optionally only some methods)."""
+def read_csvs(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None,
+              fallback: str | None = None) -> pd.DataFrame:
+    """Concatenate `<run>/<name>` (or `<run>/<fallback>`, e.g. a tuned run's best/) of every
+    run folder (optionally only some methods)."""
     frames = []
-    for keys, path in _run_files(root, name, methods):
+    for keys, path in _run_files(root, name, methods, fallback):
         try:
             frame = pd.read_csv(path)
         except (OSError, ValueError) as err:
