@@ -17,9 +17,13 @@ The smoothness gradient itself is never added. Modes:
   that of g_reg, else 0 (GS-Agr; a tensor whose g_reg is zero up to rounding keeps g_sim);
 * ``weighted``: g_sim + lam * g_reg (the usual weighted loss).
 
-Groups never need the network's gradients concatenated: per-tensor inner products are
-stacked and summed per group with ``index_add``, so every mode costs a few batched
-reductions and one fused update, with no host synchronisation.
+The engine copies each loss's gradients into one flat buffer of (rows, ROW) elements per
+dtype and device, every tensor starting on a new row (the rest of its last row is zero
+padding). The per-group sums <g_sim, g_reg>, ||g_sim||^2, ||g_reg||^2 are then three row
+reductions and one ``index_add_`` from rows into groups, and the update is one broadcast
+``addcmul_`` (``agr``: one masked multiply) over the whole buffer; the returned gradients
+are views of it. The number of kernels is the same for 10 or 1000 parameter tensors, and
+nothing is read back to the host.
 """
 from __future__ import annotations
 
@@ -27,10 +31,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import torch
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 MODES = ("layerwise", "module", "network", "agr", "weighted")
 GS_MODES = ("layerwise", "module", "network", "agr")
 ZERO_EPS = 1e-12  # relative threshold on squared norms: ||g_reg||^2 <= eps * ||g_sim||^2
+ROW = 256  # elements per row of the flat gradient buffers (padding: < ROW per tensor)
 
 
 @dataclass
@@ -60,14 +66,14 @@ def module_groups(names: Sequence[str]) -> list[list[int]]:
     return list(order.values())
 
 
-def _group_ids(n: int, mode: str, groups: Sequence[Sequence[int]] | None, device) -> tuple[torch.Tensor, int]:
-    """A (n,) long tensor mapping each tensor to its group, and the number of groups."""
-    if mode != "module" and groups is not None:
+def _tensor_groups(n: int, mode: str, groups: Sequence[Sequence[int]] | None) -> tuple[list[int], int]:
+    """The group of each of `n` tensors, and the number of groups."""
+    if mode != "module" and mode != "weighted" and groups is not None:
         raise ValueError(f"`groups` is only used by mode 'module', not '{mode}'")
     if mode in ("layerwise", "agr"):
-        return torch.arange(n, device=device), n
-    if mode == "network":
-        return torch.zeros(n, dtype=torch.long, device=device), 1
+        return list(range(n)), n
+    if mode in ("network", "weighted"):
+        return [0] * n, 1
     if groups is None:
         raise ValueError("mode 'module' needs `groups` (index lists, e.g. from module_groups(names))")
     ids = [-1] * n
@@ -78,37 +84,106 @@ def _group_ids(n: int, mode: str, groups: Sequence[Sequence[int]] | None, device
             ids[i] = g
     if -1 in ids:
         raise ValueError(f"groups: tensor {ids.index(-1)} is in no group")
-    return torch.tensor(ids, dtype=torch.long, device=device), len(groups)
+    return ids, len(groups)
 
 
-def _project(sim: list[torch.Tensor], reg: list[torch.Tensor], mode: str, gid: torch.Tensor,
-             n_groups: int, eps: float, inplace: bool):
-    """One projection of `sim` against `reg`; returns (updates, cosine (G,), conflict (G,))."""
-    dots = torch.stack([torch.vdot(s.reshape(-1), r.reshape(-1)) for s, r in zip(sim, reg)])
-    ss = torch.stack(torch._foreach_norm(sim)).square()
-    rr = torch.stack(torch._foreach_norm(reg)).square()
-    dots = torch.zeros(n_groups, dtype=dots.dtype, device=dots.device).index_add_(0, gid, dots)
-    ss = torch.zeros_like(dots).index_add_(0, gid, ss)
-    rr = torch.zeros_like(dots).index_add_(0, gid, rr)
+class _Layout:
+    """Where the tensors of one dtype and device sit in a flat (rows, ROW) buffer.
+
+    Every tensor starts on a new row and the rest of its last row is zero, so a row never
+    mixes two tensors: per-row sums add up to per-tensor sums, and a per-row coefficient
+    broadcasts over a tensor. index: the tensors' positions in the full list; row_group:
+    (rows,) long on the device, the group of each row (built once).
+    """
+
+    def __init__(self, index: Sequence[int], refs: Sequence[torch.Tensor], tensor_group: Sequence[int]):
+        self.index = list(index)
+        self.dtype, self.device = refs[0].dtype, refs[0].device
+        self.numels = [r.numel() for r in refs]
+        rows = [-(-n // ROW) for n in self.numels]
+        self.rows = sum(rows)
+        pads = [k * ROW - n for k, n in zip(rows, self.numels)]
+        self._zero = torch.zeros(ROW, dtype=self.dtype, device=self.device)
+        self._pieces = [piece for p in pads for piece in (None, self._zero[:p])]
+        self._templates = [t for r, p in zip(refs, pads)
+                           for t in (torch.empty(r.shape, device="meta"), torch.empty(p, device="meta"))]
+        self.row_group = torch.repeat_interleave(torch.tensor(tensor_group, dtype=torch.long),
+                                                 torch.tensor(rows, dtype=torch.long)).to(self.device)
+
+    def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """A new (rows, ROW) buffer holding `grads` (aligned with `index`; None: zeros)."""
+        pieces = list(self._pieces)
+        pieces[0::2] = [g if g is not None else self._zeros(n) for g, n in zip(grads, self.numels)]
+        flat = _flatten_dense_tensors(pieces)  # always >= 2 pieces: a copy, never a view
+        if flat.dtype != self.dtype or flat.device != self.device:
+            raise ValueError(f"gradients of {flat.dtype} on {flat.device} do not match the tensors "
+                             f"({self.dtype} on {self.device})")
+        return flat.view(self.rows, ROW)
+
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a (rows, ROW) buffer, one per tensor, with the tensors' shapes."""
+        return _unflatten_dense_tensors(flat.view(-1), self._templates)[0::2]
+
+    def _zeros(self, n: int) -> torch.Tensor:
+        """(n,) zeros, a view of a cached buffer (for tensors without a gradient)."""
+        if self._zero.numel() < n:
+            self._zero = torch.zeros(n, dtype=self.dtype, device=self.device)
+        return self._zero[:n]
+
+
+def _layouts(index: Sequence[int], refs: Sequence[torch.Tensor], tensor_group: Sequence[int]) -> list[_Layout]:
+    """One _Layout per (device, dtype) of the tensors `refs` at positions `index`."""
+    buckets: dict[tuple, list[int]] = {}
+    for k, ref in enumerate(refs):
+        buckets.setdefault((ref.device, ref.dtype), []).append(k)
+    return [_Layout([index[k] for k in ks], [refs[k] for k in ks], [tensor_group[index[k]] for k in ks])
+            for ks in buckets.values()]
+
+
+def _row_sums(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """(rows, 3): <s, r>, |s|^2, |r|^2 of each row of two (rows, ROW) buffers."""
+    return torch.stack([(s * r).sum(1), torch.linalg.vector_norm(s, dim=1).square(),
+                        torch.linalg.vector_norm(r, dim=1).square()], 1)
+
+
+def _group_sums(layouts: list[_Layout], sims: list[torch.Tensor], regs: list[torch.Tensor],
+                n_groups: int) -> torch.Tensor:
+    """(n_groups, 3): <s, r>, |s|^2, |r|^2 per group, summed over rows and layouts."""
+    total = None
+    for lay, s, r in zip(layouts, sims, regs):
+        rows = _row_sums(s, r)
+        sums = rows.new_zeros(n_groups, 3).index_add_(0, lay.row_group, rows)
+        if total is None:
+            total = sums
+        else:
+            dtype = torch.promote_types(total.dtype, sums.dtype)
+            total = total.to(dtype) + sums.to(total.device, dtype)
+    return total
+
+
+def _rule(sums: torch.Tensor, eps: float):
+    """From (G, 3) sums: per group (G,) coefficient c (update s - c r), cosine, conflict, has_reg."""
+    dots, ss, rr = sums.unbind(1)
     has_reg = rr > eps * ss
+    tiny = torch.finfo(sums.dtype).tiny
     # |s| |r| as a product of roots: ss * rr underflows in float32 for gradients ~1e-13
     denom = ss.sqrt() * rr.sqrt()
-    cosine = torch.where(has_reg, (dots / denom.clamp_min(torch.finfo(dots.dtype).tiny)).clamp(-1, 1),
-                         torch.zeros_like(dots))
+    cosine = torch.where(has_reg, (dots / denom.clamp_min(tiny)).clamp(-1, 1), torch.zeros_like(dots))
     conflict = (dots < 0) & has_reg
-    if mode == "agr":
-        keep = [((torch.sign(s) == torch.sign(r)) | ~h).to(s.dtype)
-                for s, r, h in zip(sim, reg, has_reg[gid].unbind())]
-        if inplace:
-            torch._foreach_mul_(sim, keep)
-            return sim, cosine, conflict
-        return torch._foreach_mul(sim, keep), cosine, conflict
-    coef = torch.where(conflict, dots / rr.clamp_min(torch.finfo(rr.dtype).tiny), torch.zeros_like(dots))
-    per_tensor = list(coef.neg()[gid].unbind())  # 0-d tensors, broadcast by the fused op
-    if inplace:
-        torch._foreach_addcmul_(sim, reg, per_tensor)
-        return sim, cosine, conflict
-    return torch._foreach_addcmul(sim, reg, per_tensor), cosine, conflict
+    coef = torch.where(conflict, dots / rr.clamp_min(tiny), torch.zeros_like(dots))
+    return coef, cosine, conflict, has_reg
+
+
+def _project_(s: torch.Tensor, r: torch.Tensor, neg_coef: torch.Tensor, row_group: torch.Tensor) -> None:
+    """s -= c r in place, c the coefficient of each row's group; s, r (rows, ROW), neg_coef (G,)."""
+    s.addcmul_(r, neg_coef.to(s.device, s.dtype)[row_group].unsqueeze(1))
+
+
+def _agree_(s: torch.Tensor, r: torch.Tensor, has_reg: torch.Tensor, row_group: torch.Tensor) -> None:
+    """Zeroes the components of s whose sign differs from r's, in groups with has_reg (G,)."""
+    keep = torch.sign(s) == torch.sign(r)
+    keep |= ~has_reg.to(s.device)[row_group].unsqueeze(1)
+    s.mul_(keep)
 
 
 def combine(g_sim: Sequence[torch.Tensor | None], g_reg: Sequence[torch.Tensor | None], mode: str,
@@ -117,48 +192,59 @@ def combine(g_sim: Sequence[torch.Tensor | None], g_reg: Sequence[torch.Tensor |
     """The update for each parameter tensor from its similarity and smoothness gradients.
 
     g_sim, g_reg: equal-length lists of tensors (same shapes pairwise); None means "no
-        gradient" (treated as zeros). The result is None exactly where both are None.
+        gradient" (treated as zeros). The result is None exactly where both are None;
+        the other results are new tensors (views of one buffer per dtype and device).
     mode: one of MODES. lam: the weight, for ``weighted`` only. groups: index lists that
         partition the tensors, for ``module`` only (see `module_groups`).
     """
-    out, _ = _combine(list(g_sim), [list(g_reg)], mode, lam, groups, eps, inplace=False)
+    out, _ = _combine(list(g_sim), [list(g_reg)], mode, lam, groups, eps)
     return out
 
 
-def _combine(g_sim, g_regs, mode, lam, groups, eps, inplace, group_ids=None):
-    """combine() for several auxiliary gradients; `group_ids` (gid, n_groups) may be given
-    precomputed on the gradients' device (GradientSurgery caches it)."""
+def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None):
+    """combine() for several auxiliary gradients, projected in turn; returns (updates,
+    (cosine, conflict)), each (n_aux, G). `layouts` (list of _Layout, n_groups) may be given
+    precomputed for all tensors (GradientSurgery caches them)."""
     if mode not in MODES:
         raise ValueError(f"unknown surgery mode '{mode}' (choose from {', '.join(MODES)})")
     n = len(g_sim)
     if any(len(g) != n for g in g_regs):
         raise ValueError("g_sim and g_reg must have the same number of tensors")
+    lams = _lams(lam, len(g_regs)) if mode == "weighted" else None
+    refs = [next((t for t in [g_sim[i]] + [g[i] for g in g_regs] if t is not None), None) for i in range(n)]
+    present = [i for i in range(n) if refs[i] is not None]
+    if layouts is None:
+        tensor_group, n_groups = _tensor_groups(n, mode, groups)
+        if not present:
+            return [None] * n, (None, None)
+        layouts = _layouts(present, [refs[i] for i in present], tensor_group), n_groups
+    elif not present:
+        return [None] * n, (None, None)
+    layouts, n_groups = layouts
+    with torch.no_grad():
+        sims = [lay.flatten([g_sim[i] for i in lay.index]) for lay in layouts]
+        cosines, conflicts = [], []
+        for k, g_reg in enumerate(g_regs):
+            regs = [lay.flatten([g_reg[i] for i in lay.index]) for lay in layouts]
+            if mode == "weighted":
+                for s, r in zip(sims, regs):
+                    s.add_(r, alpha=lams[k])
+                continue
+            coef, cosine, conflict, has_reg = _rule(_group_sums(layouts, sims, regs, n_groups), eps)
+            for lay, s, r in zip(layouts, sims, regs):
+                if mode == "agr":
+                    _agree_(s, r, has_reg, lay.row_group)
+                else:
+                    _project_(s, r, coef.neg(), lay.row_group)
+            cosines.append(cosine)
+            conflicts.append(conflict)
     result: list[torch.Tensor | None] = [None] * n
+    for lay, s in zip(layouts, sims):
+        for i, view in zip(lay.index, lay.unflatten(s)):
+            if refs[i] is not None:
+                result[i] = view
     if mode == "weighted":
-        lams = _lams(lam, len(g_regs))
-        for i in range(n):
-            total = g_sim[i]
-            for g, w in zip(g_regs, lams):
-                if g[i] is not None:
-                    total = w * g[i] if total is None else total + w * g[i]
-            result[i] = total
         return result, (None, None)
-    # tensors with any gradient; all-None ones stay None
-    present = [i for i in range(n) if g_sim[i] is not None or any(g[i] is not None for g in g_regs)]
-    if not present:
-        return result, (None, None)
-    ref = [next(t for t in [g_sim[i]] + [g[i] for g in g_regs] if t is not None) for i in present]
-    cur = [g_sim[i] if g_sim[i] is not None else torch.zeros_like(r) for i, r in zip(present, ref)]
-    gid, n_groups = group_ids if group_ids is not None else _group_ids(n, mode, groups, cur[0].device)
-    gid = gid[torch.tensor(present, device=gid.device)] if len(present) < n else gid
-    cosines, conflicts = [], []
-    for k, g_reg in enumerate(g_regs):
-        reg = [g_reg[i] if g_reg[i] is not None else torch.zeros_like(r) for i, r in zip(present, ref)]
-        cur, cos, conf = _project(cur, reg, mode, gid, n_groups, eps, inplace=inplace or k > 0)
-        cosines.append(cos)
-        conflicts.append(conf)
-    for i, t in zip(present, cur):
-        result[i] = t
     return result, (torch.stack(cosines), torch.stack(conflicts))
 
 
@@ -205,12 +291,12 @@ class GradientSurgery:
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.mode, self.lam, self.eps, self.batched_vjp = mode, lam, eps, batched_vjp
-        self._group_ids: dict[torch.device, tuple[torch.Tensor, int]] = {}
+        self._layouts: dict[tuple, tuple[list[_Layout], int]] = {}
         if mode == "weighted" and lam is None:
             raise ValueError("mode 'weighted' needs lam")
         if mode == "module":
             self.groups = [list(g) for g in groups] if groups is not None else module_groups(self.param_names)
-            _group_ids(len(self.params), mode, self.groups, "cpu")  # validate now
+            _tensor_groups(len(self.params), mode, self.groups)  # validate now
         else:
             self.groups = None
         if mode in ("layerwise", "agr"):
@@ -251,22 +337,34 @@ class GradientSurgery:
             self._accumulate(update)
             return SurgeryStats(names=[], cosine=None, conflict=None)
         grads = self._grads([primary_loss, *aux_losses])
-        device = self.params[0].device
-        if device not in self._group_ids:  # built once per device: no per-step host-to-device copy
-            self._group_ids[device] = _group_ids(len(self.params), self.mode, self.groups, device)
         update, (cosine, conflict) = _combine(grads[0], grads[1:], self.mode, None, self.groups,
-                                              self.eps, inplace=True, group_ids=self._group_ids[device])
+                                              self.eps, layouts=self._layout())
+        del grads
         self._accumulate(update)
         return SurgeryStats(names=list(self.group_names), cosine=cosine, conflict=conflict)
 
+    def _layout(self) -> tuple[list[_Layout], int]:
+        """The flat layouts of the parameters and the number of groups, built once per
+        device and dtype of the model (no per-step host-to-device copy)."""
+        key = (self.params[0].device, self.params[0].dtype)
+        if key not in self._layouts:
+            tensor_group, n_groups = _tensor_groups(len(self.params), self.mode, self.groups)
+            self._layouts[key] = _layouts(range(len(self.params)), self.params, tensor_group), n_groups
+        return self._layouts[key]
+
     def _accumulate(self, update: Iterable[torch.Tensor | None]) -> None:
+        """Sets ``.grad`` to the update where it is None, adds it (one fused op) elsewhere."""
+        held, added = [], []
         for p, u in zip(self.params, update):
             if u is None:
                 continue
             if p.grad is None:
-                p.grad = u.detach()
+                p.grad = u
             else:
-                p.grad.add_(u)
+                held.append(p.grad)
+                added.append(u)
+        if held:
+            torch._foreach_add_(held, added)
 
 
 @dataclass
