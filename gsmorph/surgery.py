@@ -168,9 +168,9 @@ def _rule(sums: torch.Tensor, eps: float):
     tiny = torch.finfo(sums.dtype).tiny
     # |s| |r| as a product of roots: ss * rr underflows in float32 for gradients ~1e-13
     denom = ss.sqrt() * rr.sqrt()
-    cosine = torch.where(has_reg, (dots / denom.clamp_min(tiny)).clamp(-1, 1), torch.zeros_like(dots))
+    cosine = torch.where(has_reg, (dots / denom.clamp_min(tiny)).clamp(-1, 1), 0.0)
     conflict = (dots < 0) & has_reg
-    coef = torch.where(conflict, dots / rr.clamp_min(tiny), torch.zeros_like(dots))
+    coef = torch.where(conflict, dots / rr.clamp_min(tiny), 0.0)
     return coef, cosine, conflict, has_reg
 
 
