@@ -210,42 +210,52 @@ def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None):
     n = len(g_sim)
     if any(len(g) != n for g in g_regs):
         raise ValueError("g_sim and g_reg must have the same number of tensors")
-    lams = _lams(lam, len(g_regs)) if mode == "weighted" else None
-    refs = [next((t for t in [g_sim[i]] + [g[i] for g in g_regs] if t is not None), None) for i in range(n)]
-    present = [i for i in range(n) if refs[i] is not None]
+    lams = _lams(lam, len(g_regs)) if mode == "weighted" else [None] * len(g_regs)
+    has = [t is not None for t in g_sim]
+    for g_reg in g_regs:
+        has = [h or t is not None for h, t in zip(has, g_reg)]
     if layouts is None:
-        tensor_group, n_groups = _tensor_groups(n, mode, groups)
-        if not present:
-            return [None] * n, (None, None)
-        layouts = _layouts(present, [refs[i] for i in present], tensor_group), n_groups
-    elif not present:
+        layouts = _layouts_of_gradients(g_sim, g_regs, has, mode, groups)
+    if not any(has):
         return [None] * n, (None, None)
     layouts, n_groups = layouts
     with torch.no_grad():
         sims = [lay.flatten([g_sim[i] for i in lay.index]) for lay in layouts]
-        cosines, conflicts = [], []
-        for k, g_reg in enumerate(g_regs):
-            regs = [lay.flatten([g_reg[i] for i in lay.index]) for lay in layouts]
-            if mode == "weighted":
-                for s, r in zip(sims, regs):
-                    s.add_(r, alpha=lams[k])
-                continue
-            coef, cosine, conflict, has_reg = _rule(_group_sums(layouts, sims, regs, n_groups), eps)
-            for lay, s, r in zip(layouts, sims, regs):
-                if mode == "agr":
-                    _agree_(s, r, has_reg, lay.row_group)
-                else:
-                    _project_(s, r, coef.neg(), lay.row_group)
-            cosines.append(cosine)
-            conflicts.append(conflict)
+        stats = [_step_(layouts, sims, [lay.flatten([g_reg[i] for i in lay.index]) for lay in layouts],
+                        mode, w, n_groups, eps) for g_reg, w in zip(g_regs, lams)]
     result: list[torch.Tensor | None] = [None] * n
-    for lay, s in zip(layouts, sims):
-        for i, view in zip(lay.index, lay.unflatten(s)):
-            if refs[i] is not None:
+    for lay, flat in zip(layouts, sims):
+        for i, view in zip(lay.index, lay.unflatten(flat)):
+            if has[i]:
                 result[i] = view
     if mode == "weighted":
         return result, (None, None)
-    return result, (torch.stack(cosines), torch.stack(conflicts))
+    return result, (torch.stack([c for c, _ in stats]), torch.stack([c for _, c in stats]))
+
+
+def _layouts_of_gradients(g_sim, g_regs, has, mode, groups) -> tuple[list[_Layout], int]:
+    """Layouts of the tensors that have a gradient (shapes from the first one given)."""
+    tensor_group, n_groups = _tensor_groups(len(g_sim), mode, groups)
+    present = [i for i, h in enumerate(has) if h]
+    refs = [next(t for t in [g_sim[i]] + [g[i] for g in g_regs] if t is not None) for i in present]
+    return (_layouts(present, refs, tensor_group) if present else []), n_groups
+
+
+def _step_(layouts, sims, regs, mode, lam, n_groups, eps):
+    """Updates the flat primary gradients `sims` in place against one auxiliary gradient;
+    returns (cosine, conflict), each (G,), or None in ``weighted`` mode."""
+    if mode == "weighted":
+        for s, r in zip(sims, regs):
+            s.add_(r, alpha=lam)
+        return None
+    coef, cosine, conflict, has_reg = _rule(_group_sums(layouts, sims, regs, n_groups), eps)
+    neg_coef = coef.neg()
+    for lay, s, r in zip(layouts, sims, regs):
+        if mode == "agr":
+            _agree_(s, r, has_reg, lay.row_group)
+        else:
+            _project_(s, r, neg_coef, lay.row_group)
+    return cosine, conflict
 
 
 def _lams(lam, n_aux: int) -> list[float]:
