@@ -21,9 +21,10 @@ The engine copies each loss's gradients into one flat buffer of (rows, ROW) elem
 dtype and device, every tensor starting on a new row (the rest of its last row is zero
 padding). The per-group sums <g_sim, g_reg>, ||g_sim||^2, ||g_reg||^2 are then three row
 reductions and one ``index_add_`` from rows into groups, and the update is one broadcast
-``addcmul_`` (``agr``: one masked multiply) over the whole buffer; the returned gradients
-are views of it. The number of kernels is the same for 10 or 1000 parameter tensors, and
-nothing is read back to the host.
+``addcmul_`` (``agr``: one masked multiply) over the whole buffer. `combine` returns views
+of a new buffer; `GradientSurgery` keeps its buffers between steps and copies the update
+back into the similarity gradients with one fused copy. The number of kernels is the same
+for 10 or 1000 parameter tensors, and nothing is read back to the host.
 """
 from __future__ import annotations
 
@@ -93,42 +94,68 @@ class _Layout:
     Every tensor starts on a new row and the rest of its last row is zero, so a row never
     mixes two tensors: per-row sums add up to per-tensor sums, and a per-row coefficient
     broadcasts over a tensor. index: the tensors' positions in the full list; row_group:
-    (rows,) long on the device, the group of each row (built once).
+    (rows,) long on the device, the group of each row (built once). Named persistent
+    buffers (`flatten_into`, `scratch`) spare a training loop one fresh allocation per
+    buffer and step, which on a CPU costs page faults comparable to the work itself.
     """
 
     def __init__(self, index: Sequence[int], refs: Sequence[torch.Tensor], tensor_group: Sequence[int]):
         self.index = list(index)
         self.dtype, self.device = refs[0].dtype, refs[0].device
-        self.numels = [r.numel() for r in refs]
-        rows = [-(-n // ROW) for n in self.numels]
+        self.shapes = [r.shape for r in refs]
+        rows = [-(-r.numel() // ROW) for r in refs]
         self.rows = sum(rows)
-        pads = [k * ROW - n for k, n in zip(rows, self.numels)]
+        pads = [k * ROW - r.numel() for k, r in zip(rows, refs)]
         self._zero = torch.zeros(ROW, dtype=self.dtype, device=self.device)
         self._pieces = [piece for p in pads for piece in (None, self._zero[:p])]
         self._templates = [t for r, p in zip(refs, pads)
                            for t in (torch.empty(r.shape, device="meta"), torch.empty(p, device="meta"))]
         self.row_group = torch.repeat_interleave(torch.tensor(tensor_group, dtype=torch.long),
                                                  torch.tensor(rows, dtype=torch.long)).to(self.device)
+        self._buffers: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
 
     def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """A new (rows, ROW) buffer holding `grads` (aligned with `index`; None: zeros)."""
-        pieces = list(self._pieces)
-        pieces[0::2] = [g if g is not None else self._zeros(n) for g, n in zip(grads, self.numels)]
-        flat = _flatten_dense_tensors(pieces)  # always >= 2 pieces: a copy, never a view
+        flat = _flatten_dense_tensors(self._with_pads(grads))  # >= 2 pieces: a copy, never a view
         if flat.dtype != self.dtype or flat.device != self.device:
             raise ValueError(f"gradients of {flat.dtype} on {flat.device} do not match the tensors "
                              f"({self.dtype} on {self.device})")
         return flat.view(self.rows, ROW)
 
+    def flatten_into(self, name: str, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """As `flatten`, into the persistent buffer `name` (one fused copy, padding included)."""
+        flat = self.scratch(name)
+        torch._foreach_copy_(self._buffers[name][1], self._with_pads(grads))
+        return flat
+
+    def scratch(self, name: str) -> torch.Tensor:
+        """The persistent (rows, ROW) buffer `name` (created on first use; contents undefined)."""
+        if name not in self._buffers:
+            flat = torch.zeros(self.rows, ROW, dtype=self.dtype, device=self.device)
+            self._buffers[name] = flat, _unflatten_dense_tensors(flat.view(-1), self._templates)
+        return self._buffers[name][0]
+
+    def views(self, name: str) -> list[torch.Tensor]:
+        """Views of the persistent buffer `name`, one per tensor (made once)."""
+        self.scratch(name)
+        return self._buffers[name][1][0::2]
+
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of a (rows, ROW) buffer, one per tensor, with the tensors' shapes."""
         return _unflatten_dense_tensors(flat.view(-1), self._templates)[0::2]
 
-    def _zeros(self, n: int) -> torch.Tensor:
-        """(n,) zeros, a view of a cached buffer (for tensors without a gradient)."""
+    def _with_pads(self, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        """[grad 0, padding 0, grad 1, padding 1, ...] with zeros for a missing gradient."""
+        pieces = list(self._pieces)
+        pieces[0::2] = [g if g is not None else self._zeros(shape) for g, shape in zip(grads, self.shapes)]
+        return pieces
+
+    def _zeros(self, shape: torch.Size) -> torch.Tensor:
+        """Zeros of `shape`, a view of a cached buffer (for a tensor without a gradient)."""
+        n = shape.numel()
         if self._zero.numel() < n:
             self._zero = torch.zeros(n, dtype=self.dtype, device=self.device)
-        return self._zero[:n]
+        return self._zero[:n].view(shape)
 
 
 def _layouts(index: Sequence[int], refs: Sequence[torch.Tensor], tensor_group: Sequence[int]) -> list[_Layout]:
@@ -140,18 +167,19 @@ def _layouts(index: Sequence[int], refs: Sequence[torch.Tensor], tensor_group: S
             for ks in buckets.values()]
 
 
-def _row_sums(s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """(rows, 3): <s, r>, |s|^2, |r|^2 of each row of two (rows, ROW) buffers."""
-    return torch.stack([(s * r).sum(1), torch.linalg.vector_norm(s, dim=1).square(),
+def _row_sums(s: torch.Tensor, r: torch.Tensor, product: torch.Tensor | None = None) -> torch.Tensor:
+    """(rows, 3): <s, r>, |s|^2, |r|^2 of each row of two (rows, ROW) buffers; `product`,
+    if given, is a (rows, ROW) buffer to hold s * r."""
+    return torch.stack([torch.mul(s, r, out=product).sum(1), torch.linalg.vector_norm(s, dim=1).square(),
                         torch.linalg.vector_norm(r, dim=1).square()], 1)
 
 
 def _group_sums(layouts: list[_Layout], sims: list[torch.Tensor], regs: list[torch.Tensor],
-                n_groups: int) -> torch.Tensor:
+                n_groups: int, reuse: bool) -> torch.Tensor:
     """(n_groups, 3): <s, r>, |s|^2, |r|^2 per group, summed over rows and layouts."""
     total = None
     for lay, s, r in zip(layouts, sims, regs):
-        rows = _row_sums(s, r)
+        rows = _row_sums(s, r, lay.scratch("product") if reuse else None)
         sums = rows.new_zeros(n_groups, 3).index_add_(0, lay.row_group, rows)
         if total is None:
             total = sums
@@ -201,10 +229,12 @@ def combine(g_sim: Sequence[torch.Tensor | None], g_reg: Sequence[torch.Tensor |
     return out
 
 
-def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None):
+def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None, reuse=False):
     """combine() for several auxiliary gradients, projected in turn; returns (updates,
     (cosine, conflict)), each (n_aux, G). `layouts` (list of _Layout, n_groups) may be given
-    precomputed for all tensors (GradientSurgery caches them)."""
+    precomputed for all tensors (GradientSurgery caches them). reuse: work in the layouts'
+    persistent buffers and write the updates into the tensors of `g_sim` where possible
+    (for a caller that owns them) instead of returning views of new buffers."""
     if mode not in MODES:
         raise ValueError(f"unknown surgery mode '{mode}' (choose from {', '.join(MODES)})")
     n = len(g_sim)
@@ -219,15 +249,17 @@ def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None):
     if not any(has):
         return [None] * n, (None, None)
     layouts, n_groups = layouts
+
+    def flat(lay, grads, name):
+        picked = [grads[i] for i in lay.index]
+        return lay.flatten_into(name, picked) if reuse else lay.flatten(picked)
+
     with torch.no_grad():
-        sims = [lay.flatten([g_sim[i] for i in lay.index]) for lay in layouts]
-        stats = [_step_(layouts, sims, [lay.flatten([g_reg[i] for i in lay.index]) for lay in layouts],
-                        mode, w, n_groups, eps) for g_reg, w in zip(g_regs, lams)]
-    result: list[torch.Tensor | None] = [None] * n
-    for lay, flat in zip(layouts, sims):
-        for i, view in zip(lay.index, lay.unflatten(flat)):
-            if has[i]:
-                result[i] = view
+        sims = [flat(lay, g_sim, "sim") for lay in layouts]
+        stats = [_step_(layouts, sims, [flat(lay, g_reg, "reg") for lay in layouts], mode, w, n_groups, eps,
+                        reuse) for g_reg, w in zip(g_regs, lams)]
+        views = [lay.views("sim") if reuse else lay.unflatten(s) for lay, s in zip(layouts, sims)]
+        result = _results(layouts, views, has, g_sim if reuse else None)
     if mode == "weighted":
         return result, (None, None)
     return result, (torch.stack([c for c, _ in stats]), torch.stack([c for _, c in stats]))
@@ -241,14 +273,14 @@ def _layouts_of_gradients(g_sim, g_regs, has, mode, groups) -> tuple[list[_Layou
     return (_layouts(present, refs, tensor_group) if present else []), n_groups
 
 
-def _step_(layouts, sims, regs, mode, lam, n_groups, eps):
+def _step_(layouts, sims, regs, mode, lam, n_groups, eps, reuse):
     """Updates the flat primary gradients `sims` in place against one auxiliary gradient;
     returns (cosine, conflict), each (G,), or None in ``weighted`` mode."""
     if mode == "weighted":
         for s, r in zip(sims, regs):
             s.add_(r, alpha=lam)
         return None
-    coef, cosine, conflict, has_reg = _rule(_group_sums(layouts, sims, regs, n_groups), eps)
+    coef, cosine, conflict, has_reg = _rule(_group_sums(layouts, sims, regs, n_groups, reuse), eps)
     neg_coef = coef.neg()
     for lay, s, r in zip(layouts, sims, regs):
         if mode == "agr":
@@ -256,6 +288,29 @@ def _step_(layouts, sims, regs, mode, lam, n_groups, eps):
         else:
             _project_(s, r, neg_coef, lay.row_group)
     return cosine, conflict
+
+
+def _results(layouts, views, has, into) -> list[torch.Tensor | None]:
+    """The updates in tensor order, None where a tensor has no gradient: the views given,
+    or, with `into` (a list of tensors), the views copied into those that are dense (one
+    fused copy per layout) and copies of the others."""
+    result: list[torch.Tensor | None] = [None] * len(has)
+    for lay, lay_views in zip(layouts, views):
+        dst, src = [], []
+        for i, view in zip(lay.index, lay_views):
+            if not has[i]:
+                continue
+            if into is None:
+                result[i] = view
+            elif into[i] is not None and into[i].is_contiguous():  # not e.g. an expanded gradient
+                result[i] = into[i]
+                dst.append(into[i])
+                src.append(view)
+            else:
+                result[i] = view.clone()
+        if dst:
+            torch._foreach_copy_(dst, src)
+    return result
 
 
 def _lams(lam, n_aux: int) -> list[float]:
@@ -285,6 +340,10 @@ class GradientSurgery:
     a parameter that no loss reaches keeps its ``.grad`` (None after ``zero_grad()``).
     With several auxiliary losses the primary gradient is projected against each
     conflicting one in turn, in the order given.
+
+    Memory: per device and dtype of the model, three persistent buffers the size of the
+    parameters (plus < 256 elements of padding per tensor) and one int64 per 256-element
+    row, made on the first step; nothing grows with the number of steps.
     """
 
     def __init__(self, model_or_params, mode: str = "layerwise", lam=None,
@@ -348,7 +407,7 @@ class GradientSurgery:
             return SurgeryStats(names=[], cosine=None, conflict=None)
         grads = self._grads([primary_loss, *aux_losses])
         update, (cosine, conflict) = _combine(grads[0], grads[1:], self.mode, None, self.groups,
-                                              self.eps, layouts=self._layout())
+                                              self.eps, layouts=self._layout(), reuse=True)
         del grads
         self._accumulate(update)
         return SurgeryStats(names=list(self.group_names), cosine=cosine, conflict=conflict)

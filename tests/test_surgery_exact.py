@@ -146,14 +146,10 @@ def test_the_random_cases_cover_both_branches_and_the_guard():
 
 
 def linear_setup(dtype, n_aux: int, seed: int):
-    """Parameters, and losses <v, w> whose gradients are exactly the random vectors."""
+    """Parameters, random gradients, and a function making losses with exactly those gradients."""
     g_sim, g_regs = random_gradients(seed, dtype, n_aux)
     params = [torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for shape in SHAPES.values()]
-
-    def loss(grads):
-        terms = [(v * w).sum() for v, w in zip(grads, params) if v is not None]
-        return torch.stack(terms).sum()
-    return params, g_sim, g_regs, lambda: [loss(g_sim)] + [loss(g) for g in g_regs]
+    return params, g_sim, g_regs, lambda: linear_losses_on(params, g_sim, g_regs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -295,3 +291,37 @@ def test_cuda_step_never_synchronises(mode):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert stats.cosine.is_cuda and all(p.grad is None or p.grad.is_cuda for p in params)
+
+
+def test_grads_of_one_step_are_not_overwritten_by_the_next():
+    params, _, _, losses = linear_setup(torch.float32, 1, 0)
+    surgery = GradientSurgery(params)
+    surgery.backward(*losses())
+    first = [p.grad for p in params]
+    saved = [None if g is None else g.clone() for g in first]
+    for p in params:
+        p.grad = None
+    g_sim, g_regs = random_gradients(1, torch.float32)
+    surgery.backward(*linear_losses_on(params, g_sim, g_regs))  # other gradients, same buffers
+    assert all(a is None and b is None or torch.equal(a, b) for a, b in zip(first, saved))
+    assert not torch.equal(params[0].grad, saved[0])
+
+
+def linear_losses_on(params, g_sim, g_regs):
+    """Losses <v, w> on the given parameters: their gradients are exactly the vectors."""
+    def loss(grads):
+        return torch.stack([(v * w).sum() for v, w in zip(grads, params) if v is not None]).sum()
+    return [loss(g_sim)] + [loss(g) for g in g_regs]
+
+
+def test_expanded_gradient_of_a_summed_parameter():
+    # d/dw of w.sum() is an expanded (stride 0) tensor: it cannot be written into
+    w = torch.nn.Parameter(torch.zeros(2, 3))
+    v = torch.nn.Parameter(torch.zeros(4))
+    direction = torch.tensor([1.0, -1.0, 0.5, 2.0])
+    sim = w.sum() + torch.dot(direction, v)
+    reg = -0.5 * w.sum() + torch.dot(-direction, v)
+    GradientSurgery([w, v]).backward(sim, reg)
+    # w: s = 1, r = -0.5 (conflict) -> s - (<s,r>/|r|^2) r = 1 - 2 * 0.5 = 0; v: s = -r -> 0
+    torch.testing.assert_close(w.grad, torch.zeros(2, 3))
+    torch.testing.assert_close(v.grad, torch.zeros(4))
