@@ -9,6 +9,7 @@ reported. A step = forward + gradients + AdamW step. Variants:
                bound of any exact surgery (forward + two backward passes)
 * engine     : gsmorph.surgery.GradientSurgery (mode layerwise unless --mode)
 * engine-bvjp: the same with one batched VJP (is_grads_batched); --no-batched-vjp skips it
+* engine-graph: the engine with its surgery captured in a CUDA graph (--cuda-graph, CUDA only)
 * public-code: the paper's public-code approach re-implemented: both gradients flattened
                and concatenated over the whole network, then per parameter tensor a
                slice, an inner product read back with .item(), the projection, a copy back
@@ -21,12 +22,13 @@ Cases (--case, repeatable; the networks of the GPU measurements, 2D, 128 x 128):
 
 Usage: python benchmarks/surgery_overhead.py [--case NAME ...] [--size 128] [--batch N]
        [--rounds 15] [--warmup 2] [--device cpu|cuda] [--threads N] [--mode layerwise]
-       [--no-batched-vjp] [--out FILE]
+       [--no-batched-vjp] [--cuda-graph] [--out FILE]
 Prints a header naming the device, torch version, load and commit; per case one table of
 every variant per clock (wall; on CPU also process CPU time, which a shared machine
 disturbs far less); then per clock one summary table, one row per case:
 | network, batch, size | weighted (ms/step) | two-VJP bound | engine | public-code style |
-(engine - weighted) / one extra backward |. --out FILE appends the same Markdown to FILE.
+(engine - weighted) / one extra backward | (and the same ratio for engine-graph if run).
+--out FILE appends the same Markdown to FILE.
 """
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ def public_code_backward(params, sim, reg) -> None:
         start += n
 
 
-def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool):
+def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool, graph: bool = False):
     """name -> step function; each variant trains its own copy of the network."""
     reg_loss = GradientL1Loss()
     variants = {}
@@ -114,10 +116,10 @@ def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool):
         for p, a, b in zip(params, g1, g2):
             p.grad = a + b
 
-    def engine(batched_vjp):
+    def engine(batched_vjp, cuda_graph=False):
         def backward(net, params, sim, reg, state):
             if state["engine"] is None:
-                state["engine"] = GradientSurgery(net, mode=mode, batched_vjp=batched_vjp)
+                state["engine"] = GradientSurgery(net, mode=mode, batched_vjp=batched_vjp, cuda_graph=cuda_graph)
             state["engine"].backward(sim, reg)
         return backward
 
@@ -129,6 +131,8 @@ def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool):
     add("engine", engine(False))
     if batched:
         add("engine-bvjp", engine(True))
+    if graph:
+        add("engine-graph", engine(False, cuda_graph=True))
     add("public-code", public)
     return variants
 
@@ -197,7 +201,8 @@ def summary_row(label: str, times: dict[str, list[float]]) -> str:
     """One Markdown row in the layout of the GPU measurements (medians, ms per step)."""
     med = {name: statistics.median(ts) for name, ts in times.items()}
     cells = " | ".join(f"{1e3 * med[name]:.1f}" for name in SUMMARY)
-    return f"| {label} | {cells} | {ratio(med, 'engine'):.3f} |"
+    graph = f" {ratio(med, 'engine-graph'):.3f} |" if "engine-graph" in med else ""
+    return f"| {label} | {cells} | {ratio(med, 'engine'):.3f} |{graph}"
 
 
 def main(argv=None) -> int:
@@ -211,6 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--mode", default="layerwise", choices=GS_MODES, help="the engine's surgery mode")
     ap.add_argument("--no-batched-vjp", action="store_true", help="skip the engine-bvjp variant")
+    ap.add_argument("--cuda-graph", action="store_true", help="add the engine-graph variant (CUDA only)")
     ap.add_argument("--lam", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="append the Markdown to this file")
@@ -218,6 +224,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.cuda_graph and device.type != "cuda":
+        ap.error("--cuda-graph needs --device cuda")
     cases = args.case or ["voxelmorph-8"]
     lines = [f"Device {device.type} ({device_name(device)}), torch {torch.__version__}, "
              f"threads {torch.get_num_threads()}; commit {commit()}; "
@@ -231,7 +239,7 @@ def main(argv=None) -> int:
         torch.manual_seed(args.seed)
         net = build(backbone, 2, **kwargs).to(device)
         moving, fixed = make_batch(batch, args.size, device, args.seed)
-        steps = make_steps(net, moving, fixed, args.lam, args.mode, not args.no_batched_vjp)
+        steps = make_steps(net, moving, fixed, args.lam, args.mode, not args.no_batched_vjp, args.cuda_graph)
         load_start = os.getloadavg()[0]
         clocks = time_steps(steps, args.rounds, args.warmup, device)
         n_params = sum(p.numel() for p in net.parameters())
@@ -248,7 +256,8 @@ def main(argv=None) -> int:
     for clock, rows in summary.items():
         out += [f"Summary, {clock} time (ms per step, medians), {args.size} x {args.size}:", "",
                 "| network, batch | weighted | two-VJP bound | engine | public-code style | "
-                "(engine - weighted) / one extra backward |", "|---|---|---|---|---|---|"] + rows + [""]
+                "(engine - weighted) / one extra backward |" + (" same, engine-graph |" if args.cuda_graph else ""),
+                "|---|---|---|---|---|---|" + ("---|" if args.cuda_graph else "")] + rows + [""]
     emit(out, args.out)
     return 0
 

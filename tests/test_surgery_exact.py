@@ -273,17 +273,20 @@ def test_cuda_equals_cpu(mode, grouping):
 
 
 @cuda
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "cuda-graph"])
 @pytest.mark.parametrize("mode", ["layerwise", "module", "network", "agr"])
-def test_cuda_step_never_synchronises(mode):
+def test_cuda_step_never_synchronises(mode, graph):
     params, g_sim, g_regs, losses = linear_setup(torch.float32, 1, 3)
     params = [torch.nn.Parameter(p.detach().cuda()) for p in params]
     g_sim = [None if t is None else t.cuda() for t in g_sim]
     g_reg = [None if t is None else t.cuda() for t in g_regs[0]]
-    surgery = GradientSurgery(params, mode=mode, groups=CUSTOM_GROUPS if mode == "module" else None)
+    surgery = GradientSurgery(params, mode=mode, groups=CUSTOM_GROUPS if mode == "module" else None,
+                              cuda_graph=graph)
     surgery._grads = lambda losses: [list(g_sim), list(g_reg)]
-    surgery.backward(None, None)  # builds the layout (one host-to-device copy)
-    for p in params:
-        p.grad = None
+    for _ in range(2):  # builds the layout (one host-to-device copy) and captures the graph
+        surgery.backward(None, None)
+        for p in params:
+            p.grad = None
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -325,3 +328,46 @@ def test_expanded_gradient_of_a_summed_parameter():
     # w: s = 1, r = -0.5 (conflict) -> s - (<s,r>/|r|^2) r = 1 - 2 * 0.5 = 0; v: s = -r -> 0
     torch.testing.assert_close(w.grad, torch.zeros(2, 3))
     torch.testing.assert_close(v.grad, torch.zeros(4))
+
+
+def test_cuda_graph_option_is_ignored_on_cpu():
+    grads = []
+    for graph in (False, True):
+        params, _, _, losses = linear_setup(torch.float32, 1, 2)
+        surgery = GradientSurgery(params, cuda_graph=graph)
+        for _ in range(2):
+            for p in params:
+                p.grad = None
+            surgery.backward(*losses())
+        assert not surgery._captured
+        grads.append([p.grad for p in params])
+    assert all(a is None and b is None or torch.equal(a, b) for a, b in zip(*grads))
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["layerwise", "module", "network", "agr"])
+def test_cuda_graph_replays_equal_the_eager_engine(mode):
+    groups = CUSTOM_GROUPS if mode == "module" else None
+    runs = []
+    for graph in (False, True):
+        params = [torch.nn.Parameter(torch.zeros(shape, device="cuda")) for shape in SHAPES.values()]
+        surgery = GradientSurgery(params, mode=mode, groups=groups, cuda_graph=graph)
+        steps = []
+        for seed in SEEDS[:4]:  # step 1 captures, steps 2-4 replay with other gradients
+            g_sim, g_regs = random_gradients(seed, torch.float32, 2)
+            g_sim = [None if t is None else t.cuda() for t in g_sim]
+            g_regs = [[None if t is None else t.cuda() for t in g] for g in g_regs]
+            for p in params:
+                p.grad = None
+            stats = surgery.backward(*linear_losses_on(params, g_sim, g_regs))
+            steps.append(([None if p.grad is None else p.grad.cpu() for p in params], stats.cosine.cpu(),
+                          stats.conflict.cpu()))
+        runs.append(steps)
+        assert bool(surgery._captured) == graph
+    for (eager_grads, eager_cos, eager_conf), (graph_grads, graph_cos, graph_conf) in zip(*runs):
+        for a, b in zip(eager_grads, graph_grads):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(eager_cos, graph_cos, rtol=1e-5, atol=1e-6)
+        assert torch.equal(eager_conf, graph_conf)
