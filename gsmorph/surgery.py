@@ -112,6 +112,9 @@ class _Layout:
                            for t in (torch.empty(r.shape, device="meta"), torch.empty(p, device="meta"))]
         self.row_group = torch.repeat_interleave(torch.tensor(tensor_group, dtype=torch.long),
                                                  torch.tensor(rows, dtype=torch.long)).to(self.device)
+        ends = torch.tensor([0] + rows).cumsum(0)[1:] * ROW
+        self._pad_index = torch.cat([torch.arange(end - p, end) for end, p in zip(ends.tolist(), pads)]
+                                    + [torch.zeros(0, dtype=torch.long)]).to(self.device)
         self._buffers: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
 
     def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
@@ -123,22 +126,26 @@ class _Layout:
         return flat.view(self.rows, ROW)
 
     def flatten_into(self, name: str, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
-        """As `flatten`, into the persistent buffer `name` (one fused copy, padding included)."""
+        """As `flatten`, into the persistent buffer `name`: one fused copy, and the padding
+        set to zero again (an update with a non-finite coefficient would leave NaN there)."""
         flat = self.scratch(name)
-        torch._foreach_copy_(self._buffers[name][1], self._with_pads(grads))
+        torch._foreach_copy_(self.views(name), [g if g is not None else self._zeros(shape)
+                                                for g, shape in zip(grads, self.shapes)])
+        if self._pad_index.numel():
+            flat.view(-1).index_fill_(0, self._pad_index, 0)
         return flat
 
     def scratch(self, name: str) -> torch.Tensor:
         """The persistent (rows, ROW) buffer `name` (created on first use; contents undefined)."""
         if name not in self._buffers:
             flat = torch.zeros(self.rows, ROW, dtype=self.dtype, device=self.device)
-            self._buffers[name] = flat, _unflatten_dense_tensors(flat.view(-1), self._templates)
+            self._buffers[name] = flat, self.unflatten(flat)
         return self._buffers[name][0]
 
     def views(self, name: str) -> list[torch.Tensor]:
         """Views of the persistent buffer `name`, one per tensor (made once)."""
         self.scratch(name)
-        return self._buffers[name][1][0::2]
+        return self._buffers[name][1]
 
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of a (rows, ROW) buffer, one per tensor, with the tensors' shapes."""
@@ -315,10 +322,16 @@ class _CapturedStep:
 
 def _results(layouts, views, has, into) -> list[torch.Tensor | None]:
     """The updates in tensor order, None where a tensor has no gradient: the views given,
-    or, with `into` (a list of tensors), the views copied into those that are dense (one
-    fused copy per layout) and copies of the others."""
+    or, with `into` (a list of tensors), the views copied into those that are contiguous
+    (one fused copy per layout) and copies of the others."""
     result: list[torch.Tensor | None] = [None] * len(has)
     for lay, lay_views in zip(layouts, views):
+        dst = None if into is None else [into[i] for i in lay.index]
+        if dst is not None and all(t is not None and t.is_contiguous() for t in dst):
+            torch._foreach_copy_(dst, lay_views)  # the usual case: every tensor written in place
+            for i, t in zip(lay.index, dst):
+                result[i] = t
+            continue
         dst, src = [], []
         for i, view in zip(lay.index, lay_views):
             if not has[i]:
@@ -389,7 +402,7 @@ class GradientSurgery:
         self.mode, self.lam, self.eps, self.batched_vjp = mode, lam, eps, batched_vjp
         self.cuda_graph = cuda_graph
         self._layouts: dict[tuple, tuple[list[_Layout], int]] = {}
-        self._captured: dict[tuple, _CapturedStep] = {}
+        self._captured: dict[int, _CapturedStep] = {}  # by id of a cached layout
         if mode == "weighted" and lam is None:
             raise ValueError("mode 'weighted' needs lam")
         if mode == "module":
@@ -435,9 +448,10 @@ class GradientSurgery:
             self._accumulate(update)
             return SurgeryStats(names=[], cosine=None, conflict=None)
         grads = self._grads([primary_loss, *aux_losses])
+        layouts = self._layout()
         update, (cosine, conflict) = _combine(grads[0], grads[1:], self.mode, None, self.groups,
-                                              self.eps, layouts=self._layout(), reuse=True,
-                                              step=self._captured_step())
+                                              self.eps, layouts=layouts, reuse=True,
+                                              step=self._captured_step(layouts[0]))
         del grads
         self._accumulate(update)
         return SurgeryStats(names=list(self.group_names), cosine=cosine, conflict=conflict)
@@ -451,13 +465,11 @@ class GradientSurgery:
             self._layouts[key] = _layouts(range(len(self.params)), self.params, tensor_group), n_groups
         return self._layouts[key]
 
-    def _captured_step(self) -> _CapturedStep | None:
-        """The CUDA-graph step for the current layout, if `cuda_graph` applies to it."""
-        key = (self.params[0].device, self.params[0].dtype)
-        layouts, _ = self._layout()
+    def _captured_step(self, layouts: list[_Layout]) -> _CapturedStep | None:
+        """The CUDA-graph step for these layouts, if `cuda_graph` applies to them."""
         if not self.cuda_graph or len(layouts) != 1 or layouts[0].device.type != "cuda":
             return None
-        return self._captured.setdefault(key, _CapturedStep())
+        return self._captured.setdefault(id(layouts[0]), _CapturedStep())
 
     def _accumulate(self, update: Iterable[torch.Tensor | None]) -> None:
         """Sets ``.grad`` to the update where it is None, adds it (one fused op) elsewhere."""

@@ -227,7 +227,7 @@ def kernels_of_one_step(n_tensors: int, mode: str, held: bool) -> dict[str, int]
 def test_kernel_count_does_not_grow_with_the_number_of_tensors(mode, held):
     few, many = kernels_of_one_step(10, mode, held), kernels_of_one_step(200, mode, held)
     assert few == many
-    assert sum(few.values()) <= 40, few
+    assert sum(few.values()) <= 48, few
 
 
 def test_grads_are_views_of_one_buffer_and_inputs_untouched():
