@@ -371,3 +371,23 @@ def test_cuda_graph_replays_equal_the_eager_engine(mode):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(eager_cos, graph_cos, rtol=1e-5, atol=1e-6)
         assert torch.equal(eager_conf, graph_conf)
+
+
+def test_a_non_finite_step_does_not_spoil_the_next():
+    # a smoothness gradient with -inf gives a NaN coefficient: that step's update is NaN
+    # for the tensor, but the padding of the kept buffers must not carry NaN into the next
+    params, g_sim, g_regs, losses = linear_setup(torch.float32, 1, 0)
+    surgery = GradientSurgery(params)
+    bad = [None if t is None else t.clone() for t in g_regs[0]]
+    bad[0].view(-1)[0] = -float("inf") * torch.sign(g_sim[0].view(-1)[0])
+    surgery.backward(*linear_losses_on(params, g_sim, [bad]))
+    assert not torch.isfinite(params[0].grad).all()
+    runs = []
+    for engine in (surgery, GradientSurgery(params)):  # the same engine again, and a new one
+        for p in params:
+            p.grad = None
+        stats = engine.backward(*losses())
+        runs.append(([p.grad for p in params], stats.cosine))
+    (grads, cosine), (want, want_cosine) = runs
+    assert torch.isfinite(cosine).all() and torch.equal(cosine, want_cosine)
+    assert all(a is None and b is None or torch.equal(a, b) for a, b in zip(grads, want))
