@@ -25,7 +25,9 @@ Usage: python benchmarks/surgery_overhead.py [--case NAME ...] [--size 128] [--b
        [--no-batched-vjp] [--cuda-graph] [--out FILE]
 Prints a header naming the device, torch version, load and commit; per case one table of
 every variant per clock (wall; on CPU also process CPU time, which a shared machine
-disturbs far less); then per clock one summary table, one row per case:
+disturbs far less), the ratio to one extra backward taken from medians and from
+per-round differences (load drifting between rounds cancels); then per clock one
+summary table, one row per case:
 | network, batch, size | weighted (ms/step) | two-VJP bound | engine | public-code style |
 (engine - weighted) / one extra backward | (and the same ratio for engine-graph if run).
 --out FILE appends the same Markdown to FILE.
@@ -186,14 +188,23 @@ def ratio(med: dict[str, float], name: str) -> float:
     return (med[name] - med["weighted"]) / extra if extra > 0 else float("nan")
 
 
+def paired_ratio(times: dict[str, list[float]], name: str) -> float:
+    """As `ratio`, from the medians of per-round differences to the weighted step of the
+    same round (load that drifts between rounds cancels)."""
+    def over(variant):
+        return statistics.median(a - b for a, b in zip(times[variant], times["weighted"]))
+    extra = over("two-vjp")
+    return over(name) / extra if extra > 0 else float("nan")
+
+
 def detail_table(times: dict[str, list[float]]) -> list[str]:
     """Markdown rows: every variant's median and minimum step time and its ratios."""
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    lines = ["| variant | median (ms) | min (ms) | / weighted | (variant - weighted) / one extra backward |",
-             "|---|---|---|---|---|"]
+    lines = ["| variant | median (ms) | min (ms) | / weighted | (variant - weighted) / one extra backward "
+             "| same, paired by round |", "|---|---|---|---|---|---|"]
     for name, m in med.items():
         lines.append(f"| {name} | {1e3 * m:.1f} | {1e3 * min(times[name]):.1f} | "
-                     f"{m / med['weighted']:.3f} | {ratio(med, name):.3f} |")
+                     f"{m / med['weighted']:.3f} | {ratio(med, name):.3f} | {paired_ratio(times, name):.3f} |")
     return lines
 
 
