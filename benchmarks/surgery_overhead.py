@@ -19,6 +19,8 @@ Cases (--case, repeatable; the networks of the GPU measurements, 2D, 128 x 128):
   transmorph-s-32               build("transmorph", 2, preset="small", window_size=4)
                                 (TransMorph-S of workflow/configs/paper.yaml), batch 32
 --batch and --size override a case's batch and image size (e.g. a smaller CPU run).
+The header names the commit of the gsmorph package imported, so PYTHONPATH=<checkout>
+times another version of the engine with this same script.
 
 Usage: python benchmarks/surgery_overhead.py [--case NAME ...] [--size 128] [--batch N]
        [--rounds 15] [--warmup 2] [--device cpu|cuda] [--threads N] [--mode layerwise]
@@ -47,6 +49,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import gsmorph
 from gsmorph.losses import GradientL1Loss
 from gsmorph.networks import build, warp_image
 from gsmorph.surgery import GS_MODES, GradientSurgery
@@ -121,7 +124,8 @@ def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool, graph:
     def engine(batched_vjp, cuda_graph=False):
         def backward(net, params, sim, reg, state):
             if state["engine"] is None:
-                state["engine"] = GradientSurgery(net, mode=mode, batched_vjp=batched_vjp, cuda_graph=cuda_graph)
+                extra = {"cuda_graph": True} if cuda_graph else {}  # older engines lack the option
+                state["engine"] = GradientSurgery(net, mode=mode, batched_vjp=batched_vjp, **extra)
             state["engine"].backward(sim, reg)
         return backward
 
@@ -170,8 +174,9 @@ def device_name(device) -> str:
 
 
 def commit() -> str:
-    """Short hash of the checkout this script runs from (+ a mark if it has changes)."""
-    here = Path(__file__).resolve().parent
+    """Short hash of the checkout the gsmorph package is imported from (+ a mark if it has
+    changes): run with PYTHONPATH=<other checkout> to time another version of the engine."""
+    here = Path(gsmorph.__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
                               text=True, check=True).stdout.strip()
