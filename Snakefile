@@ -8,6 +8,7 @@
 from snakemake.utils import min_version
 
 from gsmorph.errors import GSMorphError
+from gsmorph.provenance import git_commit
 from gsmorph.workflow_config import check as check_config
 
 min_version("9.0")
@@ -22,6 +23,12 @@ try:
     config.update(check_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"))
 except GSMorphError as err:
     raise WorkflowError(str(err)) from None
+config["git_commit"] = git_commit() or "unknown"  # for the report's front page and provenance
+
+
+# Every output under config output_dir (e.g. paper.yaml's `paper/`): runs of different
+# configs do not overwrite each other.
+workdir: config["output_dir"]
 
 
 report: "workflow/report/workflow.rst"

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "max_val_pairs": None,
     "num_threads": None,         # torch CPU threads (None: torch's default)
     "device": "auto",            # auto | cpu | cuda
+    "tensorboard": False,        # also write TensorBoard event files in <run>/tensorboard/
     # the deformation model
     "diffeomorphic": False,      # integrate a stationary velocity by scaling and squaring
     "int_steps": 7,

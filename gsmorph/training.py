@@ -27,6 +27,7 @@ A run folder (`out`) holds:
 - `train_log.csv` epoch, loss_sim, loss_reg, val_dice, epoch_s, wall_s, lr
 - `conflicts.csv` gradient-surgery methods: epoch, group, n_steps, conflict_frac, cosine_mean
 - `summary.json`  best_val_dice, best_epoch, val_njd_pct, wall_s, device, epochs_done, ...
+- `tensorboard/`  TensorBoard event files, with config `tensorboard: true`
 - `provenance.json`
 Rerunning with the same folder resumes from last.pt and, on CPU with the same seed and
 thread count, ends with bitwise-identical weights to an uninterrupted run. The resume
@@ -63,7 +64,7 @@ warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category
 LOG_COLUMNS = ["epoch", "loss_sim", "loss_reg", "val_dice", "epoch_s", "wall_s", "lr"]
 CONFLICT_COLUMNS = ["epoch", "group", "n_steps", "conflict_frac", "cosine_mean"]
 # config keys that may change between a run and its resumption (the budget and the device)
-RESUMABLE_CHANGES = ("epochs", "num_threads", "device")
+RESUMABLE_CHANGES = ("epochs", "num_threads", "device", "tensorboard")
 # what a fresh start removes from a run folder (never any other file)
 RUN_FILES = ("run.json", "best.pt", "last.pt", "train_log.csv", "conflicts.csv", "summary.json",
              "provenance.json")
@@ -373,18 +374,23 @@ class Trainer:
         epochs, val_every = int(self.cfg["epochs"]), int(self.cfg["val_every"])
         self.model.train()
         progress = Progress(self.epoch, epochs, f"{self.method} {self.backbone}")
-        for epoch in range(self.epoch + 1, epochs + 1):
-            start = time.perf_counter()
-            losses = self._train_epoch()
-            self._check_finite(epoch, losses)
-            validate = count_pairs(self.val_data) > 0 and (epoch % val_every == 0 or epoch == epochs)
-            val = self.validate() if validate else None
-            epoch_s = time.perf_counter() - start
-            self.on_epoch_end(epoch, losses, val, epoch_s)
-            progress.update(epoch, losses, None if val is None else val[0])
-            if validate and report is not None:
-                report(epoch, val[0])
-        progress.close()
+        events = EventLog(self.out / "tensorboard", bool(self.cfg.get("tensorboard")))
+        try:
+            for epoch in range(self.epoch + 1, epochs + 1):
+                start = time.perf_counter()
+                losses = self._train_epoch()
+                self._check_finite(epoch, losses)
+                validate = count_pairs(self.val_data) > 0 and (epoch % val_every == 0 or epoch == epochs)
+                val = self.validate() if validate else None
+                epoch_s = time.perf_counter() - start
+                self.on_epoch_end(epoch, losses, val, epoch_s)
+                progress.update(epoch, losses, None if val is None else val[0])
+                events.epoch(epoch, losses, val)
+                if validate and report is not None:
+                    report(epoch, val[0])
+        finally:
+            progress.close()
+            events.close()
         return self._finish()
 
     def on_epoch_end(self, epoch: int, losses: dict[str, float], val: tuple[float, float] | None,
@@ -499,8 +505,11 @@ class Trainer:
         write_json(self.out / "run.json", self.run_info())
 
     def _remove_run_files(self) -> None:
+        import shutil
+
         for name in RUN_FILES + self.extra_files:
             (self.out / name).unlink(missing_ok=True)
+        shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this run for a resume (see the module docstring)."""
@@ -586,27 +595,68 @@ class Trainer:
 
 
 class Progress:
-    """Epoch progress: a tqdm bar on a terminal; otherwise (job logs) one line per
-    validation, with the losses, the validation Dice and the time left."""
+    """Epoch progress: a tqdm bar on a terminal; otherwise (job logs) a line at every
+    validation, at the last epoch and at least every `every_s` seconds, with the epoch,
+    the losses, the last validation Dice and the time left."""
 
-    def __init__(self, done: int, total: int, label: str):
+    def __init__(self, done: int, total: int, label: str, every_s: float = 10.0):
         from tqdm.auto import tqdm
 
-        self.total, self.start, self.first = total, time.perf_counter(), done
+        self.total, self.first, self.every_s = total, done, every_s
+        self.start = self.last_line = time.perf_counter()
+        self.val_dice: float | None = None
         self.bar = tqdm(range(done, total), desc=label, unit="epoch", disable=not sys.stderr.isatty(),
                         initial=done, total=total)
 
+    def eta_s(self, epoch: int) -> float:
+        """Seconds left at the mean pace of this session's epochs."""
+        done = epoch - self.first
+        return (time.perf_counter() - self.start) / max(done, 1) * (self.total - epoch)
+
     def update(self, epoch: int, losses: dict[str, float], val_dice: float | None) -> None:
+        self.val_dice = val_dice if val_dice is not None else self.val_dice
         shown = {k: f"{v:.4g}" for k, v in losses.items()}
-        shown["val_dice"] = "-" if val_dice is None else f"{val_dice:.4f}"
+        shown["val_dice"] = "-" if self.val_dice is None else f"{self.val_dice:.4f}"
         self.bar.update(1)
         self.bar.set_postfix(shown)
-        if self.bar.disable and val_dice is not None:
-            print(f"epoch {epoch}/{self.total} " + " ".join(f"{k}={v}" for k, v in shown.items()),
-                  file=sys.stderr, flush=True)
+        now = time.perf_counter()
+        if self.bar.disable and (val_dice is not None or epoch == self.total or now - self.last_line >= self.every_s):
+            self.last_line = now
+            eta = self.eta_s(epoch)
+            print(f"epoch {epoch}/{self.total} " + " ".join(f"{k}={v}" for k, v in shown.items())
+                  + f" eta={int(eta // 60)}m{int(eta % 60):02d}s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()
+
+
+class EventLog:
+    """Optional TensorBoard event files (config `tensorboard: true`) in <run>/tensorboard/:
+    the losses per epoch and the validation Dice and NJD."""
+
+    def __init__(self, folder: Path, enabled: bool):
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise GSMorphError(f"config key 'tensorboard': needs the tensorboard package ({err}); "
+                                   "pip install tensorboard") from None
+            self.writer = SummaryWriter(log_dir=str(folder))
+
+    def epoch(self, epoch: int, losses: dict[str, float], val: tuple[float, float] | None) -> None:
+        if self.writer is None:
+            return
+        for key, value in losses.items():
+            self.writer.add_scalar(f"train/{key}", value, epoch)
+        if val is not None:
+            self.writer.add_scalar("val/dice", val[0], epoch)
+            self.writer.add_scalar("val/njd_pct", val[1], epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def train_method(prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None,

@@ -106,6 +106,9 @@ def check(config: dict, schema_path: str | Path) -> dict:
     if messages:
         raise GSMorphError("invalid config:\n  " + "\n  ".join(messages))
     check_roots(config)
+    for dataset in config.get("datasets", []):  # roots hold when the workflow changes to output_dir
+        if config.get(f"{dataset}_root"):
+            config[f"{dataset}_root"] = str(Path(config[f"{dataset}_root"]).resolve())
     return config
 
 

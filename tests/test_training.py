@@ -296,3 +296,24 @@ def test_report_callback_sees_each_validation_and_can_stop(prepared_acdc, tmp_pa
     assert [e for e, _ in seen] == [1, 2]
     assert all(0.0 <= d <= 1.0 for _, d in seen)
     assert _final_state(tmp_path / "run")["epoch"] == 2
+
+
+def test_a_job_log_has_progress_lines_and_tensorboard_events(prepared_acdc, tmp_path):
+    """Not on a terminal (a Snakemake job's log): a line per validation and at least every
+    few seconds, with the losses, the validation Dice and the time left."""
+    import re
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    cfg = {"backbones": SMALL_NET, "epochs": 4, "batch_size": 4, "val_every": 2, "max_train_pairs": 8,
+           "max_val_pairs": 4, "device": "cpu", "tensorboard": True}
+    proc = subprocess.run([sys.executable, "-m", "gsmorph.cli", "train", "--prepared", str(prepared_acdc),
+                           "--backbone", "voxelmorph", "--method", "gsmorph", "--seed", "0", "--out", str(run),
+                           "--set", json.dumps(cfg)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = re.findall(r"^epoch (\d+)/4 loss_sim=\S+ loss_reg=\S+ val_dice=(\S+) eta=\d+m\d\ds$", proc.stderr, re.M)
+    assert [int(e) for e, _ in lines][-1] == 4 and {"2", "4"} <= {e for e, _ in lines}
+    assert all(d != "-" for e, d in lines if int(e) >= 2)
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

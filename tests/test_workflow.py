@@ -194,6 +194,40 @@ def test_schema_stops_a_misspelt_key_before_any_job(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} <= {".snakemake"}
 
 
+def test_config_as_people_type_it_on_the_command_line(tmp_path):
+    proc = snakemake("-n", "-p", "--config", "epochs=3", "datasets=acdc", "tune={trials: 2}", "methods=[initial,gsmorph]",
+                     cwd=tmp_path)
+    train = shell_commands(proc.stdout, "train")
+    assert train and all('"epochs":3' in line for line in train)  # a flat method key reaches the trainer
+    assert job_counts(proc.stdout)["prepare"] == 1  # datasets=acdc: one item for a list key
+    proc = snakemake("-n", "-p", "--config", 'method={"epochs": 4}', cwd=tmp_path)
+    assert all('"epochs":4' in line for line in shell_commands(proc.stdout, "train"))  # nested values typed
+
+
+def test_a_missing_or_wrong_dataset_root_fails_the_dry_run_naming_it(tmp_path):
+    proc = snakemake("-n", "--config", "acdc_root=/nonexistent/ACDC", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "config key 'acdc_root': /nonexistent/ACDC: folder not found" in proc.stdout + proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = snakemake("-n", "--config", f"mnm_root={tmp_path / 'empty'}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "not an M&Ms-1 folder" in proc.stdout + proc.stderr
+
+
+def test_paper_and_quick_configs_write_to_their_own_folders(tmp_path):
+    for config, folder in (("paper.yaml", "paper"), ("quick.yaml", "quick")):
+        assert yaml.safe_load((REPO / "workflow/configs" / config).read_text())["output_dir"] == folder
+        snakemake("-n", "--configfile", REPO / "workflow/configs" / config, cwd=tmp_path)
+    assert CONFIG["output_dir"] == "."
+    # a real (one-phantom-subject) step of the quick config lands under quick/, nothing beside it
+    # (run from the folder itself: an explicit --directory takes the place of output_dir)
+    proc = subprocess.run(["snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1", "--configfile",
+                           str(REPO / "workflow/configs/quick.yaml"), "--config", "synth={subjects: 1}", "--until",
+                           "synth"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "quick" / "raw" / "acdc" / "phantom_provenance.json").is_file()
+    assert not (tmp_path / "raw").exists()
+
+
 def test_schema_stops_a_misspelt_method_key(tmp_path):
     extra = write_config(tmp_path / "typo.yaml", {"method": {"epoch": 3}})
     proc = snakemake("-n", "--configfile", extra, cwd=tmp_path / "w", check=False)

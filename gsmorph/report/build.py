@@ -4,8 +4,9 @@ Under `out` (the workflow passes `results`), each folder replaced whole when com
 (gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
   stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
             (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv
-  tables/   table1_<backbone>.{tex,md,csv}, table1_combined.{tex,md,csv}, tables.tex
-            (a standalone document inputting every table)
+  tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
+            convention table1_combined_code_convention.*, and tables.tex (a standalone
+            document inputting every table)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
             conflicts_*, training_curves_* as PNG and PDF
   report/   captions.json ({relative path: caption}): what each table and figure shows
@@ -81,8 +82,9 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
                              undefined=result.undefined)
             (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
+            (tmp / f"{name}.html").write_text(tables.to_html(t))
             write_csv(tmp / f"{name}.csv", tables.to_frame(t))
-            for ext in ("tex", "md", "csv"):
+            for ext in ("tex", "md", "csv", "html"):
                 captions[f"tables/{name}.{ext}"] = t.caption
         (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _, _ in specs]))
         write_provenance(tmp / "provenance.json", config=config, seed=seed)

@@ -316,6 +316,41 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
+def to_html(table: Table) -> str:
+    """A standalone HTML page of the table and its caption (the HTML report shows it as is)."""
+    import html
+
+    def esc(text: str) -> str:
+        return html.escape(str(text))
+
+    head = ["<th>Method</th>"] + [f'<th colspan="{len(table.columns)}">{esc(names.dataset_name(d))}</th>'
+                                  for d in table.datasets]
+    sub = ["<th></th>"] + [f"<th>{esc(c.md)}</th>" for _ in table.datasets for c in table.columns]
+    body = []
+    blocks = len({r.block for r in table.rows if r.block}) > 1
+    current = None
+    for row in table.rows:
+        if blocks and row.block != current and row.block:
+            body.append(f'<tr class="block"><td colspan="{1 + len(table.columns) * len(table.datasets)}">'
+                        f"{esc(names.backbone_name(row.block))} backbone</td></tr>")
+        current = row.block
+        cells = []
+        for d in table.datasets:
+            for i in range(len(table.columns)):
+                c = row.cells[(d, i)]
+                text = esc(c.text()) + (f"<sup>{esc(c.marker())}</sup>" if c.level else "")
+                cells.append(f"<td>{'<b>' + text + '</b>' if c.bold else text}</td>")
+        body.append(f"<tr><th>{esc(row.display)}</th>{''.join(cells)}</tr>")
+    style = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
+             "th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:center} th:first-child{text-align:left} "
+             "tr.block td{text-align:left;font-style:italic;background:#f4f4f4} caption{caption-side:bottom;"
+             "text-align:left;max-width:70em;padding-top:8px;color:#333}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(table.name)}</title>"
+            f"<style>{style}</style></head><body><table><caption>{esc(table.caption)}</caption>"
+            f"<thead><tr>{''.join(head)}</tr><tr>{''.join(sub)}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></body></html>\n")
+
+
 def to_frame(table: Table) -> pd.DataFrame:
     """One row per method x dataset x column (shown units)."""
     rows = []

@@ -189,6 +189,7 @@ FIGURES = {
     "pareto": ("Trade-offs and cost", "figure_pareto.rst"),
     "tuning_cost": ("Trade-offs and cost", "figure_tuning_cost.rst"),
     "conflicts": ("Diagnostics", "figure_conflicts.rst"),
+    "training_curves": ("Diagnostics", "figure_training_curves.rst"),
 }
 
 
@@ -203,15 +204,16 @@ def figure_stems():
         stems["tuning_cost"] = ("tuning_cost", "all", "all")
     stems |= {f"conflicts_{d}_{b}_{m}": ("conflicts", d, b) for d, b in groups for m in SURGERY
               if m in METHODS and methods.get(m).supports(b)}
+    stems |= {f"training_curves_{d}_{b}": ("training_curves", d, b) for d, b in groups}
     return stems
 
 
 def report_files():
     """{kind: [paths]} that `gsmorph report` writes for this config."""
     learned_backbones = BACKBONES if LEARNED_METHODS else []
-    tables = [f"table1_{b}" for b in learned_backbones] + ["table1_combined"]
+    tables = [f"table1_{b}" for b in learned_backbones] + ["table1_combined", "table1_combined_code_convention"]
     return {
-        "tables": [f"results/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")],
+        "tables": [f"results/tables/{t}.{ext}" for t in tables for ext in ("html", "csv", "md", "tex")],
         "tables_doc": ["results/tables/tables.tex"],
         "figures": [f"results/figures/{f}.png" for f in figure_stems()],
         "figures_pdf": [f"results/figures/{f}.pdf" for f in figure_stems()],
@@ -229,9 +231,9 @@ def report_entry(path, kind):
         return report(path, caption=str(captions / caption), category=category,
                       subcategory=DATASET_NAMES.get(dataset, "All datasets"),
                       labels={"figure": figure.replace("_", " "), "backbone": backbone, "file": stem})
-    if kind == "tables" and path.endswith(".csv"):
+    if kind == "tables" and path.endswith(".html"):  # rendered in the report; CSV, Markdown, LaTeX beside
         return report(path, caption=str(captions / "table1.rst"), category="Table 1",
-                      labels={"table": stem})
+                      labels={"table": stem.replace("table1_", "").replace("_", " ")})
     if kind == "stats":
         return report(path, caption=str(captions / f"stats_{stem}.rst"), category="Statistics and tests",
                       labels={"file": stem})
