@@ -47,6 +47,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     provenance,
+    readme_figure,
     tune_study,
 
 
@@ -56,4 +57,16 @@ rule all:
         expand("results/{dataset}/metrics.csv", dataset=DATASETS),
         report_targets(),
         "results/provenance.json",
+        README_FIGURE if README_SOURCE in report_targets() else [],
     default_target: True
+
+
+rule readme_figure:
+    """The figure the README shows, copied from this run's results (run from the
+    repository, the default run keeps docs/ in step with the code)."""
+    input:
+        README_SOURCE,
+    output:
+        README_FIGURE,
+    shell:
+        "cp {input} {output}"

@@ -31,9 +31,8 @@ SWEEP_COLUMNS = ["lam", "val_dice", "val_njd_pct"]
 
 
 def network_kwargs(cfg: dict, backbone: str) -> dict:
-    """HyperUNet keyword arguments from the config (written to run.json as `hyper_kwargs`)."""
-    if backbone != "voxelmorph":
-        raise GSMorphError(f"method 'hypermorph' supports backbone 'voxelmorph' only, got '{backbone}'")
+    """HyperUNet keyword arguments from the config (written to run.json as `hyper_kwargs`):
+    the voxelmorph backbone's level features (the method table limits HyperMorph to it)."""
     hyper = cfg["hypermorph"]
     vm = cfg["backbones"].get("voxelmorph", {})
     preset = vm.get("preset", "paper")

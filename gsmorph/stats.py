@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-REFERENCE = "gsmorph"
+from gsmorph.methods import REFERENCE  # the method every other one is tested against
+
 MIN_PAIRS = 2
 SUBJECT_KEYS = ["dataset", "backbone", "method", "subject", "metric", "structure"]
 SUMMARY_KEYS = ["dataset", "backbone", "method", "metric", "structure"]

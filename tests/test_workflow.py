@@ -7,7 +7,9 @@ phantom datasets, both backbones, every method) at a scale that takes a few minu
 """
 from __future__ import annotations
 
+import base64
 import copy
+import html.parser
 import json
 import os
 import re
@@ -57,6 +59,42 @@ DISPLAY = {  # Table 1 row names; {B} is the backbone's display name
 BACKBONE_DISPLAY = {"voxelmorph": "VoxelMorph", "transmorph": "TransMorph"}
 
 
+class HtmlTable(html.parser.HTMLParser):
+    """The body rows of the first <tbody> of an HTML page, as lists of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.row, self.cell, self.in_body = [], None, None, False
+
+    @classmethod
+    def parse(cls, page: str) -> list[list[str]]:
+        parser = cls()
+        parser.feed(page)
+        return [r for r in parser.rows if len(r) > 1]
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tbody":
+            self.in_body = True
+        elif tag == "tr" and self.in_body:
+            self.row = []
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.row is not None and self.cell is not None:
+            self.row.append(self.cell.strip())
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            self.rows.append(self.row)
+            self.row = None
+        elif tag == "tbody":
+            self.in_body = False
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
 def snakemake(*args, cwd: Path, snakefile: Path = REPO / "Snakefile", timeout: int = 600,
               check: bool = True) -> subprocess.CompletedProcess:
     cmd = ["snakemake", "--snakefile", str(snakefile), "--directory", str(cwd), *map(str, args)]
@@ -100,9 +138,10 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     trained = [bm for bm in learned if bm[1] != "weighted-tuned"]
     tuned = [bm for bm in learned if bm[1] == "weighted-tuned"]
     phantoms = sum(1 for ds in cfg["datasets"] if not cfg.get(f"{ds}_root"))
+    readme = int("acdc" in cfg["datasets"] and any(b == "voxelmorph" for b, _ in learned))
     jobs = {"synth": phantoms, "prepare": d, "register": d * len(classical), "train": d * s * len(trained),
             "tune_study": d * s * len(tuned), "tune": d * s * len(tuned), "infer": d * s * len(learned),
-            "evaluate": d, "report": 1, "provenance": 1, "all": 1}
+            "evaluate": d, "report": 1, "provenance": 1, "readme_figure": readme, "all": 1}
     if cfg["tuning"]["workers"] > 1:
         jobs["tune_worker"] = d * s * len(tuned) * cfg["tuning"]["workers"]
     return {k: v for k, v in jobs.items() if v}
@@ -399,11 +438,29 @@ def test_tiny_run_html_report(tiny_run):
               snakefile=tiny_run["src"] / "Snakefile")
     html = (work / "results/report.html").read_text(errors="replace")
     assert len(html) > 100_000
-    for stem in ("table1_combined", "dice_boxplot_acdc_voxelmorph", "tuning_cost", "summary"):
-        assert stem in html
-    # a caption written by `gsmorph report` made it into the report
-    caption = (work / "results/report/captions/tuning_cost.rst").read_text().split()[:6]
-    assert " ".join(caption) in html
+    # the front page: what was run (data, scale, methods, commit) and how to read it
+    front = json.loads(re.search(r"var workflow_desc = (\".*?\");\n", html, re.S).group(1))
+    assert "This run" in front and "synthetic phantom" in front and "not the paper's scale" in front
+    assert "git commit" in front and "How to read it" in front
+    # Table 1 as HTML tables, one row per method, and every figure in its category
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S).group(1))
+    table = results["results/tables/table1_combined.html"]
+    assert table["mime_type"] == "text/html"
+    page = base64.b64decode(table["data_uri"].split("base64,", 1)[1]).decode()
+    rows = HtmlTable.parse(page)
+    cfg = merged(CONFIG, TINY)
+    assert len(rows) >= len(cfg["methods"]) and rows[0][0] == "Initial"
+    assert any(r[0] == "GSMorph" and any(c != "--" for c in r[1:]) for r in rows)
+    assert "ACDC-format phantom" in page
+    categories = {path: category for category, subs in
+                  json.loads(re.search(r"var categories = (\{.*?\});\n", html, re.S).group(1)).items()
+                  for paths in subs.values() for path in paths}
+    assert list(dict.fromkeys(categories.values()))[:2] == ["Table 1", "Results"]  # tables first
+    for key, category in (("dice_boxplot_acdc_voxelmorph.png", "Results"), ("tuning_cost.png", "Trade-offs and cost"),
+                          ("training_curves_acdc_voxelmorph.png", "Diagnostics")):
+        path = f"results/figures/{key}"
+        assert "phantom" in results[path]["caption"], key  # each caption says the data
+        assert categories[path] == category, (key, categories[path])
 
 
 @pytest.mark.slow
@@ -415,7 +472,8 @@ def test_tiny_run_reruns_only_what_a_change_concerns(tiny_run):
     # a method-config change: only Demons' pairs and what reads them
     demons = write_config(work.parent / "demons.yaml", {"method": {"demons": {"iterations": 6}}})
     proc = snakemake("-n", "--configfile", tiny, demons, cwd=work, snakefile=src / "Snakefile")
-    assert job_counts(proc.stdout) == {"register": 2, "evaluate": 2, "report": 1, "provenance": 1, "all": 1}
+    assert job_counts(proc.stdout) == {"register": 2, "evaluate": 2, "report": 1, "provenance": 1,
+                                       "readme_figure": 1, "all": 1}
 
     # a code change in one verb's sources: only that verb's jobs and what follows
     source = src / "gsmorph" / "commands" / "evaluate.py"
@@ -423,6 +481,7 @@ def test_tiny_run_reruns_only_what_a_change_concerns(tiny_run):
     try:
         source.write_text(original + "\n# changed\n")
         proc = snakemake("-n", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile")
-        assert job_counts(proc.stdout) == {"evaluate": 2, "report": 1, "provenance": 1, "all": 1}
+        assert job_counts(proc.stdout) == {"evaluate": 2, "report": 1, "provenance": 1, "readme_figure": 1,
+                                           "all": 1}
     finally:
         source.write_text(original)

@@ -44,7 +44,7 @@ def data_note(dataset: str) -> str:
     epochs, size = info.get("epochs") or [], info.get("image_size")
     scale = []
     if epochs and epochs != [PAPER_SCALE["epochs"]]:
-        scale.append(f"{'/'.join(map(str, epochs))} training epochs")
+        scale.append(f"{'/'.join(map(str, epochs))} training epoch" + ("s" if epochs != [1] else ""))
     if size and list(size) != PAPER_SCALE["image_size"]:
         scale.append(f"{size[0]} x {size[1]} images")
     if scale:

@@ -178,6 +178,8 @@ def tune_workers(w):
 # workflow/report/*.rst (Jinja: they may use the report job's params, e.g.
 # {{ snakemake.params.scale }}); the front page is workflow/report/workflow.rst.
 
+README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
+README_FIGURE = "docs/default_run_dice_boxplot.png"
 SURGERY = methods.surgery_ids()
 PARETO = {*methods.fixed_lambdas(), *TUNED, *methods.own_lambda_ids(), methods.REFERENCE}
 STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost"]
@@ -249,4 +251,5 @@ def scale_text():
     data = [f"{DATASET_NAMES.get(d, d)}" + ("" if config.get(f"{d}_root") else "-format phantom") for d in DATASETS]
     m = {**METHOD_DEFAULTS, **METHOD_CFG}
     size = config["prepare"]["size"]
-    return f"Data: {', '.join(data)}; {m['epochs']} training epochs, {size} x {size} images."
+    epochs = f"{m['epochs']} training epoch" + ("s" if m["epochs"] != 1 else "")
+    return f"Data: {', '.join(data)}; {epochs}, {size} x {size} images."
