@@ -6,6 +6,7 @@ Life cycle (as nnU-Net's trainers): `__init__` checks and stores the arguments, 
 else; `initialize()` loads the data and builds losses, network and optimiser; `fit()`
 trains, calling the hooks a subclass overrides:
 
+    lambda_for(lam)        the weighted loss's lambda (--lam, the config's lambdas, or None)
     build_network()        the RegistrationNet (backbone + integration)
     build_optimizer()      AdamW by default
     train_step(m, f)       fills every parameter's .grad for one batch, returns the losses
@@ -140,7 +141,7 @@ class Trainer:
         self.seed = int(seed)
         self.out = Path(out)
         self.cfg = cfg
-        self.lam = self._lambda(lam)
+        self.lam = self.lambda_for(lam)
         self._check_arguments()
         check_not_input(self.out, [self.prepared])
         if not (self.prepared / "subjects.csv").is_file():
@@ -154,14 +155,16 @@ class Trainer:
         """'module:Class', recorded in run.json and resolved by inference."""
         return f"{cls.__module__}:{cls.__qualname__}"
 
-    def _lambda(self, lam: float | None) -> float | None:
+    def lambda_for(self, lam: float | None) -> float | None:
+        """Hook: the smoothness weight of the weighted loss from --lam and the method table
+        (None for gradient surgery and for a trainer that chooses its own)."""
         spec = self.spec
         if spec.takes_lam:
             if lam is None:
                 raise GSMorphError(f"method '{spec.id}' needs a smoothness weight: pass --lam (e.g. 0.01)")
             return float(lam)
         if lam is not None:
-            reason = (f"uses gradient surgery" if spec.surgery else
+            reason = ("uses gradient surgery" if spec.surgery else
                       f"has its lambda in config key 'lambdas.{spec.lam_key}'" if spec.lam_key else
                       "chooses its own lambda")
             raise GSMorphError(f"method '{spec.id}' {reason} and takes no --lam")

@@ -7,7 +7,7 @@ from gsmorph.training import Trainer
 
 
 class ToyTrainer(Trainer):
-    def _lambda(self, lam):
+    def lambda_for(self, lam):
         return 0.05
 
     def build_optimizer(self):
