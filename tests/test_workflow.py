@@ -441,6 +441,7 @@ def test_tiny_run_html_report(tiny_run):
     # the front page: what was run (data, scale, methods, commit) and how to read it
     front = json.loads(re.search(r"var workflow_desc = (\".*?\");\n", html, re.S).group(1))
     assert "This run" in front and "synthetic phantom" in front and "not the paper's scale" in front
+    assert "System Message" not in front  # the reStructuredText rendered cleanly
     assert "git commit" in front and "How to read it" in front
     # Table 1 as HTML tables, one row per method, and every figure in its category
     results = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S).group(1))
@@ -455,9 +456,10 @@ def test_tiny_run_html_report(tiny_run):
     categories = {path: category for category, subs in
                   json.loads(re.search(r"var categories = (\{.*?\});\n", html, re.S).group(1)).items()
                   for paths in subs.values() for path in paths}
-    assert list(dict.fromkeys(categories.values()))[:2] == ["Table 1", "Results"]  # tables first
-    for key, category in (("dice_boxplot_acdc_voxelmorph.png", "Results"), ("tuning_cost.png", "Trade-offs and cost"),
-                          ("training_curves_acdc_voxelmorph.png", "Diagnostics")):
+    assert sorted(set(categories.values()))[:2] == ["1. Table 1", "2. Results"]  # listed first
+    for key, category in (("dice_boxplot_acdc_voxelmorph.png", "2. Results"),
+                          ("tuning_cost.png", "3. Trade-offs and cost"),
+                          ("training_curves_acdc_voxelmorph.png", "4. Diagnostics")):
         path = f"results/figures/{key}"
         assert "phantom" in results[path]["caption"], key  # each caption says the data
         assert categories[path] == category, (key, categories[path])

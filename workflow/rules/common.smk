@@ -185,13 +185,16 @@ PARETO = {*methods.fixed_lambdas(), *TUNED, *methods.own_lambda_ids(), methods.R
 STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost"]
 DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
 # figure kind -> (category in the HTML report, caption file)
+# the HTML report's categories, numbered: it lists them alphabetically
+CATEGORIES = {"tables": "1. Table 1", "results": "2. Results", "cost": "3. Trade-offs and cost",
+              "diagnostics": "4. Diagnostics", "stats": "5. Statistics and tests", "provenance": "6. Provenance"}
 FIGURES = {
-    "dice_boxplot": ("Results", "figure_dice_boxplot.rst"),
-    "qualitative": ("Results", "figure_qualitative.rst"),
-    "pareto": ("Trade-offs and cost", "figure_pareto.rst"),
-    "tuning_cost": ("Trade-offs and cost", "figure_tuning_cost.rst"),
-    "conflicts": ("Diagnostics", "figure_conflicts.rst"),
-    "training_curves": ("Diagnostics", "figure_training_curves.rst"),
+    "dice_boxplot": (CATEGORIES["results"], "figure_dice_boxplot.rst"),
+    "qualitative": (CATEGORIES["results"], "figure_qualitative.rst"),
+    "pareto": (CATEGORIES["cost"], "figure_pareto.rst"),
+    "tuning_cost": (CATEGORIES["cost"], "figure_tuning_cost.rst"),
+    "conflicts": (CATEGORIES["diagnostics"], "figure_conflicts.rst"),
+    "training_curves": (CATEGORIES["diagnostics"], "figure_training_curves.rst"),
 }
 
 
@@ -234,10 +237,10 @@ def report_entry(path, kind):
                       subcategory=DATASET_NAMES.get(dataset, "All datasets"),
                       labels={"figure": figure.replace("_", " "), "backbone": backbone, "file": stem})
     if kind == "tables" and path.endswith(".html"):  # rendered in the report; CSV, Markdown, LaTeX beside
-        return report(path, caption=str(captions / "table1.rst"), category="Table 1",
+        return report(path, caption=str(captions / "table1.rst"), category=CATEGORIES["tables"],
                       labels={"table": stem.replace("table1_", "").replace("_", " ")})
     if kind == "stats":
-        return report(path, caption=str(captions / f"stats_{stem}.rst"), category="Statistics and tests",
+        return report(path, caption=str(captions / f"stats_{stem}.rst"), category=CATEGORIES["stats"],
                       labels={"file": stem})
     return path
 

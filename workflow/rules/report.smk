@@ -41,7 +41,7 @@ rule provenance:
         expand("results/{dataset}/metrics.csv", dataset=DATASETS),
         report_targets(),
     output:
-        report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
+        report("results/provenance.json", caption="../report/provenance.rst", category=CATEGORIES["provenance"]),
     params:
         cfg=as_json(config),
         seeds=SEEDS,
