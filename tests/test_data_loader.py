@@ -77,8 +77,10 @@ def test_loader_has_no_torch_dependency():
 def test_missing_prepared_folder(tmp_path):
     with pytest.raises(GSMorphError, match="subjects.csv"):
         read_subjects(tmp_path)
-    with pytest.raises(GSMorphError, match="ED.nii.gz"):
+    with pytest.raises(GSMorphError, match="subjects.csv"):  # the slice count to check against
         load_subject(tmp_path, "nobody")
+    with pytest.raises(GSMorphError, match="ED.nii.gz"):
+        load_subject(tmp_path, "nobody", n_slices=3)
 
 
 def test_pairs_by_mode_and_dataset_name(prepared_acdc):

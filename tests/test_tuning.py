@@ -79,7 +79,9 @@ def prepared(tmp_path):
 
 
 def finished(study):
-    return [t for t in study.get_trials() if tuning.is_finished(t)]
+    trials = study.get_trials()
+    retried = tuning.retried_numbers(trials)
+    return [t for t in trials if tuning.is_finished(t, retried)]
 
 
 def load(storage, name):
@@ -354,3 +356,52 @@ def test_cli_bad_storage_is_a_clear_error(prepared_acdc, tmp_path, capsys):
                "--storage", str(tmp_path / "study.txt"), "--study", "s", "--seed", "0", "--out", str(tmp_path / "o")])
     assert rc == 1 and "study.txt" in capsys.readouterr().err
     assert not (tmp_path / "o" / "study.json").exists()
+
+
+def test_an_rdb_study_uses_optunas_heartbeat_and_retry(tmp_path, prepared):
+    """SQLite: Optuna's own heartbeat marks a trial of another host stale after
+    stale_after_s and its RetryHeartbeatStaleTrialCallback queues it again (params and run
+    folder kept); the stale trial no longer counts, so the study still ends with N trials."""
+    storage = f"sqlite:///{tmp_path / 'hb.db'}"
+    cfg = cfg_for(heartbeat_s=1.0, stale_after_s=2.0)
+    store, url = tuning.resolve_storage(storage, 1.0, 2.0)
+    assert store.get_heartbeat_interval() == 1  # Optuna's heartbeat is on for RDB storages
+    settings = tuning.study_settings("voxelmorph", prepared, 0, cfg)
+    study = tuning.open_study(store, url, "hb", 0, cfg, settings)
+    ghost = study.ask()
+    lam = ghost.suggest_float("lam", 1e-4, 1.0, log=True)
+    ghost.set_user_attr("worker_host", "another-host")
+    ghost.set_user_attr("worker_pid", 1)
+    ghost.set_user_attr("run_dir", str(tmp_path / "o" / "trials" / "trial_0000"))
+    store.record_heartbeat(ghost._trial_id)
+    time.sleep(3.0)  # older than the grace period
+
+    info = tuning.tune(prepared, "voxelmorph", 2, storage, "hb", 0, str(tmp_path / "o"), cfg, train_fn=fake_train)
+    study = load(storage, "hb")
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.FAIL
+    retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == 0)
+    assert retry.params["lam"] == lam and retry.user_attrs["run_dir"].endswith("trial_0000")
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert info["n_trials"] == 2 and len(finished(study)) == 2
+    frame = pd.read_csv(tmp_path / "o" / "trials.csv")
+    assert "interrupted" in frame.loc[frame["number"] == 0, "note"].item()
+
+
+def test_an_rdb_trial_of_a_dead_local_process_is_retried_at_once(tmp_path, prepared):
+    storage = f"sqlite:///{tmp_path / 'local.db'}"
+    cfg = cfg_for(heartbeat_s=1.0, stale_after_s=600.0)  # Optuna's stale check would wait 10 minutes
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store, url = tuning.resolve_storage(storage, 1.0, 600.0)
+    study = tuning.open_study(store, url, "l", 0, cfg, tuning.study_settings("voxelmorph", prepared, 0, cfg))
+    ghost = study.ask()
+    lam = ghost.suggest_float("lam", 1e-4, 1.0, log=True)
+    for key, value in (("worker_host", socket.gethostname()), ("worker_pid", dead.pid), ("worker_start", None)):
+        ghost.set_user_attr(key, value)
+    start = time.monotonic()
+    tuning.tune(prepared, "voxelmorph", 1, storage, "l", 0, str(tmp_path / "o"), cfg, train_fn=fake_train)
+    assert time.monotonic() - start < 60
+    study = load(storage, "l")
+    assert study.trials[0].user_attrs[tuning.NOT_COUNTED] == "interrupted"
+    assert study.trials[1].params["lam"] == lam and study.trials[1].system_attrs["failed_trial"] == 0

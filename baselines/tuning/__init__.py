@@ -4,7 +4,7 @@ By concern: storage.py (where a study lives), liveness.py (which workers are ali
 heartbeat), counting.py (which trials count), study.py (one worker: trials, sampling,
 pruning), outputs.py (trials.csv, study.json, best/).
 """
-from baselines.tuning.counting import counted, is_counted, is_finished
+from baselines.tuning.counting import counted, is_counted, is_finished, retried_numbers
 from baselines.tuning.liveness import NOT_COUNTED, fail_dead_trials, worker_is_dead
 from baselines.tuning.outputs import choose_best, trials_frame, write_outputs
 from baselines.tuning.storage import resolve_storage
@@ -13,5 +13,5 @@ from baselines.tuning.study import (
 )
 
 __all__ = ["NOT_COUNTED", "OBJECTIVES", "TrialFailed", "TrialSeededTPE", "check_tune_config", "choose_best", "counted",
-           "fail_dead_trials", "is_counted", "is_finished", "open_study", "resolve_storage", "run_trial",
+           "fail_dead_trials", "is_counted", "is_finished", "open_study", "resolve_storage", "retried_numbers", "run_trial",
            "study_settings", "trials_frame", "tune", "warmup_epochs", "worker_is_dead", "write_outputs"]
