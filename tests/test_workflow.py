@@ -145,6 +145,13 @@ def test_dry_run_of_the_paper_config_with_real_roots(tmp_path):
     train = shell_commands(proc.stdout, "train")
     assert len(train) == expected_jobs(cfg)["train"]
     assert any('"epochs":500' in line and '"batch_size":32' in line and "--seed 3407" in line for line in train)
+    # each backbone's own optimiser, and only its own
+    for backbone, optimizer in (("voxelmorph", "adamw"), ("transmorph", "adam")):
+        mine = [line for line in train if f"--backbone {backbone}" in line]
+        assert mine and all(f'"optim":{{"{backbone}":{{' in line and f'"optimizer":"{optimizer}"' in line
+                            for line in mine)
+        assert not any(f'"{other}":{{"amsgrad"' in line for line in mine
+                       for other in ("voxelmorph", "transmorph") if other != backbone)
 
 
 def test_method_commands_follow_the_cli(default_dry_run):
@@ -162,6 +169,9 @@ def test_method_commands_follow_the_cli(default_dry_run):
     # each verb gets only its own part of the method config
     assert all('"syn"' not in l for l in lines if l.startswith("gsmorph train"))
     assert any('"hypermorph"' in l for l in lines if "--method hypermorph" in l)
+    train = [l for l in lines if l.startswith("gsmorph train")]
+    assert all('"optim":{"transmorph":{"lr":0.003}}' in l for l in train if "--backbone transmorph" in l)
+    assert all('"optim"' not in l for l in train if "--backbone voxelmorph" in l)
     assert all('"hypermorph"' not in l for l in lines if "--method gsmorph" in l)
 
 
@@ -247,7 +257,11 @@ def test_configs_validate_and_paper_restores_every_shrunk_key():
         else:
             assert paper["method"][key] == DEFAULTS[key], key
     assert paper["prepare"]["size"] == 128 and paper["method"]["epochs"] == 500
-    assert paper["method"]["batch_size"] == 32 and paper["method"]["lr"] == 5e-3
+    assert paper["method"]["batch_size"] == 32 and "lr" not in paper["method"]
+    assert paper["method"]["optim"]["voxelmorph"]["optimizer"] == "adamw"
+    assert paper["method"]["optim"]["voxelmorph"]["lr"] == 5e-3
+    assert paper["method"]["optim"]["transmorph"]["optimizer"] == "adam"
+    assert paper["method"]["optim"]["transmorph"]["lr"] == 1e-4
     assert paper["method"]["tune"]["trials"] >= 20
 
 

@@ -97,18 +97,19 @@ def pairs_dirs(w, input):
 # trigger reruns exactly the jobs a config change concerns. Threads are not passed:
 # Snakemake sets OMP_NUM_THREADS to a job's threads and torch follows it.
 
-SECTIONS = {s for m in methods.METHODS for s in m.sections} | {"lambdas", "backbones"}
+SECTIONS = {s for m in methods.METHODS for s in m.sections} | {"lambdas", "backbones", "optim"}
 TRAIN_KEYS = [k for k in METHOD_DEFAULTS if k not in SECTIONS]
 PAIR_KEYS = ["mode", "moving", "fixed", "drop_missing"]
 
 
 def method_cfg(backbone, method):
-    """What `gsmorph train`/`tune` need: training keys, the backbone's kwargs, the
-    method's own sections and, for a fixed-lambda method, its lambda."""
+    """What `gsmorph train`/`tune` need: training keys, the backbone's kwargs and
+    optimiser settings, the method's own sections and, for a fixed-lambda method, its lambda."""
     spec = methods.get(method)
     cfg = {k: v for k, v in METHOD_CFG.items() if k in TRAIN_KEYS}
-    if backbone in (METHOD_CFG.get("backbones") or {}):
-        cfg["backbones"] = {backbone: METHOD_CFG["backbones"][backbone]}
+    for section in ("backbones", "optim"):
+        if backbone in (METHOD_CFG.get(section) or {}):
+            cfg[section] = {backbone: METHOD_CFG[section][backbone]}
     cfg.update({s: METHOD_CFG[s] for s in spec.sections if s in METHOD_CFG})
     if spec.lam_key:
         lambdas = {**METHOD_DEFAULTS["lambdas"], **(METHOD_CFG.get("lambdas") or {})}
