@@ -135,8 +135,24 @@ def code_version(verb):
 # ---------------------------------------------------------------- per-rule arguments
 
 def prepare_input(w):
-    """The phantom when no raw root is configured; nothing (a user's folder) otherwise."""
-    return [] if config.get(f"{w.dataset}_root") else f"raw/{w.dataset}/phantom_provenance.json"
+    """The phantom when no raw root is configured (nothing for a user's folder), and the
+    subjects file when one is configured (so that editing it prepares the data again)."""
+    inputs = [] if config.get(f"{w.dataset}_root") else [f"raw/{w.dataset}/phantom_provenance.json"]
+    listed = subjects_file(w.dataset)
+    return inputs + ([listed] if listed else [])
+
+
+def subjects_file(dataset):
+    """config prepare.subjects_file for `dataset`: one path for every dataset, or a mapping
+    {dataset: path}; None when not set."""
+    value = config["prepare"].get("subjects_file")
+    return value.get(dataset) if isinstance(value, dict) else value
+
+
+def subjects_args(w):
+    """`--subjects-file FILE` when a subjects file is configured for the dataset."""
+    listed = subjects_file(w.dataset)
+    return f"--subjects-file {shlex.quote(str(listed))}" if listed else ""
 
 
 def synth_subjects(w):
