@@ -2,7 +2,8 @@
 
     embedding e(lam) = MLP(lam): `layers` x [Linear(hidden), ReLU]          (hidden,)
       (Hoopes et al. and voxelmorph's HyperVxmDense: 6 x Dense(128, ReLU))
-    every U-Net convolution l: [kernel_l, bias_l] = A_l e + b_l             (per-layer linear map)
+    every U-Net convolution l: [kernel_l, bias_l] = b_l + A_l e / hidden    (per-layer linear map;
+      A_l starts at zero, b_l at an ordinary convolution's initialisation: see HyperConv)
     U-Net (VoxelMorph style, the voxelmorph backbone's level features f_0..f_{L-1}):
       encoder: conv(2 -> f_0); then per level: max-pool 2, conv(f_{i-1} -> f_i)
       decoder: per level: up-sample x2, concatenate the encoder skip, conv(f_{i+1} + f_i -> f_i)
