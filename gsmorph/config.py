@@ -23,9 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "similarity": "mse",         # mse | lncc
     "lncc_kernel": 9,            # window (voxels) of LNCC
     "smoothness": "l1",          # l1 | l2 (diffusion, first differences) | bending
-    # optimisation (the paper: AdamW, lr 5e-3, no weight decay, batch 32, 500 epochs)
-    "lr": 5e-3,
-    "weight_decay": 0.0,
+    # optimisation: the settings of each backbone are in `optim` below; the paper trains
+    # with batch 32 for 500 epochs
+    "lr": None,                  # null: each backbone's optim.<backbone>.lr; a number overrides it for
+                                 # every backbone (tune.tune_lr sets it per trial)
     "epochs": 500,
     "batch_size": 32,
     "val_every": 5,
@@ -42,15 +43,34 @@ DEFAULTS: dict[str, Any] = {
         "voxelmorph": {"features": [16, 32, 64, 128, 256]},
         "transmorph": {"embed_dim": 48, "depths": [2, 2, 4, 2], "num_heads": [4, 4, 8, 8], "window_size": 4},
     },
+    # optimiser per backbone (gsmorph.config.optim_settings); a backbone without an entry
+    # (a plugin's) gets OPTIM_FALLBACK. optimizer: adam | adamw; grad_clip: max global L2
+    # norm of the gradient (null: none); warmup_epochs: linear warm-up of the lr over that
+    # many epochs, step by step; schedule: constant | poly (lr x (1 - (epoch-1)/epochs)^poly_power
+    # per epoch, as in TransMorph's code)
+    "optim": {
+        # the paper's (GSMorph's code): AdamW, lr 5e-3, no weight decay, constant lr
+        "voxelmorph": {"optimizer": "adamw", "lr": 5e-3, "weight_decay": 0.0, "amsgrad": False,
+                       "grad_clip": None, "warmup_epochs": 0, "schedule": "constant", "poly_power": 0.9},
+        # the GSMorph paper does not say; the TransMorph authors' code: Adam (amsgrad), lr 1e-4,
+        # no weight decay, no clipping or warm-up, polynomial decay with power 0.9
+        "transmorph": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "amsgrad": True,
+                       "grad_clip": None, "warmup_epochs": 0, "schedule": "poly", "poly_power": 0.9},
+    },
     # weighted-loss baseline: the paper's VoxelMorph-s / -m / -l lambdas
     "lambdas": {"s": 0.001, "m": 0.01, "l": 0.1},
     # HyperMorph (baselines/hypermorph.py)
+    # (Hoopes et al. and voxelmorph's train_hypermorph.py: 6 x Dense(128, ReLU), l2 gradient
+    # smoothness, MSE / sigma^2 with sigma 0.05, end-point over-sampling 0.2 per sample)
     "hypermorph": {
         "hidden": 128,
-        "layers": 4,
-        "endpoint_prob": 0.2,    # P(lambda drawn from {0, 1}) per step
+        "layers": 6,
+        "smoothness": "l2",      # HyperMorph's own smoothness loss (the published l2 gradient), not
+                                 # the top-level `smoothness` (l1: the paper's GSMorph loss)
+        "endpoint_prob": 0.2,    # P(a sample's lambda is drawn from {0, 1}), per sample of a batch
         "mse_sigma": 0.05,       # MSE similarity scaled by 1 / sigma^2
-        "val_lambdas": 11,       # lambdas swept on validation to choose the reported one
+        "val_lambdas": 11,       # coarse validation grid: this many lambdas evenly on [0, 1]
+        "fine_lambdas": 10,      # fine grid between the coarse neighbours of the coarse best (0: none)
         "features": None,        # U-Net level widths; None: those of backbones.voxelmorph
     },
     # Optuna tuning of the weighted baseline (baselines/tuning.py)
@@ -81,7 +101,42 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# the optimisation settings of a backbone without its own `optim` entry (a plugin's): voxelmorph's
+OPTIM_FALLBACK: dict[str, Any] = copy.deepcopy(DEFAULTS["optim"]["voxelmorph"])
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "poly")
+
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "method.schema.yaml"
+
+
+def optim_settings(cfg: dict[str, Any], backbone: str) -> dict[str, Any]:
+    """The optimisation settings `backbone` trains with: config `optim.<backbone>` (or
+    OPTIM_FALLBACK), with the top-level `lr` in its place when that is set.
+    GSMorphError naming the key for a value the optimiser cannot use."""
+    entry = (cfg.get("optim") or {}).get(backbone)
+    settings = {**OPTIM_FALLBACK, **(entry or {})}
+    if cfg.get("lr") is not None:
+        settings["lr"] = cfg["lr"]
+    where = f"optim.{backbone}"
+    if settings["optimizer"] not in OPTIMIZERS:
+        raise GSMorphError(f"config key '{where}.optimizer': unknown '{settings['optimizer']}', "
+                           f"expected one of {', '.join(OPTIMIZERS)}")
+    if settings["schedule"] not in SCHEDULES:
+        raise GSMorphError(f"config key '{where}.schedule': unknown '{settings['schedule']}', "
+                           f"expected one of {', '.join(SCHEDULES)}")
+    checks = {"lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0, "warmup_epochs": lambda v: v >= 0,
+              "poly_power": lambda v: v > 0}
+    for key, ok in checks.items():
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            lr_key = "lr" if key == "lr" and cfg.get("lr") is not None else f"{where}.{key}"
+            raise GSMorphError(f"config key '{lr_key}': {value!r} is not a valid value")
+    clip = settings["grad_clip"]
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
+        raise GSMorphError(f"config key '{where}.grad_clip': must be a number > 0 or null, got {clip!r}")
+    if not isinstance(settings["amsgrad"], bool):
+        raise GSMorphError(f"config key '{where}.amsgrad': must be true or false, got {settings['amsgrad']!r}")
+    return settings
 
 
 def method_schema() -> dict:
@@ -92,6 +147,7 @@ def method_schema() -> dict:
 
     schema = yaml.safe_load(SCHEMA.read_text())
     schema["properties"]["backbones"]["properties"] = {name: {"type": "object"} for name in backbones.names()}
+    schema["properties"]["optim"]["properties"] = {name: {"$ref": "#/$defs/optim"} for name in backbones.names()}
     return schema
 
 
@@ -127,7 +183,9 @@ def _merge(base: dict, update: dict, where: str) -> dict:
         path = f"{where}.{key}" if where else key
         if key not in base:
             raise GSMorphError(f"unknown config key '{path}'")
-        if isinstance(base[key], dict) and key != "backbones":
+        if key == "optim":
+            out[key] = _merge_optim(base[key], value, path)
+        elif isinstance(base[key], dict) and key != "backbones":
             if not isinstance(value, dict):
                 raise GSMorphError(f"config key '{path}' must be a mapping, got {type(value).__name__}")
             out[key] = _merge(base[key], value, path)
@@ -137,6 +195,19 @@ def _merge(base: dict, update: dict, where: str) -> dict:
             out[key] = {**base[key], **value}  # a backbone's kwargs are replaced whole
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def _merge_optim(base: dict, update: Any, where: str) -> dict:
+    """`optim` entries merged key by key, per backbone; a backbone without a default entry
+    (a plugin's) starts from OPTIM_FALLBACK."""
+    if not isinstance(update, dict):
+        raise GSMorphError(f"config key '{where}' must be a mapping, got {type(update).__name__}")
+    out = copy.deepcopy(base)
+    for name, value in update.items():
+        if not isinstance(value, dict):
+            raise GSMorphError(f"config key '{where}.{name}' must be a mapping, got {type(value).__name__}")
+        out[name] = _merge(base.get(name, OPTIM_FALLBACK), value, f"{where}.{name}")
     return out
 
 

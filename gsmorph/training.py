@@ -8,7 +8,7 @@ trains, calling the hooks a subclass overrides:
 
     lambda_for(lam)        the weighted loss's lambda (--lam, the config's lambdas, or None)
     build_network()        the RegistrationNet (backbone + integration)
-    build_optimizer()      AdamW by default
+    build_optimizer()      the backbone's optimiser of config `optim` (AdamW for VoxelMorph)
     train_step(m, f)       fills every parameter's .grad for one batch, returns the losses
     predict(m, f)          the displacement used by validation and inference
     validate()             (val Dice, val NJD %) of the current weights
@@ -35,6 +35,12 @@ thread count, ends with bitwise-identical weights to an uninterrupted run. The r
 fingerprint holds the method, seed, lambda, config, CPU thread count, the trainer's code
 version and the prepared data's identity: a run made otherwise is refused, or, with
 `fresh_if_changed`, its files are removed and training starts afresh (said in the log).
+
+Optimisation (config `optim.<backbone>`, gsmorph.config.optim_settings): the optimiser and its
+lr, weight decay and amsgrad; before every step the gradient is clipped to `grad_clip`
+(global L2 norm) and each parameter group's lr set to its initial lr x `lr_factor` (linear
+warm-up over `warmup_epochs`, step by step; `schedule` poly: (1 - (epoch - 1) / epochs)^power).
+With a poly schedule the number of epochs is part of the resume fingerprint.
 
 Tensors: images (B, 1, *S) float32 in [0, 1], labels (B, 1, *S) uint8 (0 bg, 1 LV,
 2 Myo, 3 RV), displacement (B, ndim, *S) in voxels (moved = moving at x + u(x)).
@@ -143,6 +149,9 @@ class Trainer:
         self.cfg = cfg
         self.lam = self.lambda_for(lam)
         self._check_arguments()
+        from gsmorph.config import optim_settings
+
+        self.optim = optim_settings(cfg, backbone)
         check_not_input(self.out, [self.prepared])
         if not (self.prepared / "subjects.csv").is_file():
             raise GSMorphError(f"{self.prepared / 'subjects.csv'}: not found; is --prepared a prepared folder?")
@@ -208,6 +217,7 @@ class Trainer:
         self.sim_loss, self.reg_loss = build_losses(self.cfg, self.spatial_dims)
         self.model = self.build_network().to(self.device)
         self.optimizer = self.build_optimizer()
+        self.base_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]  # what warm-up and schedule scale
         self.surgery = self.conflicts = None
         if self.spec.surgery:
             from gsmorph.surgery import ConflictTracker, GradientSurgery
@@ -250,8 +260,21 @@ class Trainer:
             raise GSMorphError(f"config key 'backbones.{backbone}': {err}") from None
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=float(self.cfg["lr"]),
-                                 weight_decay=float(self.cfg["weight_decay"]))
+        """The optimiser of config `optim.<backbone>` (self.optim); the lr it is built with is
+        the one warm-up and schedule scale."""
+        s = self.optim
+        kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+        if s["optimizer"] not in kinds:
+            raise GSMorphError(f"config key 'optim.{self.backbone}.optimizer': unknown '{s['optimizer']}', "
+                               f"expected one of {', '.join(kinds)}")
+        return kinds[s["optimizer"]](self.model.parameters(), lr=float(s["lr"]),
+                                     weight_decay=float(s["weight_decay"]), amsgrad=bool(s["amsgrad"]))
+
+    def backbone_display(self) -> str:
+        """The backbone's name in tables and figures, from its size (e.g. 'TransMorph-S')."""
+        from gsmorph import backbones
+
+        return backbones.variant_name(self.backbone, self.backbone_kwargs())
 
     def train_step(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict:
         """Fill every parameter's .grad for one batch; return the losses (tensors)."""
@@ -298,6 +321,8 @@ class Trainer:
             "seed": self.seed,
             "similarity": self.cfg["similarity"],
             "smoothness": self.cfg["smoothness"],
+            "optim": self.optim,
+            "backbone_display": self.backbone_display(),
             "config": self.cfg,
             "checksums": {"best.pt": self.best_sha256, "last.pt": self.last_sha256},
         }
@@ -313,6 +338,8 @@ class Trainer:
             "epochs_done": self.epoch,
             "method": self.method,
             "backbone": self.backbone,
+            "backbone_display": self.backbone_display(),
+            "optim": self.optim,
             "lam": self.lam,
             "seed": self.seed,
         }
@@ -459,7 +486,10 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float]:
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for b, idx in self._epoch_batches():
+        batches = self._epoch_batches()
+        epoch = self.epoch + 1
+        clip = self.optim["grad_clip"]
+        for b, idx in batches:
             bucket = self.train_data[b]
             idx = idx.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
@@ -474,6 +504,12 @@ class Trainer:
                     break
             else:
                 self._drop_gradients_unless(finite)
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+            factor = lr_factor(self.optim, epoch, int(self.cfg["epochs"]), steps - 1, len(batches))
+            if factor != 1.0 or any(g["lr"] != lr for g, lr in zip(self.optimizer.param_groups, self.base_lrs)):
+                for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+                    group["lr"] = lr * factor
             self.optimizer.step()
         keys = list(sums)
         values = (torch.stack([sums[k] for k in keys]) / steps).cpu().tolist()  # the epoch's one sync
@@ -518,11 +554,15 @@ class Trainer:
         """What identifies this run for a resume (see the module docstring)."""
         from gsmorph.code_version import code_version
 
-        ignored = set(RESUMABLE_CHANGES) | {"backbones", "lambdas"}  # the run's own: kwargs and lam
+        # the run's own: kwargs, lam and optimiser settings (lr override included)
+        ignored = set(RESUMABLE_CHANGES) | {"backbones", "lambdas", "optim", "lr"}
         others = {s for m in methods.METHODS for s in m.sections} - set(self.spec.sections)
         cfg = {k: v for k, v in self.cfg.items() if k not in ignored | others}
+        optim = dict(self.optim)
+        if optim["schedule"] == "poly":  # the lr of every epoch depends on the number of epochs
+            optim["epochs"] = int(self.cfg["epochs"])
         return {"method": self.method, "backbone": self.backbone, "seed": self.seed, "lam": self.lam,
-                "backbone_kwargs": self.backbone_kwargs(), "cfg": cfg,
+                "backbone_kwargs": self.backbone_kwargs(), "cfg": cfg, "optim": optim,
                 "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
                 "code": code_version(type(self).__module__), "data": data_identity(self.prepared)}
 
@@ -595,6 +635,20 @@ class Trainer:
                          prepared=str(self.prepared.resolve()), device=str(self.device),
                          cpu_threads=torch.get_num_threads())
         return summary
+
+
+def lr_factor(optim: dict, epoch: int, epochs: int, step: int, steps_per_epoch: int) -> float:
+    """The factor on the initial lr at step `step` (0-based) of epoch `epoch` (1-based) of
+    `epochs`: linear warm-up over the first `warmup_epochs` epochs, step by step (1/n at the
+    first step of n warm-up steps, 1 from the last), times the poly schedule's
+    (1 - (epoch - 1) / epochs)^poly_power (constant schedule: 1)."""
+    factor = 1.0
+    warmup = int(optim.get("warmup_epochs") or 0) * int(steps_per_epoch)
+    if warmup > 0:
+        factor = min(1.0, ((epoch - 1) * int(steps_per_epoch) + step + 1) / warmup)
+    if optim.get("schedule", "constant") == "poly":
+        factor *= (1.0 - (epoch - 1) / max(int(epochs), 1)) ** float(optim.get("poly_power", 0.9))
+    return factor
 
 
 class Progress:

@@ -129,3 +129,136 @@ def test_provenance_and_excluded_written(prepared_mnm):
     table = read_subjects(prepared_mnm)
     assert set(table["group"]) == {"A", "B", "C", "D"}
     assert {"vendor_name", "centre"} <= set(table.columns)
+
+
+# ------------------------------------------------------------------ intensity normalisation
+
+def test_scale_intensity_known_answers():
+    from gsmorph.data.prepare import scale_intensity
+
+    ed, es = np.array([[2.0, 4.0], [6.0, 8.0]]), np.array([[3.0, 10.0]])
+    a, b = scale_intensity([ed, es], "minmax")  # joint min 2, max 10
+    np.testing.assert_allclose(a, [[0.0, 0.25], [0.5, 0.75]])
+    np.testing.assert_allclose(b, [[0.125, 1.0]])
+    assert a.dtype == b.dtype == np.float32
+    # the percentile range clips a bright outlier that min-max keeps
+    values = np.arange(1000, dtype=np.float64)
+    values[-1] = 1e6
+    (p,), (m,) = scale_intensity([values], "percentile"), scale_intensity([values], "minmax")
+    assert p[-1] == 1.0 and p[-2] == 1.0 and p[500] == pytest.approx(0.5, abs=0.01)
+    assert m[-1] == 1.0 and m[500] == pytest.approx(500 / 1e6)
+    np.testing.assert_array_equal(scale_intensity([np.full((2, 2), 7.0)], "minmax")[0], 0.0)  # constant: zeros
+
+
+def test_unknown_intensity_is_a_clear_error(raw_acdc, tmp_path):
+    from gsmorph.cli import main
+    from gsmorph.data.prepare import prepare
+    from gsmorph.errors import GSMorphError
+
+    with pytest.raises(GSMorphError, match=r"prepare.intensity.*percentile, minmax.*'zscore'"):
+        prepare("acdc", raw_acdc, tmp_path / "p", size=16, intensity="zscore")
+    assert not (tmp_path / "p").exists()
+    with pytest.raises(SystemExit):
+        main(["prepare", "--dataset", "acdc", "--raw", str(raw_acdc), "--out", str(tmp_path / "p"),
+              "--intensity", "zscore"])
+
+
+def test_minmax_prepares_the_papers_scaling_and_records_it(raw_acdc, prepared_acdc, tmp_path):
+    import json
+
+    from gsmorph.cli import main
+
+    out = tmp_path / "minmax"
+    assert main(["prepare", "--dataset", "acdc", "--raw", str(raw_acdc), "--out", str(out), "--size", "64",
+                 "--intensity", "minmax"]) == 0
+    table = read_subjects(out)
+    assert (table["intensity"] == "minmax").all()
+    assert (read_subjects(prepared_acdc)["intensity"] == "percentile").all()  # the default
+    assert json.loads((out / "provenance.json").read_text())["config"]["intensity"] == "minmax"
+    for _, row in table.head(3).iterrows():
+        raw = _read_raw("acdc", raw_acdc, row["subject"])
+        x0, y0 = int(row["crop_x0"]), int(row["crop_y0"])
+        ed, es = (crop_inplane(v, x0, y0, 64).astype(np.float64) for v in (raw.ED, raw.ES))
+        lo, hi = min(ed.min(), es.min()), max(ed.max(), es.max())
+        subj = load_subject(out, row["subject"])
+        np.testing.assert_allclose(subj.ED, (ed - lo) / (hi - lo), atol=1e-6)
+        np.testing.assert_allclose(subj.ES, (es - lo) / (hi - lo), atol=1e-6)
+        assert min(subj.ED.min(), subj.ES.min()) == 0.0 and max(subj.ED.max(), subj.ES.max()) == 1.0
+
+
+# ------------------------------------------------------------------ the cohort: subjects_file
+
+def test_subjects_file_limits_the_subjects_and_is_recorded(raw_acdc, raw_mnm, tmp_path):
+    import hashlib
+    import json
+
+    from gsmorph.data.prepare import prepare
+
+    acdc_ids = sorted(p.name for p in (raw_acdc / "training").iterdir())
+    mnm_ids = sorted(read_subjects_of(raw_mnm))
+    # one CSV for both datasets: its `dataset` column leaves the other dataset's rows out
+    listing = tmp_path / "cohort.csv"
+    pd.DataFrame({"subject": [acdc_ids[5], acdc_ids[1], acdc_ids[2], acdc_ids[3], mnm_ids[0]],
+                  "dataset": ["acdc"] * 4 + ["mnm"], "note": "x"}).to_csv(listing, index=False)
+    summary = prepare("acdc", raw_acdc, tmp_path / "acdc", size=16, subjects_file=listing)
+    table = read_subjects(tmp_path / "acdc")
+    assert sorted(table["subject"]) == sorted([acdc_ids[1], acdc_ids[2], acdc_ids[3], acdc_ids[5]])
+    assert summary["n_prepared"] == 4 and summary["n_listed"] == 4
+    prov = json.loads((tmp_path / "acdc" / "provenance.json").read_text())["config"]
+    assert prov["subjects_file"] == str(listing) and prov["n_listed"] == 4
+    assert prov["subjects_file_sha256"] == hashlib.sha256(listing.read_bytes()).hexdigest()
+    # the same file for M&Ms-1, and a text file (one id a line, comments and blanks ignored)
+    assert prepare("mnm", raw_mnm, tmp_path / "mnm", size=16, subjects_file=listing)["n_prepared"] == 1
+    text = tmp_path / "ids.txt"
+    text.write_text(f"# the cohort\n{acdc_ids[0]}\n\n{acdc_ids[4]}\n{acdc_ids[0]}\n")
+    prepare("acdc", raw_acdc, tmp_path / "acdc2", size=16, subjects_file=text)
+    assert sorted(read_subjects(tmp_path / "acdc2")["subject"]) == [acdc_ids[0], acdc_ids[4]]
+
+
+def read_subjects_of(raw_mnm):
+    """Labelled M&Ms-1 subject ids of a raw folder."""
+    from gsmorph.data.prepare import list_subjects
+
+    readers, _ = list_subjects("mnm", raw_mnm)
+    return [s for s, _ in readers]
+
+
+def test_subjects_file_errors_name_the_file_and_the_subject(raw_acdc, raw_mnm, tmp_path):
+    from gsmorph.cli import main
+    from gsmorph.data.prepare import list_subjects, prepare
+    from gsmorph.errors import GSMorphError
+
+    acdc_ids = sorted(p.name for p in (raw_acdc / "training").iterdir())
+    listing = tmp_path / "ids.txt"
+    listing.write_text(f"{acdc_ids[0]}\npatient999\n")
+    with pytest.raises(GSMorphError, match=rf"{listing}: 1 listed subject\(s\) are not labelled acdc subjects.*"
+                                           r"patient999"):
+        prepare("acdc", raw_acdc, tmp_path / "p", size=16, subjects_file=listing)
+    assert not (tmp_path / "p").exists()
+    assert main(["prepare", "--dataset", "acdc", "--raw", str(raw_acdc), "--out", str(tmp_path / "p"),
+                 "--subjects-file", str(listing)]) != 0
+    # a subject of a folder not read: one phantom subject moved to testing/
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_acdc, raw)
+    (raw / "testing").mkdir()
+    shutil.move(raw / "training" / acdc_ids[0], raw / "testing" / acdc_ids[0])
+    listing.write_text(f"{acdc_ids[0]}\n")
+    with pytest.raises(GSMorphError, match=rf"folders read: training\): {acdc_ids[0]}"):
+        prepare("acdc", raw, tmp_path / "p", size=16, subjects_file=listing, folders=["training"])
+    assert prepare("acdc", raw, tmp_path / "p", size=16, subjects_file=listing)["n_prepared"] == 1
+    # an unlabelled M&Ms-1 subject is named as such
+    _, unlabelled = list_subjects("mnm", raw_mnm)
+    listing.write_text(f"{unlabelled[0]}\n")
+    with pytest.raises(GSMorphError, match=rf"{unlabelled[0]} \(unlabelled\)"):
+        prepare("mnm", raw_mnm, tmp_path / "p", size=16, subjects_file=listing)
+    # a missing file, an empty one, a CSV without a subject column
+    with pytest.raises(GSMorphError, match=r"nope.txt: subjects file not found"):
+        prepare("acdc", raw_acdc, tmp_path / "p", size=16, subjects_file=tmp_path / "nope.txt")
+    listing.write_text("# nobody\n\n")
+    with pytest.raises(GSMorphError, match=r"lists no subjects"):
+        prepare("acdc", raw_acdc, tmp_path / "p", size=16, subjects_file=listing)
+    listing.write_text("id,split\npatient001,train\n")
+    with pytest.raises(GSMorphError, match=r"needs a 'subject' column"):
+        prepare("acdc", raw_acdc, tmp_path / "p", size=16, subjects_file=listing)

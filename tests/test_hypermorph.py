@@ -1,4 +1,5 @@
-"""HyperMorph: generated convolutions, lambda sampling, its loss, lambda selection, inference."""
+"""HyperMorph: the published hypernetwork (6 x Dense(128)), generated convolutions, per-sample
+lambda sampling, its l2 loss, the coarse-then-fine lambda selection, resume, inference."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from baselines import hypermorph
 from baselines.hypernet import HyperConv, HyperUNet
-from gsmorph.config import load_config
+from gsmorph.config import DEFAULTS, load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import train_method
 
@@ -27,20 +28,58 @@ def tiny_cfg(**overrides):
 
 # ------------------------------------------------------------------ the hypernetwork
 
+def _lambda_dependent(net):
+    """Give every generated convolution a lambda-dependent part (it starts at zero)."""
+    for conv in list(net.encoder) + list(net.decoder):
+        torch.nn.init.normal_(conv.generate.weight, std=0.5)
+
+
+def test_the_published_hypernetwork_is_six_dense_128_relu_layers():
+    assert DEFAULTS["hypermorph"]["layers"] == 6 and DEFAULTS["hypermorph"]["hidden"] == 128
+    kwargs = hypermorph.network_kwargs(load_config(), "voxelmorph")
+    assert kwargs["layers"] == 6 and kwargs["hidden"] == 128
+    net = HyperUNet(2, features=[4, 8, 8], hidden=kwargs["hidden"], layers=kwargs["layers"])
+    layers = list(net.mlp)
+    linears = [m for m in layers if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(1, 128)] + [(128, 128)] * 5
+    assert [type(m) for m in layers] == [torch.nn.Linear, torch.nn.ReLU] * 6
+    assert net.embed(0.3).shape == (1, 128) and net.embed(torch.rand(5)).shape == (5, 128)
+
+
 def test_hyperconv_is_the_convolution_with_the_generated_kernel():
     torch.manual_seed(0)
     conv = HyperConv(2, 3, 5, embed=4)
+    assert torch.all(conv.generate.weight == 0)  # starts as an ordinary convolution at every lambda
+    torch.nn.init.normal_(conv.generate.weight)
     x, e = torch.randn(2, 3, 7, 6), torch.randn(4)
-    params = conv.generate.weight @ e + conv.generate.bias  # the per-layer linear map
+    params = conv.generate.weight @ e / 4 + conv.generate.bias  # the per-layer linear map, over the width
     kernel, bias = params[: 5 * 3 * 9].view(5, 3, 3, 3), params[5 * 3 * 9:]
     expected = F.leaky_relu(F.conv2d(x, kernel, bias, padding=1), 0.2)
     assert torch.allclose(conv(x, e), expected, atol=1e-6)
+    # one embedding per sample: each sample convolved with its own kernel
+    es = torch.randn(2, 4)
+    each = torch.cat([conv(x[i:i + 1], es[i]) for i in range(2)])
+    assert torch.allclose(conv(x, es), each, atol=1e-5)
+
+
+def test_per_sample_lambdas_equal_one_forward_per_sample():
+    torch.manual_seed(0)
+    net = HyperUNet(2, features=[4, 8, 8], hidden=8, layers=6)
+    _lambda_dependent(net)
+    torch.nn.init.normal_(net.flow.weight, std=0.1)
+    x, lam = torch.rand(3, 2, 16, 12), torch.tensor([0.0, 0.4, 1.0])
+    each = torch.cat([net(x[i:i + 1], float(lam[i])) for i in range(3)])
+    assert torch.allclose(net(x, lam), each, rtol=1e-4, atol=1e-5)
+    assert (each[0] - each[2]).abs().max() > 1e-3
 
 
 def test_output_depends_on_lambda_and_any_size_works():
     torch.manual_seed(0)
     net = HyperUNet(3, features=[4, 8], hidden=8, layers=2)
+    x = torch.rand(1, 2, 9, 10, 5)
     torch.nn.init.normal_(net.flow.weight, std=0.1)  # a visible flow (the head starts near zero)
+    assert torch.equal(net(x, 0.0), net(x, 1.0))  # the lambda-dependent parts start at zero
+    _lambda_dependent(net)
     x = torch.rand(1, 2, 9, 10, 5)
     a, b = net(x, 0.0), net(x, 1.0)
     assert a.shape == (1, 3, 9, 10, 5)
@@ -51,6 +90,7 @@ def test_output_depends_on_lambda_and_any_size_works():
 def test_gradient_reaches_the_mlp_through_every_generated_convolution():
     torch.manual_seed(0)
     net = HyperUNet(2, features=[4, 8, 8], hidden=8, layers=3)
+    _lambda_dependent(net)
     net(torch.rand(2, 2, 16, 16), 0.4).square().mean().backward()
     for p in net.hyper_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
@@ -71,15 +111,37 @@ def test_bad_network_arguments():
         HyperUNet(1)
 
 
-def test_lambda_sampling_endpoints_and_uniform():
+def test_lambda_sampling_endpoints_and_uniform_per_sample():
     torch.manual_seed(0)
-    ends = [hypermorph.sample_lambda(1.0) for _ in range(200)]
-    assert set(ends) == {0.0, 1.0}
-    inner = np.array([hypermorph.sample_lambda(0.0) for _ in range(2000)])
+    ends = hypermorph.sample_lambdas(200, 1.0).numpy()
+    assert set(ends) == {0.0, 1.0} and ends.mean() == pytest.approx(0.5, abs=0.1)
+    inner = hypermorph.sample_lambdas(2000, 0.0).numpy()
     assert np.all((inner > 0) & (inner < 1))
     assert inner.mean() == pytest.approx(0.5, abs=0.03)
-    mixed = np.array([hypermorph.sample_lambda(0.2) for _ in range(4000)])
+    mixed = hypermorph.sample_lambdas(4000, 0.2).numpy()
     assert np.isin(mixed, [0.0, 1.0]).mean() == pytest.approx(0.2, abs=0.03)
+    batch = hypermorph.sample_lambdas(32, 0.2).numpy()
+    assert len(set(batch.tolist())) > 20  # one lambda per sample, not one per batch
+    torch.manual_seed(3)
+    first = hypermorph.sample_lambdas(8, 0.2)
+    torch.manual_seed(3)
+    assert torch.equal(first, hypermorph.sample_lambdas(8, 0.2))  # torch's generator: resumable
+
+
+def test_weighted_equivalent_known_values():
+    assert hypermorph.weighted_equivalent(0.8, "mse", 0.05) == pytest.approx(0.01)
+    assert hypermorph.weighted_equivalent(0.0, "mse", 0.05) == 0.0
+    assert hypermorph.weighted_equivalent(0.5, "lncc", 0.05) == pytest.approx(1.0)
+    assert hypermorph.weighted_equivalent(1.0, "mse", 0.05) == float("inf")
+
+
+def test_fine_grid_lies_between_the_coarse_neighbours_of_the_best():
+    coarse = hypermorph.sweep_lambdas(5)  # 0, .25, .5, .75, 1
+    np.testing.assert_allclose(hypermorph.fine_grid(coarse, 0.5, 4), [0.35, 0.45, 0.55, 0.65])
+    np.testing.assert_allclose(hypermorph.fine_grid(coarse, 0.5, 3), [0.375, 0.625])  # 0.5 is not repeated
+    np.testing.assert_allclose(hypermorph.fine_grid(coarse, 1.0, 4), [0.8, 0.85, 0.9, 0.95])
+    np.testing.assert_allclose(hypermorph.fine_grid(coarse, 0.0, 1), [0.125])
+    assert hypermorph.fine_grid(coarse, 0.5, 0).size == 0
 
 
 def test_network_kwargs_follow_the_voxelmorph_backbone():
@@ -94,33 +156,73 @@ def test_network_kwargs_follow_the_voxelmorph_backbone():
 
 # ------------------------------------------------------------------ training
 
-def test_training_step_loss_is_hypermorph_weighting(prepared_acdc, tmp_path, monkeypatch):
+def test_training_step_loss_is_hypermorph_weighting_with_the_l2_gradient(prepared_acdc, tmp_path, monkeypatch):
+    from monai.losses import DiffusionLoss
+
+    from gsmorph.losses import GradientL1Loss
+    from gsmorph.networks import warp_image
+
     cfg = tiny_cfg()
+    assert cfg["smoothness"] == "l1" and cfg["hypermorph"]["smoothness"] == "l2"
     trainer = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "run", cfg)
     trainer.initialize()
+    assert isinstance(trainer.reg_loss, DiffusionLoss)  # HyperMorph's own loss, not the global l1
+    _lambda_dependent(trainer.model.backbone)
     torch.nn.init.normal_(trainer.model.backbone.flow.weight, std=0.05)
     bucket = trainer.train_data[0]
     moving, fixed = bucket["moving"][:4], bucket["fixed"][:4]
-    monkeypatch.setattr(hypermorph, "sample_lambda", lambda endpoint_prob: 0.3)
+    lam = torch.tensor([0.0, 0.3, 0.9, 1.0])
+    monkeypatch.setattr(hypermorph, "sample_lambdas", lambda n, endpoint_prob: lam[:n])
     trainer.model.zero_grad()
     logs = trainer.train_step(moving, fixed)
     got = [p.grad.clone() for p in trainer.model.parameters()]
 
-    from gsmorph.networks import warp_image
-
     trainer.model.zero_grad()
-    disp = trainer.model(torch.cat([moving, fixed], 1), 0.3)
-    mse = ((warp_image(moving, disp) - fixed) ** 2).mean()
-    reg = trainer.reg_loss(disp)
-    (0.7 * mse / 0.05 ** 2 + 0.3 * reg).backward()
-    for g, p in zip(got, trainer.model.parameters()):
-        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-9)
-    assert logs["loss_sim"].item() == pytest.approx(mse.item() / 0.05 ** 2, rel=1e-5)
+    total, sims = 0.0, []
+    for i in range(4):  # each sample with its own lambda, the published loss
+        disp = trainer.model(torch.cat([moving[i:i + 1], fixed[i:i + 1]], 1), float(lam[i]))
+        mse = ((warp_image(moving[i:i + 1], disp) - fixed[i:i + 1]) ** 2).mean() / 0.05 ** 2
+        dx = (disp[:, :, 2:, 1:-1] - disp[:, :, :-2, 1:-1]) / 2  # central differences inside the border
+        dy = (disp[:, :, 1:-1, 2:] - disp[:, :, 1:-1, :-2]) / 2
+        reg = (dx ** 2 + dy ** 2).mean()  # the l2 gradient (diffusion) loss, MONAI's DiffusionLoss
+        total = total + ((1 - lam[i]) * mse + lam[i] * reg) / 4
+        sims.append(mse.item())
+    total.backward()
+    for g, p in zip(got, trainer.model.parameters()):  # grouped vs single convolutions: float rounding
+        assert torch.allclose(g, p.grad, rtol=1e-3, atol=1e-4 * float(p.grad.abs().max()) + 1e-12)
+    assert logs["loss_sim"].item() == pytest.approx(np.mean(sims), rel=1e-5)
+
+    cfg_l1 = tiny_cfg(hypermorph={"smoothness": "l1"})
+    other = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "r1", cfg_l1)
+    other.initialize()
+    assert isinstance(other.reg_loss, GradientL1Loss)
+
+
+def test_sweep_refines_around_the_coarse_best(prepared_acdc, tmp_path, monkeypatch):
+    cfg = tiny_cfg(hypermorph={"val_lambdas": 5, "fine_lambdas": 4})
+    trainer = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "run", cfg)
+    trainer.initialize()
+    seen = []
+
+    def score(buckets, predict):  # a validation Dice peaked at lambda 0.62; NJD falls with lambda
+        lam = float(predict.__defaults__[0])
+        seen.append(lam)
+        return 1.0 - abs(lam - 0.62), 1.0 - lam
+
+    monkeypatch.setattr(trainer, "evaluate_split", score)
+    rows = trainer.refined_sweep()
+    assert [r["stage"] for r in rows] == ["coarse"] * 5 + ["fine"] * 4
+    np.testing.assert_allclose([r["lam"] for r in rows], [0, 0.25, 0.5, 0.75, 1, 0.35, 0.45, 0.55, 0.65])
+    assert seen == [r["lam"] for r in rows]
+    assert [r["lam"] for r in rows if r["chosen"]] == [pytest.approx(0.65)]  # the coarse best was 0.5
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["weighted_equivalent"] == pytest.approx(0.65 * 0.05 ** 2 / 0.35)
+    assert trainer.validate() == (pytest.approx(1 - 0.12), pytest.approx(0.5))  # training: coarse grid only
 
 
 def test_smoothness_grows_with_lambda_after_short_training(prepared_acdc, tmp_path):
-    # 32 steps of 4 pairs; sigma 0.2 puts the sim/reg balance inside [0, 1] at this stage
-    cfg = tiny_cfg(epochs=8, batch_size=4, max_train_pairs=16, val_every=100, hypermorph={
+    # 48 steps of 4 pairs; sigma 0.2 puts the sim/reg balance inside [0, 1] at this stage
+    cfg = tiny_cfg(epochs=12, batch_size=4, max_train_pairs=16, val_every=100, hypermorph={
         "hidden": 16, "layers": 2, "val_lambdas": 3, "endpoint_prob": 0.5, "mse_sigma": 0.2})
     trainer = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "run", cfg)
     trainer.fit()
@@ -140,19 +242,30 @@ def test_full_run_chooses_lambda_on_validation_and_infers(prepared_acdc, tmp_pat
 
     run = tmp_path / "run"
     overrides = {"backbones": {"voxelmorph": {"features": [4, 8, 8]}},
-                 "hypermorph": {"hidden": 8, "layers": 2, "val_lambdas": 5},
+                 "hypermorph": {"hidden": 8, "layers": 2, "val_lambdas": 5, "fine_lambdas": 4},
                  "epochs": 1, "batch_size": 8, "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu"}
     assert main(["train", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--method", "hypermorph",
                  "--seed", "0", "--out", str(run), "--set", json.dumps(overrides)]) == 0
     sweep = pd.read_csv(run / "lambda_sweep.csv")
-    assert list(sweep.columns) == ["lam", "val_dice", "val_njd_pct"]
-    assert sweep["lam"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert list(sweep.columns) == ["stage", "lam", "weighted_equivalent", "val_dice", "val_njd_pct", "chosen"]
+    coarse, fine = sweep[sweep.stage == "coarse"], sweep[sweep.stage == "fine"]
+    assert coarse["lam"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    best_coarse = coarse.loc[coarse["val_dice"].idxmax(), "lam"]
+    assert len(fine) == 4 and fine["lam"].between(max(best_coarse - 0.25, 0), min(best_coarse + 0.25, 1)).all()
+    assert np.isinf(coarse["weighted_equivalent"].iloc[-1])
+    np.testing.assert_allclose(sweep["weighted_equivalent"].iloc[:4], coarse["lam"].iloc[:4] * 0.05 ** 2
+                               / (1 - coarse["lam"].iloc[:4]))
     best = sweep.loc[sweep["val_dice"].idxmax()]
+    assert sweep["chosen"].sum() == 1 and sweep.loc[sweep["chosen"], "lam"].item() == best["lam"]
     info = json.loads((run / "run.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
-    assert info["method"] == "hypermorph"
+    assert info["method"] == "hypermorph" and info["smoothness"] == "l2"
     assert info["hyper_lambda"] == summary["hyper_lambda"] == best["lam"]
-    assert summary["best_val_dice"] == pytest.approx(best["val_dice"])
+    equivalent = hypermorph.weighted_equivalent(best["lam"], "mse", 0.05)
+    assert summary["hyper_lambda_weighted_equivalent"] == (pytest.approx(equivalent) if best["lam"] < 1 else None)
+    assert summary["hyper_smoothness"] == "l2" and summary["hyper_weighted_equivalent_comparable"] is False
+    assert summary["backbone_display"] == info["backbone_display"] == "VoxelMorph (features 4-8-8)"
+    assert summary["best_val_dice"] <= best["val_dice"] + 1e-9  # best.pt chosen on the coarse grid
 
     _, loaded, _ = load_run(run)
     assert loaded["hyper_lambda"] == best["lam"] and loaded["trainer"] == "baselines.hypermorph:HyperMorphTrainer"
@@ -169,3 +282,21 @@ def test_transmorph_and_bad_config_are_clear_errors(prepared_acdc, tmp_path):
     with pytest.raises(GSMorphError, match="endpoint_prob"):
         train_method(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "r",
                      tiny_cfg(hypermorph={"endpoint_prob": 1.5}))
+    with pytest.raises(GSMorphError, match="config key 'hypermorph.smoothness'"):
+        tiny_cfg(hypermorph={"smoothness": "l3"})
+    with pytest.raises(GSMorphError, match="config key 'hypermorph.fine_lambdas'"):
+        tiny_cfg(hypermorph={"fine_lambdas": -1})
+
+
+def test_killed_and_resumed_hypermorph_ends_bitwise_identical(prepared_acdc, tmp_path):
+    # HyperMorph draws its lambdas from torch's global generator: resume must restore it
+    cfg = {"epochs": 4, "batch_size": 4, "max_train_pairs": 8, "num_threads": 1}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_method(prepared_acdc, "voxelmorph", "hypermorph", 1, straight, tiny_cfg(**cfg))
+    train_method(prepared_acdc, "voxelmorph", "hypermorph", 1, resumed, tiny_cfg(**{**cfg, "epochs": 2}))
+    train_method(prepared_acdc, "voxelmorph", "hypermorph", 1, resumed, tiny_cfg(**cfg))
+    a, b = (torch.load(r / "last.pt", weights_only=True) for r in (straight, resumed))
+    assert a["epoch"] == b["epoch"] == 4
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert pd.read_csv(straight / "lambda_sweep.csv").equals(pd.read_csv(resumed / "lambda_sweep.csv"))

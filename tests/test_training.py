@@ -160,15 +160,21 @@ TINY_TRANSMORPH = {"transmorph": {"embed_dim": 8, "depths": [1, 1, 1, 1], "num_h
                                    "window_size": 4, "drop_path_rate": 0.3}}
 
 
-# transmorph's stochastic depth draws from torch's RNG: resume must restore it
+# transmorph's stochastic depth draws from torch's RNG: resume must restore it; its default
+# poly schedule depends on the number of epochs, so this budget extension uses a constant lr
+# (the poly schedule's resume: test_poly_schedule_resumes_exactly_and_refuses_another_budget)
 @pytest.mark.parametrize("backbone, method, lam", [("voxelmorph", "gsmorph", None), ("transmorph", "weighted", 0.1)])
 def test_killed_and_resumed_run_ends_bitwise_identical(prepared_acdc, tmp_path, backbone, method, lam):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     nets = {**SMALL_NET, **TINY_TRANSMORPH}
-    train_run(prepared_acdc, backbone, method, 3, straight, small_cfg(epochs=4, backbones=nets), lam=lam)
-    train_run(prepared_acdc, backbone, method, 3, resumed, small_cfg(epochs=2, backbones=nets), lam=lam)
+    optim = {"transmorph": {"schedule": "constant", "warmup_epochs": 1, "grad_clip": 1.0}}
+    train_run(prepared_acdc, backbone, method, 3, straight, small_cfg(epochs=4, backbones=nets, optim=optim),
+              lam=lam)
+    train_run(prepared_acdc, backbone, method, 3, resumed, small_cfg(epochs=2, backbones=nets, optim=optim),
+              lam=lam)
     assert _final_state(resumed)["epoch"] == 2
-    train_run(prepared_acdc, backbone, method, 3, resumed, small_cfg(epochs=4, backbones=nets), lam=lam)
+    train_run(prepared_acdc, backbone, method, 3, resumed, small_cfg(epochs=4, backbones=nets, optim=optim),
+              lam=lam)
 
     a, b = _final_state(straight), _final_state(resumed)
     assert a["epoch"] == b["epoch"] == 4
@@ -185,11 +191,14 @@ def test_resume_refuses_a_different_run(prepared_acdc, tmp_path):
     train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=1), lam=0.01)
     with pytest.raises(GSMorphError, match="made with another lam"):
         train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=2), lam=0.1)
-    with pytest.raises(GSMorphError, match="made with another cfg"):
+    with pytest.raises(GSMorphError, match="made with another optim"):
         train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", small_cfg(epochs=2, lr=1e-3),
                   lam=0.01)
-    # other methods' sections and the budget may change: the run continues
-    other = small_cfg(epochs=2, tune={"trials": 3}, demons={"iterations": 5})
+    with pytest.raises(GSMorphError, match="made with another optim"):
+        train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run",
+                  small_cfg(epochs=2, optim={"voxelmorph": {"grad_clip": 1.0}}), lam=0.01)
+    # other methods' sections, other backbones' optimisers and the budget may change: the run continues
+    other = small_cfg(epochs=2, tune={"trials": 3}, demons={"iterations": 5}, optim={"transmorph": {"lr": 0.1}})
     assert train_run(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", other, lam=0.01)["epochs_done"] == 2
 
 
@@ -317,3 +326,138 @@ def test_a_job_log_has_progress_lines_and_tensorboard_events(prepared_acdc, tmp_
     assert all(d != "-" for e, d in lines if int(e) >= 2)
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+# --------------------------------------------------------------- optimisation per backbone
+def _optimizer(prepared, tmp_path, backbone, **cfg):
+    nets = {**SMALL_NET, **TINY_TRANSMORPH}
+    trainer = Trainer(prepared, backbone, "weighted", 0, tmp_path / backbone, small_cfg(backbones=nets, **cfg), lam=0.01)
+    trainer.initialize()
+    return trainer.optimizer
+
+
+def test_per_backbone_optimiser_settings_reach_the_optimizer(prepared_acdc, tmp_path):
+    vm = _optimizer(prepared_acdc, tmp_path, "voxelmorph")  # the paper's: AdamW, lr 5e-3, no decay
+    assert type(vm) is torch.optim.AdamW
+    assert vm.param_groups[0]["lr"] == 5e-3 and vm.param_groups[0]["weight_decay"] == 0.0
+    assert vm.param_groups[0]["amsgrad"] is False
+    tm = _optimizer(prepared_acdc, tmp_path, "transmorph")  # the TransMorph authors': Adam (amsgrad), 1e-4
+    assert type(tm) is torch.optim.Adam
+    assert tm.param_groups[0]["lr"] == 1e-4 and tm.param_groups[0]["amsgrad"] is True
+    assert tm.param_groups[0]["weight_decay"] == 0.0
+    # a backbone's settings change only its own optimiser, key by key
+    optim = {"transmorph": {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 0.01}}
+    tm = _optimizer(prepared_acdc, tmp_path, "transmorph", optim=optim)
+    assert type(tm) is torch.optim.AdamW and tm.param_groups[0]["lr"] == 3e-4
+    assert tm.param_groups[0]["weight_decay"] == 0.01 and tm.param_groups[0]["amsgrad"] is True
+    assert _optimizer(prepared_acdc, tmp_path, "voxelmorph", optim=optim).param_groups[0]["lr"] == 5e-3
+    # the top-level lr (what tune.tune_lr sets per trial) overrides every backbone's
+    assert _optimizer(prepared_acdc, tmp_path, "transmorph", lr=2e-3).param_groups[0]["lr"] == 2e-3
+    assert _optimizer(prepared_acdc, tmp_path, "voxelmorph", lr=2e-3).param_groups[0]["lr"] == 2e-3
+
+
+def test_a_backbone_without_settings_gets_voxelmorphs():
+    from gsmorph.config import DEFAULTS, optim_settings
+
+    assert optim_settings(load_config(), "tinynet") == DEFAULTS["optim"]["voxelmorph"]
+
+
+def test_bad_optimiser_settings_are_clear_errors():
+    from gsmorph.config import optim_settings
+
+    with pytest.raises(GSMorphError, match=r"config key 'optim.voxelmorph.optimizer': 'sgd' is not one of"):
+        small_cfg(optim={"voxelmorph": {"optimizer": "sgd"}})
+    with pytest.raises(GSMorphError, match=r"unknown config key 'optim.transmorph.learning_rate'"):
+        small_cfg(optim={"transmorph": {"learning_rate": 1e-3}})
+    with pytest.raises(GSMorphError, match=r"config key 'optim.transmorph.grad_clip'"):
+        small_cfg(optim={"transmorph": {"grad_clip": 0}})
+    with pytest.raises(GSMorphError, match=r"config key 'optim.transmorph.schedule'"):
+        small_cfg(optim={"transmorph": {"schedule": "cosine"}})
+    cfg = small_cfg()
+    cfg["optim"]["voxelmorph"]["optimizer"] = "rmsprop"  # past the schema (e.g. a config edited in code)
+    with pytest.raises(GSMorphError, match=r"config key 'optim.voxelmorph.optimizer': unknown 'rmsprop'"):
+        optim_settings(cfg, "voxelmorph")
+
+
+def test_lr_factor_known_values():
+    from gsmorph.training import lr_factor
+
+    warm = {"warmup_epochs": 2, "schedule": "constant"}
+    assert [lr_factor(warm, e, 10, s, 5) for e in (1, 2) for s in range(5)] == \
+        pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert lr_factor(warm, 3, 10, 0, 5) == 1.0
+    poly = {"warmup_epochs": 0, "schedule": "poly", "poly_power": 0.9}
+    assert lr_factor(poly, 1, 10, 3, 5) == 1.0
+    assert lr_factor(poly, 6, 10, 0, 5) == pytest.approx(0.5 ** 0.9)
+    assert lr_factor(poly, 10, 10, 4, 5) == pytest.approx(0.1 ** 0.9)
+    assert lr_factor({**poly, "warmup_epochs": 1}, 1, 10, 0, 4) == pytest.approx(0.25)
+
+
+def test_schedule_and_clipping_act_on_every_step(prepared_acdc, tmp_path):
+    optim = {"voxelmorph": {"schedule": "poly", "poly_power": 2.0, "warmup_epochs": 1, "grad_clip": 1e-3}}
+    trainer = Trainer(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run",
+                      small_cfg(epochs=3, optim=optim), lam=0.01)
+    trainer.initialize()
+    steps = []
+    step = trainer.optimizer.step
+
+    def spy(*args, **kwargs):
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.model.parameters()]))
+        steps.append((trainer.optimizer.param_groups[0]["lr"], float(norm)))
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = spy
+    trainer.fit()
+    lrs, norms = zip(*steps)
+    assert len(steps) == 6  # 8 pairs, batch 4, 3 epochs
+    # warm-up over epoch 1 (2 steps), then poly (1 - (epoch - 1) / 3)^2
+    assert lrs == pytest.approx([5e-3 * 0.5, 5e-3, 5e-3 * (2 / 3) ** 2, 5e-3 * (2 / 3) ** 2,
+                                 5e-3 * (1 / 3) ** 2, 5e-3 * (1 / 3) ** 2])
+    assert max(norms) <= 1e-3 * (1 + 1e-4)
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    assert log["lr"].tolist() == pytest.approx([5e-3, 5e-3 * (2 / 3) ** 2, 5e-3 * (1 / 3) ** 2])
+
+
+def test_poly_schedule_resumes_exactly_and_refuses_another_budget(prepared_acdc, tmp_path):
+    nets = {**SMALL_NET, **TINY_TRANSMORPH}
+    cfg = small_cfg(epochs=3, backbones=nets, optim={"transmorph": {"lr": 1e-3}})
+    assert cfg["optim"]["transmorph"]["schedule"] == "poly"
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, val_dice):
+        if epoch == 2:
+            raise Killed
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_run(prepared_acdc, "transmorph", "weighted", 3, straight, cfg, lam=0.1)
+    with pytest.raises(Killed):
+        train_run(prepared_acdc, "transmorph", "weighted", 3, resumed, cfg, lam=0.1, report=kill)
+    train_run(prepared_acdc, "transmorph", "weighted", 3, resumed, cfg, lam=0.1)
+    a, b = _final_state(straight), _final_state(resumed)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    with pytest.raises(GSMorphError, match="made with another optim"):  # the lr of every epoch would change
+        train_run(prepared_acdc, "transmorph", "weighted", 3, resumed, small_cfg(epochs=4, backbones=nets,
+                  optim={"transmorph": {"lr": 1e-3}}), lam=0.1)
+
+
+def test_run_records_the_backbone_variant_and_its_optimiser(prepared_acdc, tmp_path):
+    from gsmorph import backbones
+
+    nets = {**SMALL_NET, **TINY_TRANSMORPH}
+    summary = train_run(prepared_acdc, "transmorph", "weighted", 0, tmp_path / "run",
+                        small_cfg(epochs=1, backbones=nets), lam=0.1)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert summary["backbone_display"] == info["backbone_display"] == "TransMorph (embed 8, depths 1-1-1-1)"
+    assert summary["optim"] == info["optim"] and info["optim"]["optimizer"] == "adam"
+    assert backbones.variant_name("transmorph", {"embed_dim": 48, "depths": [2, 2, 4, 2], "num_heads": [4, 4, 8, 8],
+                                                 "window_size": 4}) == "TransMorph-S"
+    assert backbones.variant_name("transmorph", {}) == "TransMorph-S"  # the default preset, "small"
+    assert backbones.variant_name("transmorph", {"preset": "transmorph"}) == "TransMorph"
+    assert backbones.variant_name("transmorph", {"preset": "large"}) == "TransMorph-L"
+    assert backbones.variant_name("transmorph", {"embed_dim": 6, "depths": [2, 2, 4, 2],
+                                                 "num_heads": [2, 2, 4, 4]}) == "TransMorph-T"
+    assert backbones.variant_name("voxelmorph", {"features": [16, 32, 64, 128, 256]}) == "VoxelMorph"
+    assert backbones.variant_name("voxelmorph", {}) == "VoxelMorph"
+    assert backbones.variant_name("voxelmorph", {"features": [8, 16, 32]}) == "VoxelMorph (features 8-16-32)"

@@ -181,9 +181,18 @@ def test_dry_run_of_the_paper_config_with_real_roots(tmp_path):
     prepare = shell_commands(proc.stdout, "prepare")
     assert any(f"--dataset acdc --raw {acdc}" in line and "--size 128" in line for line in prepare)
     assert any("--dataset mnm --raw raw/mnm" in line for line in prepare)
+    assert len(prepare) == 2 and all("--intensity minmax" in line for line in prepare)  # the paper's code
+    assert not any("--subjects-file" in line for line in prepare)  # every labelled subject unless pinned
     train = shell_commands(proc.stdout, "train")
     assert len(train) == expected_jobs(cfg)["train"]
     assert any('"epochs":500' in line and '"batch_size":32' in line and "--seed 3407" in line for line in train)
+    # each backbone's own optimiser, and only its own
+    for backbone, optimizer in (("voxelmorph", "adamw"), ("transmorph", "adam")):
+        mine = [line for line in train if f"--backbone {backbone}" in line]
+        assert mine and all(f'"optim":{{"{backbone}":{{' in line and f'"optimizer":"{optimizer}"' in line
+                            for line in mine)
+        assert not any(f'"{other}":{{"amsgrad"' in line for line in mine
+                       for other in ("voxelmorph", "transmorph") if other != backbone)
 
 
 def test_method_commands_follow_the_cli(default_dry_run):
@@ -201,7 +210,35 @@ def test_method_commands_follow_the_cli(default_dry_run):
     # each verb gets only its own part of the method config
     assert all('"syn"' not in l for l in lines if l.startswith("gsmorph train"))
     assert any('"hypermorph"' in l for l in lines if "--method hypermorph" in l)
+    train = [l for l in lines if l.startswith("gsmorph train")]
+    assert all('"optim":{"transmorph":{"lr":0.003}}' in l for l in train if "--backbone transmorph" in l)
+    assert all('"optim"' not in l for l in train if "--backbone voxelmorph" in l)
     assert all('"hypermorph"' not in l for l in lines if "--method gsmorph" in l)
+
+
+def test_prepare_commands_follow_intensity_and_subjects_file(default_dry_run, tmp_path):
+    prepare = shell_commands(default_dry_run[1], "prepare")
+    assert len(prepare) == 2 and all("--intensity percentile" in l and "--subjects-file" not in l for l in prepare)
+    cohort = tmp_path / "cohort.txt"
+    cohort.write_text("A0S9V9\n")
+    extra = write_config(tmp_path / "cohort.yaml", {"prepare": {"intensity": "minmax",
+                                                                "subjects_file": {"mnm": str(cohort)}}})
+    proc = snakemake("-n", "-p", "--configfile", extra, cwd=tmp_path / "w")
+    prepare = shell_commands(proc.stdout, "prepare")
+    assert all("--intensity minmax" in l for l in prepare) and len(prepare) == 2
+    assert [l for l in prepare if "--subjects-file" in l] == [l for l in prepare if "--dataset mnm" in l]
+    assert f"--subjects-file {cohort}" in next(l for l in prepare if "--dataset mnm" in l)
+    # an input of the mnm prepare job (editing the file prepares again), not of the acdc one
+    inputs = [line for line in proc.stdout.splitlines() if line.strip().startswith("input: raw/")]
+    assert [line.strip() for line in inputs if str(cohort) in line] == \
+        [f"input: raw/mnm/phantom_provenance.json, {cohort}"]
+    # a wrong value stops the run naming the key; a listed file that is not there, too
+    bad = write_config(tmp_path / "bad.yaml", {"prepare": {"intensity": "zscore"}})
+    proc = snakemake("-n", "--configfile", bad, cwd=tmp_path / "w2", check=False)
+    assert proc.returncode != 0 and "intensity" in proc.stdout + proc.stderr
+    gone = write_config(tmp_path / "gone.yaml", {"prepare": {"subjects_file": str(tmp_path / "gone.txt")}})
+    proc = snakemake("-n", "--configfile", gone, cwd=tmp_path / "w3", check=False)
+    assert proc.returncode != 0 and "gone.txt" in proc.stdout + proc.stderr
 
 
 def test_slurm_profile_dry_run(tmp_path):
@@ -332,7 +369,11 @@ def test_configs_validate_and_paper_restores_every_shrunk_key():
         else:
             assert paper["method"][key] == DEFAULTS[key], key
     assert paper["prepare"]["size"] == 128 and paper["method"]["epochs"] == 500
-    assert paper["method"]["batch_size"] == 32 and paper["method"]["lr"] == 5e-3
+    assert paper["method"]["batch_size"] == 32 and "lr" not in paper["method"]
+    assert paper["method"]["optim"]["voxelmorph"]["optimizer"] == "adamw"
+    assert paper["method"]["optim"]["voxelmorph"]["lr"] == 5e-3
+    assert paper["method"]["optim"]["transmorph"]["optimizer"] == "adam"
+    assert paper["method"]["optim"]["transmorph"]["lr"] == 1e-4
     assert paper["method"]["tune"]["trials"] >= 20
 
 

@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-ratios", type=float, nargs=3, default=(0.7, 0.1, 0.2),
                         metavar=("TRAIN", "VAL", "TEST"))
     parser.add_argument("--split-file", type=Path, default=None, help="CSV with columns subject, split")
+    parser.add_argument("--subjects-file", type=Path, default=None, metavar="FILE",
+                        help="read only the subjects this file lists (a CSV with a 'subject' column, or one id"
+                             " per line); a listed id that is not a labelled subject of the download is an error")
+    parser.add_argument("--intensity", choices=("percentile", "minmax"), default="percentile",
+                        help="intensity scaling to [0, 1] of each subject's ED and ES together: the 0.5-99.5"
+                             " percentile range (default) or the minimum and maximum (the paper's code)")
     parser.add_argument("--folders", nargs="+", default=None, metavar="NAME",
                         help="read only these top-level folders of the raw layout (ACDC: training, testing;"
                              " M&Ms-1: Training, Validation, Testing); default: all")
@@ -25,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from gsmorph.data.prepare import prepare
 
     summary = prepare(args.dataset, args.raw, args.out, size=args.size, on_error=args.on_error, seed=args.seed,
-                      ratios=tuple(args.split_ratios), split_file=args.split_file, folders=args.folders)
-    print(f"prepared {summary['n_prepared']} subjects into {args.out} "
+                      ratios=tuple(args.split_ratios), split_file=args.split_file, folders=args.folders,
+                      intensity=args.intensity, subjects_file=args.subjects_file)
+    print(f"prepared {summary['n_prepared']} subjects into {args.out} ({summary['intensity']} intensities"
+          + (f"; {summary['n_listed']} listed in {args.subjects_file}" if args.subjects_file else "") + ") "
           f"(splits {summary['split_counts']}; {summary['n_excluded']} excluded, "
           f"{len(summary['unlabelled'])} unlabelled)")
     for item in summary["excluded"]:

@@ -97,18 +97,19 @@ def pairs_dirs(w, input):
 # trigger reruns exactly the jobs a config change concerns. Threads are not passed:
 # Snakemake sets OMP_NUM_THREADS to a job's threads and torch follows it.
 
-SECTIONS = {s for m in methods.METHODS for s in m.sections} | {"lambdas", "backbones"}
+SECTIONS = {s for m in methods.METHODS for s in m.sections} | {"lambdas", "backbones", "optim"}
 TRAIN_KEYS = [k for k in METHOD_DEFAULTS if k not in SECTIONS]
 PAIR_KEYS = ["mode", "moving", "fixed", "drop_missing"]
 
 
 def method_cfg(backbone, method):
-    """What `gsmorph train`/`tune` need: training keys, the backbone's kwargs, the
-    method's own sections and, for a fixed-lambda method, its lambda."""
+    """What `gsmorph train`/`tune` need: training keys, the backbone's kwargs and
+    optimiser settings, the method's own sections and, for a fixed-lambda method, its lambda."""
     spec = methods.get(method)
     cfg = {k: v for k, v in METHOD_CFG.items() if k in TRAIN_KEYS}
-    if backbone in (METHOD_CFG.get("backbones") or {}):
-        cfg["backbones"] = {backbone: METHOD_CFG["backbones"][backbone]}
+    for section in ("backbones", "optim"):
+        if backbone in (METHOD_CFG.get(section) or {}):
+            cfg[section] = {backbone: METHOD_CFG[section][backbone]}
     cfg.update({s: METHOD_CFG[s] for s in spec.sections if s in METHOD_CFG})
     if spec.lam_key:
         lambdas = {**METHOD_DEFAULTS["lambdas"], **(METHOD_CFG.get("lambdas") or {})}
@@ -134,8 +135,24 @@ def code_version(verb):
 # ---------------------------------------------------------------- per-rule arguments
 
 def prepare_input(w):
-    """The phantom when no raw root is configured; nothing (a user's folder) otherwise."""
-    return [] if config.get(f"{w.dataset}_root") else f"raw/{w.dataset}/phantom_provenance.json"
+    """The phantom when no raw root is configured (nothing for a user's folder), and the
+    subjects file when one is configured (so that editing it prepares the data again)."""
+    inputs = [] if config.get(f"{w.dataset}_root") else [f"raw/{w.dataset}/phantom_provenance.json"]
+    listed = subjects_file(w.dataset)
+    return inputs + ([listed] if listed else [])
+
+
+def subjects_file(dataset):
+    """config prepare.subjects_file for `dataset`: one path for every dataset, or a mapping
+    {dataset: path}; None when not set."""
+    value = config["prepare"].get("subjects_file")
+    return value.get(dataset) if isinstance(value, dict) else value
+
+
+def subjects_args(w):
+    """`--subjects-file FILE` when a subjects file is configured for the dataset."""
+    listed = subjects_file(w.dataset)
+    return f"--subjects-file {shlex.quote(str(listed))}" if listed else ""
 
 
 def synth_subjects(w):

@@ -22,7 +22,7 @@ rule synth:
 
 
 rule prepare:
-    """ED/ES pairs, canonical labels, crop to size x size, train/val/test split."""
+    """ED/ES pairs, canonical labels, crop to size x size, intensities to [0, 1], train/val/test split."""
     input:
         prepare_input,
     output:
@@ -33,8 +33,10 @@ rule prepare:
         size=config["prepare"]["size"],
         seed=config["prepare"]["seed"],
         on_error=config["prepare"]["on_error"],
+        intensity=config["prepare"].get("intensity", "percentile"),
         split=split_args,
         folders=folder_args,
+        subjects=subjects_args,
         code=code_version("prepare"),
     log:
         "logs/prepare/{dataset}.log",
@@ -42,5 +44,5 @@ rule prepare:
         "logs/benchmarks/prepare/{dataset}.tsv"
     shell:
         "gsmorph prepare --dataset {wildcards.dataset} --raw {params.raw:q} --out {params.out}"
-        " --size {params.size} --seed {params.seed} --on-error {params.on_error}"
-        " {params.split} {params.folders} > {log} 2>&1"
+        " --size {params.size} --seed {params.seed} --on-error {params.on_error} --intensity {params.intensity}"
+        " {params.split} {params.folders} {params.subjects} > {log} 2>&1"
