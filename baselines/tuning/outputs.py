@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from baselines.tuning.counting import is_finished, retried_numbers
 from baselines.tuning.liveness import NOT_COUNTED
+from gsmorph.config import optim_settings
 from gsmorph.errors import GSMorphError
 from gsmorph.io import atomic_dir, write_csv, write_json
 from gsmorph.provenance import write_provenance
@@ -89,7 +90,7 @@ def write_outputs(study: optuna.Study, out: Path, storage_url: str, cfg: dict, s
         "total_wall_s": float(pd.to_numeric(frame["wall_s"], errors="coerce").fillna(0).sum()),
         "best_trial": best.number if best else None,
         "best_lam": best.params.get("lam") if best else None,
-        "best_lr": best.params.get("lr", cfg["lr"]) if best else None,
+        "best_lr": best.params.get("lr", optim_settings(cfg, settings["backbone"])["lr"]) if best else None,
         "best_val_dice": best.values[0] if best else None,
         "best_val_njd_pct": best.user_attrs.get("val_njd_pct") if best else None,
         "njd_bound": float(cfg["tune"]["njd_bound"]) if len(study.directions) > 1 else None,

@@ -44,7 +44,9 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     from gsmorph.report import figures, names, qualitative, runs as run_files, tables
 
     table = read_metrics(metrics_csvs)
-    names.describe(read_data_descriptions(metrics_csvs))
+    problems: list[str] = []
+    summaries = run_files.read_jsons(runs, "summary.json", problems)
+    names.describe(read_data_descriptions(metrics_csvs), backbone_variants(summaries))
     out = Path(out)
     inputs = [runs, *pairs]
     result = ReportResult()
@@ -57,8 +59,6 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     wilcoxon = stats.wilcoxon_vs_reference(subjects, reference=reference)
     if not (subjects.method == reference).any():
         result.skipped.append(f"Wilcoxon tests and significance markers: no '{reference}' in the metrics")
-    problems: list[str] = []
-    summaries = run_files.read_jsons(runs, "summary.json", problems)
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
@@ -113,6 +113,14 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     with atomic_dir(out / "report", inputs=inputs, made_by="report") as tmp:
         write_json(tmp / "captions.json", captions)
     return result
+
+
+def backbone_variants(summaries: pd.DataFrame) -> dict[str, str]:
+    """{backbone: the variant name its runs recorded (summary.json `backbone_display`)}."""
+    if summaries.empty or "backbone_display" not in summaries.columns:
+        return {}
+    named = summaries.dropna(subset=["backbone_display"])
+    return {b: str(group["backbone_display"].iloc[0]) for b, group in named.groupby("backbone")}
 
 
 def read_data_descriptions(metrics_csvs: list[str]) -> dict[str, dict]:

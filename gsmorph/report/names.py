@@ -11,19 +11,24 @@ CLASSICAL = "none"  # backbone of Initial and the classical methods
 FALLBACK_COLOUR, FALLBACK_MARKER = "#333333", "o"
 PAPER_SCALE = {"epochs": 500, "image_size": [128, 128]}
 
-# What the evaluated data are ({dataset: gsmorph.evaluate.describe_data entry}), set once
-# per report by `describe`, so that every title, caption and table says it.
+# What the evaluated data are ({dataset: gsmorph.evaluate.describe_data entry}) and what
+# the backbones were ({backbone: variant name, e.g. 'TransMorph-S'}), set once per report
+# by `describe`, so that every title, caption and table says it.
 _DATA: dict[str, dict] = {}
+_BACKBONES: dict[str, str] = {}
 
 
-def describe(data: dict[str, dict]) -> None:
-    """Set the data descriptions every label of this report uses."""
+def describe(data: dict[str, dict] | None = None, backbone_names: dict[str, str] | None = None) -> None:
+    """Set the data descriptions and backbone variant names every label of this report uses."""
     _DATA.clear()
     _DATA.update(data or {})
+    _BACKBONES.clear()
+    _BACKBONES.update(backbone_names or {})
 
 
 def backbone_name(backbone: str) -> str:
-    return backbones.display(backbone)
+    """The backbone's variant as the runs recorded it (e.g. 'TransMorph-S'), else its table name."""
+    return _BACKBONES.get(backbone) or backbones.display(backbone)
 
 
 def dataset_name(dataset: str) -> str:
@@ -56,7 +61,7 @@ def data_note(dataset: str) -> str:
 def method_name(method: str, backbone: str = "voxelmorph") -> str:
     """'weighted-m' on transmorph -> 'TransMorph-m'; 'gsmorph' -> 'GSMorph'; unknown ids as is."""
     spec = methods.find(method)
-    return spec.name(backbone_name(backbone)) if spec else method
+    return spec.name(backbones.display(backbone)) if spec else method  # the variant goes in headers
 
 
 def method_colour(method: str) -> str:

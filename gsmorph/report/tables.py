@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from gsmorph import methods
+from gsmorph import backbones, methods
 from gsmorph.report import names
 
 
@@ -303,7 +303,7 @@ def to_markdown(table: Table) -> str:
     lines = [f"**{table.name}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     blocks = len({r.block for r in table.rows if r.block}) > 1
     for row in table.rows:
-        qualify = blocks and row.block and not row.display.startswith(names.backbone_name(row.block))
+        qualify = blocks and row.block and not row.display.startswith(backbones.display(row.block))
         label = row.display + (f" ({names.backbone_name(row.block)})" if qualify else "")
         cells = []
         for d in table.datasets:
