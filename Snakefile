@@ -68,5 +68,7 @@ rule readme_figure:
         README_SOURCE,
     output:
         README_FIGURE,
+    log:
+        "logs/readme_figure.log",
     shell:
-        "cp {input} {output}"
+        "cp {input} {output} && echo copied {input} to {output} > {log}"

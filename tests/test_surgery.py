@@ -144,7 +144,7 @@ def test_float_noise_bias_of_flow_head_keeps_g_sim():
     net = small_net()
     names = [n for n, _ in net.named_parameters()]
     g_sim, g_reg = separate_grads(net, batch())
-    i = names.index("unet.net.1.final_conv_out.bias")
+    i = names.index("backbone.unet.net.1.final_conv_out.bias")
     s, r = g_sim[i], g_reg[i]
     # a constant shift of the field leaves the smoothness loss unchanged: its bias gradient is
     # zero analytically, but float rounding leaves a tiny noise of random sign
@@ -262,7 +262,7 @@ def test_module_groups_by_owner():
     assert module_groups(names) == [[0, 1], [2], [3, 4], [5]]
     net = small_net()
     surgery = GradientSurgery(net, mode="module")
-    assert "unet.net.1.final_conv_out" in surgery.group_names
+    assert "backbone.unet.net.1.final_conv_out" in surgery.group_names
 
 
 def test_bad_input():
