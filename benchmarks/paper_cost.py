@@ -29,8 +29,8 @@ One script, four parts, any of them in one run (in this order):
 
 Epoch times: a timed run validates half way and at its last epoch; epoch 1 is a warm-up
 (cuDNN autotuning, compilation) and the first validation takes the validation's warm-up;
-the other train-only epochs give the epoch time (median), the last epoch's extra time the
-validation time.
+the other train-only epochs give the epoch time (median). The validation time is that of
+a validation and its checkpoint timed alone after the run (median of two).
 With --max-train-pairs / --max-val-pairs (a CPU run) fewer pairs are timed and the times
 are scaled to the dataset's pairs by steps per epoch. Datasets left out of
 --time-datasets are scaled from a timed one by steps per epoch (the step time does not
@@ -219,8 +219,9 @@ def family_of(method: str) -> str:
 
 
 def count_jobs(config: dict, table: dict[tuple, Times], options: str, pruned_fraction: float = PRUNED_FRACTION,
-               pruned_epochs: float = PRUNED_EPOCHS) -> Counted:
-    """The GPU jobs of `config` (what the workflow runs), timed with option set `options`."""
+               pruned_epochs: float = PRUNED_EPOCHS, fallback: str | None = None) -> Counted:
+    """The GPU jobs of `config` (what the workflow runs), timed with option set `options`
+    (a job type without a row for it takes the `fallback` option set's, said in the notes)."""
     from gsmorph import methods
 
     cfg = method_config(config)
@@ -239,6 +240,11 @@ def count_jobs(config: dict, table: dict[tuple, Times], options: str, pruned_fra
                 family = family_of(method)
                 timed = "weighted" if family == "tuned" else family
                 key = (dataset, backbone, timed, options)
+                if key not in table and fallback and (dataset, backbone, timed, fallback) in table:
+                    note = f"{backbone} {timed} on {dataset}: {fallback} times ({options} not measured)"
+                    if note not in counted.notes:
+                        counted.notes.append(note)
+                    key = (dataset, backbone, timed, fallback)
                 if key not in table:
                     raise KeyError(f"no time for {key} (dataset, backbone, family, options)")
                 t = table[key]
@@ -349,23 +355,24 @@ class Projection:
 
 def project(config: dict, table: dict[tuple, Times], options: str, gpus: int, slots: int,
             speedup: dict[str, dict[int, float]] | None, pruned_fraction: float = PRUNED_FRACTION,
-            pruned_epochs: float = PRUNED_EPOCHS) -> tuple[Projection, Counted]:
-    counted = count_jobs(config, table, options, pruned_fraction, pruned_epochs)
+            pruned_epochs: float = PRUNED_EPOCHS, fallback: str | None = None) -> tuple[Projection, Counted]:
+    counted = count_jobs(config, table, options, pruned_fraction, pruned_epochs, fallback)
     total = sum(j.total_s for j in counted.jobs)
     wall = simulate(counted.jobs, gpus, slots, speedup if slots > 1 else None)
     return Projection(options, gpus, slots, len(counted.jobs), sum(j.epochs for j in counted.jobs),
                       total / 3600, wall / 3600), counted
 
 
-def speedups_from(rows: list[dict], options: str | None = None) -> dict[str, dict[int, float]]:
-    """{backbone: {k: S(k)}} from concurrency.csv rows (those of `options` when there are)."""
-    chosen = [r for r in rows if options is None or r["options"] == options] or rows
-    out: dict[str, dict[int, float]] = {}
-    for r in chosen:
-        out.setdefault(r["backbone"], {})[int(r["k"])] = float(r["speedup"])
+def speedups_from(rows: list[dict]) -> dict[str, dict[str, dict[int, float]]]:
+    """{options: {backbone: {k: S(k)}}} from concurrency.csv rows; "*" (options and
+    backbone): the option set and backbone with the most points, for those not measured."""
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for r in rows:
+        out.setdefault(r["options"], {}).setdefault(r["backbone"], {})[int(r["k"])] = float(r["speedup"])
+    for per_backbone in out.values():
+        per_backbone.setdefault("*", per_backbone[max(per_backbone, key=lambda b: len(per_backbone[b]))])
     if out:
-        best = max(out, key=len)
-        out.setdefault("*", out[best])
+        out["*"] = out[max(out, key=lambda o: sum(len(v) for v in out[o].values()))]
     return out
 
 
@@ -379,20 +386,15 @@ def parse_speedup(text: str) -> dict[str, dict[int, float]]:
 
 
 def projection_report(config: dict, config_name: str, table: dict[tuple, Times], gpus: int, slot_list: list[int],
-                      speedup: dict, speedup_source: str, pruned: tuple[float, float], pruned_source: str,
+                      speedups: dict[str, dict], speedup_source: str, pruned: tuple[float, float], pruned_source: str,
                       times_source: str) -> tuple[str, dict]:
-    """Markdown: time table, job counts, projections (today, each option set, with k
-    slots) and the goal's ratio; also the numbers as a dict."""
+    """Markdown: job counts, projections (today, each option set, with k slots) and the
+    goal's ratio; also the numbers as a dict. speedups: {options: {backbone: {k: S}}}
+    ("*": every option set without its own); a job type without a row for an option
+    set takes its fp32 time (said in the notes)."""
     option_sets = sorted({k[3] for k in table}, key=lambda o: list(OPTION_SETS).index(o) if o in OPTION_SETS else 99)
-    usable = []
-    for options in option_sets:
-        try:
-            count_jobs(config, table, options, *pruned)
-            usable.append(options)
-        except KeyError:
-            pass
-    if "fp32" not in usable:
-        raise SystemExit("project: times.csv has no complete fp32 rows for this config")
+    if "fp32" not in option_sets:
+        raise SystemExit("project: times.csv has no fp32 rows")
     lines = [f"## Projection of {config_name}", "",
              f"Times: {times_source}. Concurrency speed-up: {speedup_source}. Pruning: {pruned_source}.", ""]
     cfg = method_config(config)
@@ -409,19 +411,21 @@ def projection_report(config: dict, config_name: str, table: dict[tuple, Times],
                      f"{sum(j.total_s for j in jobs) / 3600:.2f} |")
     lines.append(f"| all | {len(counted.jobs)} | {sum(j.epochs for j in counted.jobs):,.0f} | "
                  f"{today.gpu_hours:.2f} |")
-    lines += ["", f"Not on a GPU: {len(counted.classical)} classical registration job(s) (CPU)."]
-    lines += [f"{n}." for n in counted.notes] + [""]
+    lines += ["", f"Not on a GPU: {len(counted.classical)} classical registration job(s) (CPU).", ""]
+    lines += [f"- {n}." for n in counted.notes] + [""]
     by_family: dict[str, float] = {}
     for job in counted.jobs:
         label = f"{job.backbone} {'tuning' if job.kind.startswith('tune') else job.kind}"
         by_family[label] = by_family.get(label, 0.0) + job.total_s / 3600
     lines += ["Hours alone (fp32) by backbone and job kind: " +
               ", ".join(f"{k} {v:.2f}" for k, v in sorted(by_family.items(), key=lambda kv: -kv[1])) + ".", ""]
-    rows = []
-    for options in usable:
+    rows, notes = [], []
+    for options in option_sets:
+        speedup = speedups.get(options, speedups.get("*", {}))
         for slots in sorted(set([1] + slot_list)):
-            p, _ = project(config, table, options, gpus, slots, speedup, *pruned)
+            p, c = project(config, table, options, gpus, slots, speedup, *pruned, fallback="fp32")
             rows.append(p)
+            notes += [n for n in c.notes if "not measured" in n and n not in notes]
     lines += [f"### GPU-hours and wall time on {gpus} GPU(s)", "",
               "| options | jobs per GPU | GPU-hours (jobs alone, one after another) | wall time (h) | "
               "wall / today's |", "|---|---|---|---|---|"]
@@ -429,9 +433,10 @@ def projection_report(config: dict, config_name: str, table: dict[tuple, Times],
         mark = " (today)" if p.options == "fp32" and p.slots == 1 else ""
         lines.append(f"| {p.options}{mark} | {p.slots} | {p.gpu_hours:.2f} | {p.wall_hours:.2f} | "
                      f"{p.wall_hours / today.wall_hours:.2f} |")
+    lines += [""] + [f"- {n}." for n in notes] + ([""] if notes else [])
     best = min(rows, key=lambda p: p.wall_hours)
     ratio = best.wall_hours / today.wall_hours
-    lines += ["", f"Today (fp32, one job at a time): {today.wall_hours:.2f} h. Best: {best.options} with "
+    lines += [f"Today (fp32, one job at a time): {today.wall_hours:.2f} h. Best: {best.options} with "
               f"{best.slots} job(s) per GPU, {best.wall_hours:.2f} h = {ratio:.2f} of today's "
               f"(goal: at most 1/3: {'met' if ratio <= 1 / 3 else 'not met'}).", ""]
     numbers = {"today_wall_h": today.wall_hours, "today_gpu_h": today.gpu_hours, "best": best.__dict__,
@@ -581,7 +586,14 @@ def time_run(prepared: Path, backbone: str, family: str, cfg: dict, seed: int, w
         validated = [row["val_dice"] is not None for row in trainer.log_rows]
         train_only = [s for s, v, i in zip(epoch_s, validated, range(len(epoch_s))) if not v and i > 0]
         train_epoch_s = statistics.median(train_only)
-        val_s = max(0.0, epoch_s[-1] - train_epoch_s)
+        val_times = []  # a validation and its checkpoint, timed alone (twice, median)
+        for _ in range(2):
+            start = time.perf_counter()
+            trainer.validate()
+            trainer._save_checkpoint()
+            synchronize(device)
+            val_times.append(time.perf_counter() - start)
+        val_s = statistics.median(val_times)
         result = {"method": method, "epochs": len(epoch_s), "train_epoch_s": train_epoch_s, "val_s": val_s,
                   "build_s": build_s, "finish_s": max(0.0, fit_s - sum(epoch_s)),
                   "timed_train_pairs": sum(b["moving"].shape[0] for b in trainer.train_data),
@@ -613,11 +625,17 @@ def run_measure(args, config: dict, work: Path) -> list[dict]:
     print(f"process start (Python, imports, {device.type} context): {start_s:.1f} s", flush=True)
     rows = []
     out_csv = Path(args.out_dir) / "times.csv"
+    kept = read_csv(out_csv) if args.append and out_csv.is_file() else []
     with DataCache() as cache:
         base = method_config(config, device=str(device), num_threads=args.threads)
         if args.threads:
             torch.set_num_threads(args.threads)
         counts = {d: pair_counts(phantoms[d], base, device) for d in datasets}
+        from gsmorph.training import load_split
+
+        for dataset in timed:  # the capped splits too, so that no timed run loads data
+            load_split(phantoms[dataset], "train", base, device, args.max_train_pairs, args.seed)
+            load_split(phantoms[dataset], "val", base, device, args.max_val_pairs, args.seed)
         from gsmorph.training import Trainer
 
         for backbone in args.backbones:  # first-use costs of this process (paid once per job in start_s)
@@ -649,11 +667,14 @@ def run_measure(args, config: dict, work: Path) -> list[dict]:
                         print(f"{label}: train epoch {row['train_epoch_s']:.3f} s "
                               f"({row['timed_train_pairs']} pairs), val {row['val_s']:.3f} s, "
                               f"build {row['build_s']:.1f} s, val Dice {row['val_dice']}", flush=True)
-                        write_csv(out_csv, _with_inference(rows), TIME_COLUMNS)
-        rows = _with_inference(rows)
+                        write_csv(out_csv, _with_inference(_merged(kept, rows)), TIME_COLUMNS)
+        rows = _with_inference(_merged(kept, rows))
+        fresh = {(r["dataset"], r["backbone"], r["family"], r["options"]) for r in rows if r not in kept}
         for dataset in [d for d in datasets if d not in timed]:  # scaled from the first timed dataset
             source = timed[0]
-            for row in [r for r in rows if r["dataset"] == source and r["source"] == "measured"]:
+            for row in [r for r in rows if r["dataset"] == source and r["source"] == "measured"
+                        and (r["dataset"], r["backbone"], r["family"], r["options"]) in fresh]:
+                row = {k: (float(v) if k in FLOAT_COLUMNS and v not in ("", None) else v) for k, v in row.items()}
                 scaled = dict(row)
                 scaled.update({"dataset": dataset, "subjects": subjects_of(config, dataset),
                                **{f"{s}_pairs": counts[dataset][s] for s in ("train", "val", "test")},
@@ -670,9 +691,21 @@ def run_measure(args, config: dict, work: Path) -> list[dict]:
                 if row["infer_s"] != "":
                     scaled["infer_s"] = row["infer_s"] * counts[dataset]["test"] / max(1, row["test_pairs"])
                 scaled["load_s"] = row["load_s"] * counts[dataset]["train"] / max(1, row["train_pairs"])
-                rows.append(scaled)
+                rows = _merged(rows, [scaled])
     write_csv(out_csv, rows, TIME_COLUMNS)
     return rows
+
+
+FLOAT_COLUMNS = {"train_pairs", "val_pairs", "test_pairs", "timed_train_pairs", "timed_val_pairs", "batch_size",
+                 "train_epoch_s", "val_s", "load_s", "infer_s"}
+
+
+def _merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """Rows of `old` not measured again in `new`, then `new` (key: dataset, backbone,
+    family, options)."""
+    key = lambda r: (r["dataset"], r["backbone"], r["family"], r["options"])  # noqa: E731
+    again = {key(r) for r in new}
+    return [r for r in old if key(r) not in again] + list(new)
 
 
 def _with_inference(rows: list[dict]) -> list[dict]:
@@ -713,6 +746,10 @@ def run_concurrency(args, config: dict, work: Path) -> list[dict]:
     info = device_info(device)
     dataset = (args.time_datasets or args.datasets or list(config["datasets"]))[0]
     prepared = prepare_phantoms(config, [dataset], work, args.size)[dataset]
+    out_csv = Path(args.out_dir) / "concurrency.csv"
+    kept = read_csv(out_csv) if args.append and out_csv.is_file() else []
+    again = {(b, o) for b in args.concurrency_backbones for o in args.concurrency_options}
+    kept = [r for r in kept if (r["backbone"], r["options"]) not in again]
     rows = []
     for backbone in args.concurrency_backbones:
         for options in args.concurrency_options:
@@ -749,8 +786,8 @@ def run_concurrency(args, config: dict, work: Path) -> list[dict]:
                 rows.append(row)
                 print(f"concurrency {backbone} {options} k={k}: {mean:.2f} s of training per job "
                       f"({min(train):.2f}-{max(train):.2f}), speed-up {row['speedup']:.2f}", flush=True)
-                write_csv(Path(args.out_dir) / "concurrency.csv", rows, CONCURRENCY_COLUMNS)
-    return rows
+                write_csv(out_csv, kept + rows, CONCURRENCY_COLUMNS)
+    return kept + rows
 
 
 # ============================================================================= quality
@@ -824,6 +861,8 @@ def parse_args(argv=None):
     m.add_argument("--epochs", type=int, default=6, help="epochs per timed run (>= 4; epoch 1 is the warm-up)")
     m.add_argument("--max-train-pairs", type=int, default=None, help="time fewer pairs (scaled up)")
     m.add_argument("--max-val-pairs", type=int, default=None)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of --out-dir's times.csv / concurrency.csv not measured again")
     c = parser.add_argument_group("--concurrency")
     c.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
     c.add_argument("--concurrency-backbones", nargs="+", default=["voxelmorph"])
@@ -907,14 +946,15 @@ def report(args, config: dict) -> str:
     conc_path = Path(args.concurrency_csv) if args.concurrency_csv else out_dir / "concurrency.csv"
     conc_rows = read_csv(conc_path) if conc_path.is_file() else []
     if args.speedup:
-        speedup, speedup_source = parse_speedup(args.speedup), f"given, {args.speedup}"
+        speedups, speedup_source = {"*": parse_speedup(args.speedup)}, f"given, {args.speedup}"
     elif conc_rows:
-        speedup = speedups_from(conc_rows)
+        speedups = speedups_from(conc_rows)
         speedup_source = f"measured ({conc_path.name}: " + "; ".join(
-            f"{b} " + ", ".join(f"S({k})={s:.2f}" for k, s in sorted(pts.items()))
-            for b, pts in speedup.items() if b != "*") + ")"
+            f"{b} {o} " + ", ".join(f"S({k})={v:.2f}" for k, v in sorted(pts.items()))
+            for o, per in speedups.items() if o != "*" for b, pts in per.items() if b != "*") + \
+            "; an option set or backbone not measured takes the most complete one's)"
     else:
-        speedup, speedup_source = {}, "none measured: S(k) = 1 (k jobs per GPU gain nothing)"
+        speedups, speedup_source = {}, "none measured: S(k) = 1 (k jobs per GPU gain nothing)"
     if args.pruned_from:
         pruned = pruning_from(args.pruned_from)
         pruned_source = f"observed in {args.pruned_from}: {pruned[0]:.0%} pruned after {pruned[1]:.0%} of the epochs"
@@ -925,8 +965,11 @@ def report(args, config: dict) -> str:
     table = time_table(rows)
     config_name = Path(args.config).relative_to(REPO).as_posix() if Path(args.config).resolve().is_relative_to(REPO) \
         else args.config
-    text, _ = projection_report(config, config_name, table, args.gpus, args.slots, speedup, speedup_source, pruned,
-                                pruned_source, f"{times_path.name} ({rows[0]['device_name']})")
+    try:
+        text, _ = projection_report(config, config_name, table, args.gpus, args.slots, speedups, speedup_source,
+                                    pruned, pruned_source, f"{times_path.name} ({rows[0]['device_name']})")
+    except KeyError as err:
+        raise SystemExit(f"project: {times_path} lacks a job type of {config_name}: {err.args[0]}") from None
     parts = [f"# paper_cost.py: {rows[0]['device_name']}", ""] + ([args.label, ""] if args.label else [])
     parts += [time_table_markdown(rows, config), text]
     if conc_rows:
