@@ -806,7 +806,12 @@ def run_quality(args, config: dict, work: Path) -> list[dict]:
                                     val_every=max(1, epochs // 5), **OPTION_SETS[options])
                 out = Path(tempfile.mkdtemp(prefix="quality-", dir=work))
                 start = time.perf_counter()
-                summary = train_method(prepared, backbone, "gsmorph", args.seed + seed, out / "run", cfg)
+                try:
+                    summary = train_method(prepared, backbone, "gsmorph", args.seed + seed, out / "run", cfg)
+                except Exception as err:  # one failing option must not lose the others
+                    print(f"quality {backbone} {options} seed {args.seed + seed}: FAILED "
+                          f"({type(err).__name__}: {err})", flush=True)
+                    continue
                 rows.append({"dataset": dataset, "backbone": backbone, "method": "gsmorph", "options": options,
                              "seed": args.seed + seed, "epochs": epochs, "best_val_dice": summary["best_val_dice"],
                              "val_njd_pct": summary["val_njd_pct"], "wall_s": round(time.perf_counter() - start, 1)})

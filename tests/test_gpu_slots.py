@@ -4,6 +4,7 @@ GPU count (GSMORPH_GPUS) stands in for the machine's GPUs."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from gsmorph.errors import GSMorphError
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = slot_shell_prefix(sys.executable)
+SNAKEMAKE = pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
 
 
 def env_with(**extra) -> dict:
@@ -146,6 +148,7 @@ rule gpu_job:
 """
 
 
+@SNAKEMAKE
 def test_snakemake_runs_k_jobs_per_fake_gpu_through_the_local_profile(tmp_path):
     """Eight jobs through Snakemake with the local profile and --resources gpu_slots=4 on
     two fake GPUs: at most 4 at once, at most 2 on one GPU, every GPU used."""
@@ -170,6 +173,7 @@ def test_snakemake_runs_k_jobs_per_fake_gpu_through_the_local_profile(tmp_path):
         assert len({s for _, s in running}) == len(running)  # distinct slots
 
 
+@SNAKEMAKE
 def test_the_workflow_rules_start_with_the_slot_prefix(tmp_path):
     """The GPU rules of the real workflow claim a slot before their verb and ask for
     `gpu_slots`; the CPU rules do neither (dry run)."""
