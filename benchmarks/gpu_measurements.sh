@@ -14,7 +14,7 @@
 #     env.txt             GPU, driver, torch, the commit
 #     tests.txt           the CUDA tests (fast steps; the surgery engine's CPU-vs-CUDA tests)
 #     times.csv           seconds per epoch of every job type and option set (paper_cost.py --measure)
-#     concurrency.csv     k = 1, 2, 4, 8 trainings at once on the GPU (VoxelMorph), k = 1, 4 (TransMorph-S)
+#     concurrency.csv     k = 1, 2, 4, 8 trainings at once on the GPU (VoxelMorph), k = 1, 2, 4 (TransMorph-S)
 #     quality.csv         validation Dice, fp32 vs bf16-cl, GSMorph-VoxelMorph at paper scale, 2 seeds
 #     projection.md       all of it as tables, and paper.yaml projected (today and with the options and k)
 #     surgery_overhead.md the surgery engine's step cost (benchmarks/surgery_overhead.py), eager and CUDA graph
@@ -42,9 +42,10 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 export PYTHONUNBUFFERED=1
 
 left() { echo $(( BUDGET - (SECONDS - START) )); }
-step() {  # step NAME CAP_SECONDS COMMAND...: run with min(CAP, time left - 10 s)
+RESERVE=40  # seconds kept for the final projection
+step() {  # step NAME CAP_SECONDS COMMAND...: run with min(CAP, time left - RESERVE)
     local name=$1 cap=$2; shift 2
-    local limit=$(( $(left) - 10 < cap ? $(left) - 10 : cap ))
+    local limit=$(( $(left) - RESERVE < cap ? $(left) - RESERVE : cap ))
     if (( limit < 20 )); then echo "=== $name: skipped, $(left) s left"; return; fi
     echo "=== $name (limit ${limit} s, $(left) s left) $(date -u +%T)"
     timeout --kill-after=5 "$limit" "$@"
@@ -70,13 +71,13 @@ PC="python3 benchmarks/paper_cost.py --out-dir $OUT --work ${WORK:-/tmp/paper_co
 
 # 1. correctness on CUDA: the fast steps (compile last, below) and the surgery engine
 step "CUDA tests" 120 python3 -m pytest -q -p no:cacheprovider -rs \
-    tests/test_gpu_options.py tests/test_surgery_exact.py tests/test_surgery.py -k "not compile" \
+    tests/test_gpu_options.py tests/test_surgery_exact.py tests/test_surgery.py -k "cuda and not compile" \
     > "$OUT/tests.txt" 2>&1
 tail -5 "$OUT/tests.txt"
 
 # 2. seconds per epoch: fp32 (today) and bf16 + channels-last, every job type; M&Ms scaled
 #    from ACDC by steps per epoch (both phantoms are made: 100 and 219 subjects at 128 x 128)
-step "measure fp32, bf16-cl" 170 $PC --measure --options fp32 bf16-cl --time-datasets acdc --epochs 6
+step "measure fp32, bf16-cl" 200 $PC --measure --options fp32 bf16-cl --time-datasets acdc --epochs 6
 
 # 3. k trainings at once on the GPU (GSMorph-VoxelMorph, 8 epochs, bf16-cl)
 step "concurrency VoxelMorph" 120 $PC --concurrency --append --concurrency-options bf16-cl --k 1 2 4 8 \
@@ -85,33 +86,35 @@ grep -q "bf16-cl" "$OUT/concurrency.csv" 2>/dev/null || \
     step "concurrency VoxelMorph (fp32: bf16-cl failed)" 120 $PC --concurrency --append --k 1 2 4 8 \
     --concurrency-epochs 8
 
+# 4. the same for TransMorph-S, which holds most of the paper's GPU time: whether k jobs
+#    per GPU gain here decides the goal (heavier steps: maybe less to gain)
+step "concurrency TransMorph-S" 100 $PC --concurrency --append --concurrency-backbones transmorph \
+    --concurrency-options bf16-cl --k 1 2 4 --concurrency-epochs 4
+
 step "projection" 30 $PC --project --slots 1 2 4 8
 
-# 4. the other option sets (weighted and surgery; HyperMorph keeps its fp32 times there)
+# 5. the other option sets (weighted and surgery; HyperMorph keeps its fp32 times there)
 step "measure tf32, bf16" 100 $PC --measure --append --options tf32 bf16 --families weighted surgery \
     --time-datasets acdc --epochs 6
 step "measure surgery CUDA graph" 50 $PC --measure --append --options bf16-cl-graph --families surgery \
     --time-datasets acdc --epochs 6
 
-# 5. validation Dice at paper scale: fp32 vs bf16-cl, 20 epochs, 2 seeds
+# 6. validation Dice at paper scale: fp32 vs bf16-cl, 20 epochs, 2 seeds
 step "quality" 80 $PC --quality --quality-backbones voxelmorph --quality-epochs 20 --quality-options bf16-cl \
     --quality-seeds 2
 
-# 6. the surgery engine's overhead on this GPU (benchmarks/results/surgery_overhead.md, "To measure on a GPU")
+# 7. the surgery engine's overhead on this GPU (benchmarks/results/surgery_overhead.md, "To measure on a GPU")
 step "surgery overhead" 60 python3 benchmarks/surgery_overhead.py --device cuda --rounds 15 --warmup 3 \
     --cuda-graph --case voxelmorph-8 --case voxelmorph-32 --case transmorph-s-32 --no-batched-vjp \
     --out "$OUT/surgery_overhead.md"
 
-# 7. TransMorph-S at once (heavier per step: less to gain)
-step "concurrency TransMorph-S" 70 $PC --concurrency --append --concurrency-backbones transmorph \
-    --concurrency-options bf16-cl --k 1 4 --concurrency-epochs 4
-
 # 8. torch.compile: its test, then its epoch time for GSMorph-VoxelMorph
-step "compile test" 60 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_options.py -k compile \
+step "compile test" 60 python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_options.py -k "cuda and compile" \
     >> "$OUT/tests.txt" 2>&1
 step "measure compile" 70 $PC --measure --append --options bf16-cl-compile --families surgery \
     --backbones voxelmorph --time-datasets acdc --epochs 6
 
 # the projection again, with everything measured
+RESERVE=5
 step "projection (final)" 30 $PC --project --slots 1 2 4 8
 echo "done after $(( SECONDS - START )) s"
