@@ -273,12 +273,14 @@ class Trainer:
     def apply_step_options(self) -> None:
         """The fast-step options (gsmorph/device.py) on the network just built, before the
         optimiser: the float32 matmul precision (process-wide), channels-last weights, the
-        bf16 forward of training steps, torch.compile. Nothing at all with the defaults.
+        bf16 forward of training steps, torch.compile. With the defaults only PyTorch's own
+        precision defaults are set again on CUDA (an earlier tf32 run in the same process,
+        e.g. a benchmark's, must not leak into an fp32 one); nothing at all on a CPU.
         Every trainer's train_step gets them through self.model's forward (HyperMorph's too)."""
         options = self.step_options
+        apply_precision(options, self.device)
         if options.default:
             return
-        apply_precision(options, self.device)
         fmt = memory_format(self.spatial_dims) if options.channels_last else None
         if fmt is not None:
             self.model.to(memory_format=fmt)

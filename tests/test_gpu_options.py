@@ -14,7 +14,7 @@ import gsmorph.training as training
 from gsmorph import methods
 from gsmorph.cli import main
 from gsmorph.config import DEFAULTS, load_config
-from gsmorph.device import STEP_KEYS, StepOptions, step_options
+from gsmorph.device import STEP_KEYS, StepOptions, apply_precision, step_options
 from gsmorph.errors import GSMorphError
 from gsmorph.networks import build, warp_image
 from gsmorph.surgery import ZERO_EPS
@@ -87,6 +87,22 @@ def test_a_gpu_with_the_features_accepts_them():
     cfg = {"precision": "bf16", "channels_last": True, "compile": True, "surgery_cuda_graph": True}
     opts = step_options(cfg, torch.device("cuda:0"), capability=(9, 0), has_triton=True, name="Fake H100")
     assert opts == StepOptions("bf16", True, True, True) and opts.autocast and not opts.default
+
+
+def test_precision_flags_are_set_for_each_run_on_cuda_and_never_on_a_cpu():
+    """tf32/bf16 turn TF32 matrix products on for the process, fp32 turns them off again
+    (so runs in one process do not leak into each other); a CPU run touches nothing."""
+    before = torch.get_float32_matmul_precision()
+    try:
+        apply_precision(StepOptions("tf32"), torch.device("cuda"))  # the flags need no GPU to be set
+        assert torch.get_float32_matmul_precision() == "high"
+        apply_precision(StepOptions(), torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == "high"
+        apply_precision(StepOptions(), torch.device("cuda"))
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.backends.cudnn.allow_tf32  # PyTorch's default for fp32 convolutions
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def test_default_options_leave_the_network_and_surgery_untouched(prepared_acdc, tmp_path):
