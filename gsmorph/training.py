@@ -39,6 +39,7 @@ Tensors: images (B, 1, *S) float32 in [0, 1], labels (B, 1, *S) uint8 (0 bg, 1 L
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -286,10 +287,25 @@ class Trainer:
             self.model.to(memory_format=fmt)
         if fmt is not None or options.autocast:
             fast_forward(self.model, self.device.type, options.autocast, fmt)
-        if options.compile:
+        if options.compile and not self.supports_compile():
+            print(f"{self.name()}: compile is not applied: its train_step calls the network with Python "
+                  "numbers (a recompilation for every new value); run.json records compile: false",
+                  file=sys.stderr, flush=True)
+            self.step_options = dataclasses.replace(options, compile=False)
+        elif options.compile:
+            import torch._dynamo
+
+            torch._dynamo.reset()  # a fresh cache for each run (tuning trials share a process)
             self.model.compile(**self.compile_kwargs)
 
     compile_kwargs: dict = {}  # for nn.Module.compile (tests use {"backend": "aot_eager"} on a CPU)
+
+    @classmethod
+    def supports_compile(cls) -> bool:
+        """Whether torch.compile pays off for this trainer: yes for this class's train_step;
+        a subclass with its own (HyperMorph's passes a new lambda each step) says no unless it
+        overrides this."""
+        return cls.train_step is Trainer.train_step
 
     # ------------------------------------------------------------------ overridables
     def build_network(self) -> torch.nn.Module:

@@ -207,6 +207,17 @@ def test_compile_with_gradient_surgery_trains(prepared_acdc, tmp_path):
     assert set(torch.load(tmp_path / "run-gsmorph-voxelmorph" / "best.pt", weights_only=True)) == keys
 
 
+def test_hypermorph_is_not_compiled_and_says_so(prepared_acdc, tmp_path, capsys):
+    """HyperMorph calls its network with a new Python lambda every step: compiling would
+    recompile at every value, so it trains eagerly, said on stderr and in run.json."""
+    trainer = _trainer_with(prepared_acdc, tmp_path, StepOptions("bf16", True, compile=True), "hypermorph",
+                            hypermorph={"hidden": 8, "layers": 2, "val_lambdas": 3})
+    assert "compile is not applied" in capsys.readouterr().err
+    assert trainer.step_options == StepOptions("bf16", True, compile=False)
+    assert getattr(trainer.model, "_compiled_call_impl", None) is None
+    assert Trainer.supports_compile()
+
+
 def test_monai_integration_under_bf16_autocast_stays_close_to_float32():
     """The diffeomorphic model integrates inside its forward (MONAI DVF2DDF: grid_sample,
     which autocast runs in float32): under bf16 autocast the displacement stays close."""
