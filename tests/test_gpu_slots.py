@@ -117,6 +117,18 @@ def test_concurrent_jobs_get_distinct_slots_and_visible_devices_and_a_killed_job
             job.wait()
 
 
+def test_as_many_jobs_as_gpus_get_one_gpu_each(tmp_path):
+    env = env_with(GSMORPH_GPUS="4")
+    jobs = [start_job(tmp_path, f"job{i}", env) for i in range(4)]
+    try:
+        seen = wait_for([tmp_path / f"job{i}.txt" for i in range(4)])
+        assert sorted(gpu for gpu, _ in seen) == ["0", "1", "2", "3"]  # distinct CUDA_VISIBLE_DEVICES
+    finally:
+        for job in jobs:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+
+
 @pytest.mark.parametrize("extra", [{"GSMORPH_GPUS": "1"}, {"GSMORPH_GPUS": "0"}, {"CUDA_VISIBLE_DEVICES": "7"},
                                    {"GSMORPH_GPUS": "4", "SLURM_JOB_ID": "12"}])
 def test_one_gpu_none_or_a_slurm_job_pins_nothing(tmp_path, extra):
