@@ -47,6 +47,7 @@ Tensors: images (B, 1, *S) float32 in [0, 1], labels (B, 1, *S) uint8 (0 bg, 1 L
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -60,7 +61,8 @@ import numpy as np
 import torch
 
 from gsmorph import checkpoints, methods
-from gsmorph.device import get_rng_state, resolve_device, seed_everything, set_rng_state
+from gsmorph.device import (apply_precision, get_rng_state, memory_format, resolve_device, seed_everything,
+                            set_rng_state, step_options)
 from gsmorph.errors import GSMorphError
 from gsmorph.io import check_not_input, read_json, write_csv, write_json
 from gsmorph.provenance import write_provenance
@@ -127,6 +129,45 @@ def data_identity(prepared: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+# ----------------------------------------------------------------------- fast steps
+def _floats(out):
+    """`out` (a tensor or a tuple/list of them) with floating tensors as float32."""
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_floats(o) for o in out)
+    return out
+
+
+def fast_forward(model: torch.nn.Module, device_type: str, autocast: bool, fmt) -> None:
+    """Wrap `model.forward` in place (its state dict is unchanged): the input in memory
+    format `fmt` (None: as given); and, for a training step (train mode, gradients on) with
+    `autocast`, the forward under bfloat16 autocast with its outputs returned as float32,
+    so that warping, losses and every gradient the surgery combines are float32.
+    Validation and inference (eval mode or no gradients) run in float32."""
+    forward = model.forward
+
+    def wrapped(x, *args, **kwargs):
+        if fmt is not None and x.dim() in (4, 5):
+            x = x.contiguous(memory_format=fmt)
+        if not (autocast and model.training and torch.is_grad_enabled()):
+            return forward(x, *args, **kwargs)
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+            out = forward(x, *args, **kwargs)
+        return _floats(out)
+
+    model.forward = wrapped
+
+
+def match_parameter_layout(model: torch.nn.Module) -> None:
+    """Give every .grad its parameter's strides (channels-last weights: the surgery writes
+    its update into contiguous buffers), so the optimiser works on equal layouts."""
+    for p in model.parameters():
+        g = p.grad
+        if g is not None and g.stride() != p.stride():
+            p.grad = torch.empty_like(p).copy_(g)
+
+
 # ----------------------------------------------------------------------------- trainer
 class Trainer:
     """Train one learned registration method into the run folder `out`.
@@ -156,6 +197,7 @@ class Trainer:
         if not (self.prepared / "subjects.csv").is_file():
             raise GSMorphError(f"{self.prepared / 'subjects.csv'}: not found; is --prepared a prepared folder?")
         self.device = resolve_device(cfg.get("device", "auto"))
+        self.step_options = step_options(cfg, self.device)  # refused where the device lacks them
         self.spatial_dims = 2 if cfg["mode"] == "2d" else 3
         self.initialized = False
 
@@ -216,13 +258,15 @@ class Trainer:
         self.check_data()
         self.sim_loss, self.reg_loss = build_losses(self.cfg, self.spatial_dims)
         self.model = self.build_network().to(self.device)
+        self.apply_step_options()
         self.optimizer = self.build_optimizer()
         self.base_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]  # what warm-up and schedule scale
         self.surgery = self.conflicts = None
         if self.spec.surgery:
             from gsmorph.surgery import ConflictTracker, GradientSurgery
 
-            self.surgery = GradientSurgery(self.model, mode=self.spec.surgery)
+            self.surgery = GradientSurgery(self.model, mode=self.spec.surgery,
+                                           cuda_graph=self.step_options.surgery_cuda_graph)
             self.conflicts = ConflictTracker()  # per-group stats summed on the device
         self.shuffle_gen = torch.Generator().manual_seed(self.seed)
         # training state (restored by resume)
@@ -240,6 +284,42 @@ class Trainer:
 
     def check_data(self) -> None:
         """Hook: refuse data the method cannot train on (after the splits are loaded)."""
+
+    def apply_step_options(self) -> None:
+        """The fast-step options (gsmorph/device.py) on the network just built, before the
+        optimiser: the float32 matmul precision (process-wide), channels-last weights, the
+        bf16 forward of training steps, torch.compile. With the defaults only PyTorch's own
+        precision defaults are set again on CUDA (an earlier tf32 run in the same process,
+        e.g. a benchmark's, must not leak into an fp32 one); nothing at all on a CPU.
+        Every trainer's train_step gets them through self.model's forward (HyperMorph's too)."""
+        options = self.step_options
+        apply_precision(options, self.device)
+        if options.default:
+            return
+        fmt = memory_format(self.spatial_dims) if options.channels_last else None
+        if fmt is not None:
+            self.model.to(memory_format=fmt)
+        if fmt is not None or options.autocast:
+            fast_forward(self.model, self.device.type, options.autocast, fmt)
+        if options.compile and not self.supports_compile():
+            print(f"{self.name()}: compile is not applied: its train_step calls the network with Python "
+                  "numbers (a recompilation for every new value); run.json records compile: false",
+                  file=sys.stderr, flush=True)
+            self.step_options = dataclasses.replace(options, compile=False)
+        elif options.compile:
+            import torch._dynamo
+
+            torch._dynamo.reset()  # a fresh cache for each run (tuning trials share a process)
+            self.model.compile(**self.compile_kwargs)
+
+    compile_kwargs: dict = {}  # for nn.Module.compile (tests use {"backend": "aot_eager"} on a CPU)
+
+    @classmethod
+    def supports_compile(cls) -> bool:
+        """Whether torch.compile pays off for this trainer: yes for this class's train_step;
+        a subclass with its own (HyperMorph's passes a new lambda each step) says no unless it
+        overrides this."""
+        return cls.train_step is Trainer.train_step
 
     # ------------------------------------------------------------------ overridables
     def build_network(self) -> torch.nn.Module:
@@ -287,6 +367,8 @@ class Trainer:
             (sim + self.lam * reg).backward()
         else:
             self.conflicts.add(self.surgery.backward(sim, reg))
+            if self.step_options.channels_last:
+                match_parameter_layout(self.model)
         return {"loss_sim": sim.detach(), "loss_reg": reg.detach()}
 
     def predict(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
@@ -324,6 +406,7 @@ class Trainer:
             "optim": self.optim,
             "backbone_display": self.backbone_display(),
             "config": self.cfg,
+            "step_options": self.step_options.as_dict(),
             "checksums": {"best.pt": self.best_sha256, "last.pt": self.last_sha256},
         }
 

@@ -18,9 +18,11 @@ rule infer:
         split=config["split"],
         out=lambda w, output: parent(output[0]),
         code=code_version("infer"),
+        gpu_slot=GPU_SLOT,
     threads: RES["infer"]["threads"]
     resources:
         gpu=RES["infer"]["gpu"],
+        gpu_slots=RES["infer"]["gpu"],
         mem_mb=RES["infer"]["mem_mb"],
         runtime=RES["infer"]["runtime"],
     log:
@@ -28,5 +30,5 @@ rule infer:
     benchmark:
         "logs/benchmarks/infer/{dataset}/{backbone}/{method}/seed{seed}.tsv"
     shell:
-        "gsmorph infer --run {params.run} --prepared {params.prepared} --split {params.split}"
+        "{params.gpu_slot}gsmorph infer --run {params.run} --prepared {params.prepared} --split {params.split}"
         " --out {params.out} --method-name {wildcards.method} > {log} 2>&1"

@@ -1,5 +1,15 @@
 # Learned methods trained by `gsmorph train` (the "trained" family of gsmorph/methods.py):
 # fixed-lambda weighted losses, HyperMorph and the gradient-surgery methods.
+#
+# GPU jobs (train, tune, tune_worker, infer) ask for `gpu` (GPUs, what SLURM grants) and
+# `gpu_slots` (what the local profile bounds: GPUs x jobs per GPU), and start with
+# GPU_SLOT: `python3 -m gsmorph.device gpu-slot` claims a free slot for the job's shell and
+# pins the job to GPU slot mod n (CUDA_VISIBLE_DEVICES) when the machine shows n >= 2
+# GPUs; with one GPU or none (a CPU machine, a SLURM job) it does nothing. It runs the
+# `python3` on PATH, as the verbs run the `gsmorph` on PATH (one environment).
+from gsmorph.device import slot_shell_prefix
+
+GPU_SLOT = slot_shell_prefix("python3")
 
 
 rule train:
@@ -16,9 +26,11 @@ rule train:
         out=lambda w, output: parent(output[0]),
         cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
         code=code_version("train"),
+        gpu_slot=GPU_SLOT,
     threads: RES["train"]["threads"]
     resources:
         gpu=RES["train"]["gpu"],
+        gpu_slots=RES["train"]["gpu"],
         mem_mb=RES["train"]["mem_mb"],
         runtime=RES["train"]["runtime"],
     log:
@@ -28,6 +40,6 @@ rule train:
     shell:
         # --fresh-if-changed: a run folder left by another config, code or input starts
         # afresh; one left by a killed job of the same run resumes from its last.pt
-        "gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
+        "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
         " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
         " --fresh-if-changed --set {params.cfg:q} > {log} 2>&1"

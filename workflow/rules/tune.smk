@@ -38,7 +38,7 @@ rule tune_study:
 
 
 TUNE_SHELL = (
-    "gsmorph tune --method {wildcards.method} --prepared {params.prepared} --backbone {wildcards.backbone}"
+    "{params.gpu_slot}gsmorph tune --method {wildcards.method} --prepared {params.prepared} --backbone {wildcards.backbone}"
     " --trials {params.trials} --storage {params.journal} --study $(cat {input.study})"
     " --seed {wildcards.seed} --out {params.out} --set {params.cfg:q} > {log} 2>&1"
 )
@@ -63,9 +63,11 @@ if config["tuning"]["workers"] > 1:
             trials=tune_trials(),
             cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
             code=code_version("tune"),
+            gpu_slot=GPU_SLOT,
         threads: RES["tune"]["threads"]
         resources:
             gpu=RES["tune"]["gpu"],
+            gpu_slots=RES["tune"]["gpu"],
             mem_mb=RES["tune"]["mem_mb"],
             runtime=RES["tune"]["runtime"],
         log:
@@ -94,9 +96,11 @@ rule tune:
         trials=tune_trials(),
         cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
         code=code_version("tune"),
+        gpu_slot=GPU_SLOT,
     threads: RES["tune"]["threads"]
     resources:
         gpu=RES["tune"]["gpu"],
+        gpu_slots=RES["tune"]["gpu"],
         mem_mb=RES["tune"]["mem_mb"],
         runtime=RES["tune"]["runtime"],
     log:
