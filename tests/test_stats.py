@@ -140,3 +140,25 @@ def test_the_smallest_possible_p_of_few_subjects():
     assert stats.min_two_sided_p(6) == pytest.approx(0.03125)
     out = stats.paired_wilcoxon([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])  # all positive: the smallest p
     assert out["p"] == pytest.approx(out["min_p"]) == pytest.approx(0.25)
+
+
+def test_sign_flip_p_by_hand():
+    # |d| ranks 1.5, 1.5, 3, all positive: r_plus = 6 is the largest of 8 equally likely
+    # sign patterns, so two-sided p = 2 * 1/8.
+    assert stats.sign_flip_p([1.0, 1.0, 2.0]) == pytest.approx(0.25)
+    # a zero is left out of the ranking and its sign flip changes nothing
+    assert stats.sign_flip_p([0.0, 1.0, 1.0, 2.0]) == pytest.approx(0.25)
+
+
+def test_ties_and_zeros_with_few_subjects_give_scipys_permutation_p():
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        n = int(rng.integers(3, 14))
+        x = rng.integers(0, 5, size=n).astype(float)
+        y = rng.integers(0, 5, size=n).astype(float)
+        if not np.any(x - y):
+            continue
+        res = stats.paired_wilcoxon(x, y)
+        expected = sps.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")
+        assert res["p"] == pytest.approx(expected.pvalue, abs=1e-12)
+        assert res["statistic"] == expected.statistic
