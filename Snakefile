@@ -39,7 +39,6 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/classical.smk"
-include: "workflow/rules/infer.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -15,8 +15,9 @@ One script, four parts, any of them in one run (in this order):
                seeds (noise = the seed-to-seed spread). Writes quality.csv.
 --project      counts the jobs and epochs of a config (workflow/configs/paper.yaml on top of
                config.yaml by default): per dataset x seed x backbone x learned method one
-               training (HyperMorph on VoxelMorph only) and one inference; the tuned baseline
-               as tuning.workers worker jobs sharing method.tune.trials trials, a pruned
+               training job that also infers the test split (HyperMorph on VoxelMorph only);
+               the tuned baseline as tuning.workers worker jobs sharing method.tune.trials
+               trials and a job inferring with the study's best run, a pruned
                trial running a fraction of the epochs (--pruned-fraction, --pruned-epochs:
                an assumption stated in the output, or read from a study's trials.csv with
                --pruned-from); classical methods run on CPUs and are only counted. Projects
@@ -185,7 +186,7 @@ def time_table(rows: list[dict]) -> dict[tuple, Times]:
 @dataclass
 class Job:
     name: str
-    kind: str            # train | tune_worker | tune | infer
+    kind: str            # train | tune_worker | tune (train and tune also infer the test split)
     dataset: str
     backbone: str
     family: str
@@ -251,21 +252,25 @@ def count_jobs(config: dict, table: dict[tuple, Times], options: str, pruned_fra
                 epoch_s, val_s = t.epoch_s(config, batch), t.validation_s(config)
                 per_run = t.load_s + t.build_s + t.finish_s
                 name = f"{dataset}/{backbone}/{method}/seed{seed}"
+                infer_s = t.inference_s(config)  # the workflow's train and tune jobs infer themselves
                 if family == "tuned":
                     trial_gpu = keep * (epochs * epoch_s + n_val * val_s)
-                    groups = [(f"tune_worker{w}", trials / workers) for w in range(workers)] if workers > 1 \
-                        else [("tune", float(trials))]
-                    for kind_name, n in groups:
-                        counted.jobs.append(Job(f"{name}:{kind_name}", "tune_worker" if workers > 1 else "tune",
-                                                dataset, backbone, "weighted", t.start_s + n * per_run,
-                                                n * trial_gpu, n * keep * epochs))
-                    if workers > 1:  # writes the study's outputs; the workers ran every trial
-                        counted.jobs.append(Job(f"{name}:tune", "tune", dataset, backbone, "weighted", t.start_s, 0.0))
+                    if workers > 1:
+                        for w in range(workers):
+                            n = trials / workers
+                            counted.jobs.append(Job(f"{name}:tune_worker{w}", "tune_worker", dataset, backbone,
+                                                    "weighted", t.start_s + n * per_run, n * trial_gpu,
+                                                    n * keep * epochs))
+                        # writes the study's outputs (the workers ran every trial) and infers
+                        counted.jobs.append(Job(f"{name}:tune", "tune", dataset, backbone, "weighted", t.start_s,
+                                                infer_s))
+                    else:
+                        counted.jobs.append(Job(f"{name}:tune", "tune", dataset, backbone, "weighted",
+                                                t.start_s + trials * per_run, trials * trial_gpu + infer_s,
+                                                trials * keep * epochs))
                 else:
                     counted.jobs.append(Job(name, "train", dataset, backbone, family, t.start_s + per_run,
-                                            epochs * epoch_s + n_val * val_s, float(epochs)))
-                counted.jobs.append(Job(f"{name}:infer", "infer", dataset, backbone, timed, t.start_s,
-                                        t.inference_s(config)))
+                                            epochs * epoch_s + n_val * val_s + infer_s, float(epochs)))
     if any(family_of(m) == "tuned" for m in config["methods"]):
         counted.notes.append(f"tuning: {trials} trials per study, {workers} worker job(s); "
                              f"{pruned_fraction:.0%} of trials pruned after {pruned_epochs:.0%} of their epochs "

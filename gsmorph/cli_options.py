@@ -6,6 +6,8 @@
 --workers  processes (default: every core this process may use)
 --seed     a non-negative integer (default 0)
 --device   auto | cpu | cuda | cuda:N (default auto: CUDA when torch sees it)
+--pairs-out (train, tune) also register a split's pairs with the finished model, as
+           `gsmorph infer` does, in the same process (with --split)
 """
 from __future__ import annotations
 
@@ -62,7 +64,32 @@ def _device(parser):
                         help="auto | cpu | cuda | cuda:N (default: the config's `device`, auto: CUDA when available)")
 
 
-ADDERS = {"split": _split, "config": _config, "workers": _workers, "seed": _seed, "required_seed": _required_seed,
+def _pairs_out(parser):
+    parser.add_argument("--pairs-out", default=None, metavar="DIR",
+                        help="when training is done, also register the --split pairs with the model into this "
+                             "pairs folder, as `gsmorph infer` does (one process instead of two)")
+    _split(parser)
+
+
+def check_pairs_out(args: argparse.Namespace, *inputs) -> None:
+    """Refuse a --pairs-out inside an input or the run folder before any training starts."""
+    if args.pairs_out:
+        from gsmorph.io import check_not_input
+
+        check_not_input(args.pairs_out, [args.prepared, *inputs])
+
+
+def infer_if_asked(args: argparse.Namespace, run_dir, method_name: str) -> None:
+    """With --pairs-out: register the --split pairs with the run in `run_dir` (gsmorph infer)."""
+    if args.pairs_out:
+        from gsmorph.inference import infer_split
+
+        out = infer_split(run_dir, args.prepared, args.split, args.pairs_out, method_name=method_name,
+                          device=args.device or "auto")
+        print(f"pairs: {out}")
+
+
+ADDERS = {"split": _split, "pairs_out": _pairs_out, "config": _config, "workers": _workers, "seed": _seed, "required_seed": _required_seed,
           "device": _device}
 
 

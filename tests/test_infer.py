@@ -156,3 +156,36 @@ def test_diffeomorphic_smoothness_sees_the_velocity_and_infer_integrates(prepare
     write_run(run, info, trainer.model.state_dict())
     predict, _, _ = load_run(run, device="cpu")
     assert torch.allclose(predict(moving, fixed), disp, atol=1e-6)
+
+
+def test_train_with_pairs_out_infers_in_the_same_process(prepared_acdc, trained_run, tmp_path):
+    """The workflow's train job: a finished run rerun with --pairs-out trains nothing more and
+    writes the pairs `gsmorph infer` writes (the same displacements, bit for bit)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    best = (run / "best.pt").read_bytes()
+    assert main(["train", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--method", "weighted",
+                 "--lam", "0.01", "--seed", "1", "--out", str(run), "--set", SET,
+                 "--pairs-out", str(tmp_path / "pairs"), "--split", "val"]) == 0
+    assert (run / "best.pt").read_bytes() == best
+    assert main(["infer", "--run", str(trained_run), "--prepared", str(prepared_acdc), "--split", "val",
+                 "--out", str(tmp_path / "alone"), "--device", "cpu"]) == 0
+    together, alone = pairs.read_meta(tmp_path / "pairs"), pairs.read_meta(tmp_path / "alone")
+    assert together["split"] == alone["split"] == "val" and together["method"] == alone["method"] == "weighted"
+    got = {sp.subject: sp for sp in pairs.iter_subjects(tmp_path / "pairs")}
+    want = {sp.subject: sp for sp in pairs.iter_subjects(tmp_path / "alone")}
+    assert set(got) == set(want) and got
+    for subject, sp in want.items():
+        np.testing.assert_array_equal(got[subject].disp, sp.disp)
+        np.testing.assert_array_equal(got[subject].moved_label, sp.moved_label)
+
+
+def test_pairs_out_inside_the_run_folder_is_refused_before_training(prepared_acdc, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--method", "weighted",
+                 "--lam", "0.01", "--seed", "1", "--out", str(run), "--set", SET,
+                 "--pairs-out", str(run / "pairs")]) == 1
+    assert str(run / "pairs") in capsys.readouterr().err
+    assert not run.exists()

@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -332,7 +333,7 @@ def test_cli_with_real_training_resumes_and_best_is_inferable(prepared_acdc, tmp
             str(tmp_path / "study.db"), "--study", "weighted", "--seed", "0", "--out", str(out), "--set", overrides]
     assert main(args + ["--trials", "2"]) == 0
     first = pd.read_csv(out / "trials.csv")
-    assert main(args + ["--trials", "3"]) == 0
+    assert main(args + ["--trials", "3", "--pairs-out", str(tmp_path / "tuned_pairs")]) == 0
     again = pd.read_csv(out / "trials.csv")
     assert list(again["number"]) == [0, 1, 2] and (again["state"] == "COMPLETE").all()
     pd.testing.assert_frame_equal(again.iloc[:2][["number", "lam", "val_dice", "wall_s"]],
@@ -346,7 +347,16 @@ def test_cli_with_real_training_resumes_and_best_is_inferable(prepared_acdc, tmp
         assert (out / "trials" / f"trial_{trial:04d}" / "summary.json").is_file()
     assert main(["infer", "--run", str(out / "best"), "--prepared", str(prepared_acdc), "--split", "test",
                  "--out", str(tmp_path / "pairs")]) == 0
-    assert (tmp_path / "pairs" / "index.csv").is_file()
+    # --pairs-out (the workflow's tune job) wrote the same pairs from best/ in the tuning process
+    from gsmorph import pairs
+
+    meta = pairs.read_meta(tmp_path / "tuned_pairs")
+    assert meta["method"] == "weighted-tuned" and meta["run"] == str((out / "best").resolve())
+    alone = {sp.subject: sp.disp for sp in pairs.iter_subjects(tmp_path / "pairs")}
+    together = {sp.subject: sp.disp for sp in pairs.iter_subjects(tmp_path / "tuned_pairs")}
+    assert set(alone) == set(together) and alone
+    for subject, disp in alone.items():
+        np.testing.assert_array_equal(together[subject], disp)
 
 
 def test_cli_bad_storage_is_a_clear_error(prepared_acdc, tmp_path, capsys):

@@ -140,7 +140,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     phantoms = sum(1 for ds in cfg["datasets"] if not cfg.get(f"{ds}_root"))
     readme = int("acdc" in cfg["datasets"] and any(b == "voxelmorph" for b, _ in learned))
     jobs = {"synth": phantoms, "prepare": d, "register": d * len(classical), "train": d * s * len(trained),
-            "tune_study": d * s * len(tuned), "tune": d * s * len(tuned), "infer": d * s * len(learned),
+            "tune_study": d * s * len(tuned), "tune": d * s * len(tuned),
             "evaluate": d, "report": 1, "provenance": 1, "readme_figure": readme, "all": 1}
     if cfg["tuning"]["workers"] > 1:
         jobs["tune_worker"] = d * s * len(tuned) * cfg["tuning"]["workers"]
@@ -178,6 +178,9 @@ def test_dry_run_of_the_paper_config_with_real_roots(tmp_path):
     cfg = merged(CONFIG, PAPER, {"acdc_root": str(acdc)})
     assert job_counts(proc.stdout) == expected_jobs(cfg)
     assert expected_jobs(cfg)["tune_worker"] == 2 * 4 * 2  # 4 workers per study
+    # the workers share the trials; only the job writing the study's outputs infers
+    tune = shell_commands(proc.stdout, "tune")
+    assert len(tune) == 2 * 2 * (4 + 1) and sum("--pairs-out" in line for line in tune) == 2 * 2
     prepare = shell_commands(proc.stdout, "prepare")
     assert any(f"--dataset acdc --raw {acdc}" in line and "--size 128" in line for line in prepare)
     assert any("--dataset mnm --raw raw/mnm" in line for line in prepare)
@@ -201,8 +204,12 @@ def test_method_commands_follow_the_cli(default_dry_run):
     lam = {**DEFAULTS["lambdas"], **CONFIG["method"].get("lambdas", {})}
     assert any("--method weighted-s --seed 0 --out runs/acdc/voxelmorph/weighted-s/seed0" in l
                and f'"lambdas":{{"s":{lam["s"]}}}' in l for l in lines)
-    assert any("--run runs/mnm/transmorph/weighted-tuned/seed0/best" in l and "--method-name weighted-tuned" in l
-               for l in lines)
+    # training and tuning jobs register the evaluated split themselves (--pairs-out)
+    assert any("--method weighted-s --seed 0 --out runs/acdc/voxelmorph/weighted-s/seed0" in l
+               and "--pairs-out pairs/acdc/voxelmorph/weighted-s/seed0 --split test" in l for l in lines)
+    assert any(l.startswith("gsmorph tune --method weighted-tuned") and "--out runs/mnm/transmorph/weighted-tuned/seed0"
+               in l and "--pairs-out pairs/mnm/transmorph/weighted-tuned/seed0 --split test" in l for l in lines)
+    assert not any(l.startswith("gsmorph infer") for l in lines)
     assert any(l.startswith("gsmorph register --method syn --prepared prepared/acdc --split test "
                             "--out pairs/acdc/none/syn/seed0") for l in lines)
     tune = [l for l in lines if l.startswith("gsmorph tune")]
@@ -247,7 +254,8 @@ def test_slurm_profile_dry_run(tmp_path):
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
     assert {"slurm_partition", "slurm_account"} <= set(profile["default-resources"])
-    for rule in ("train", "tune", "infer"):
+    assert "infer" not in profile["set-resources"]  # training and tuning jobs infer themselves
+    for rule in ("train", "tune", "tune_worker"):
         assert profile["set-resources"][rule]["cpus_per_gpu"] >= 1
 
 
@@ -257,7 +265,7 @@ def test_local_profile_limits_gpu_jobs(tmp_path):
     for block in proc.stdout.split("\nrule ")[1:]:
         rule = block.split(":")[0]
         resources = next((l for l in block.splitlines() if l.strip().startswith("resources:")), "")
-        assert ("gpu=1" in resources) == (rule in ("train", "tune", "infer")), (rule, resources)
+        assert ("gpu=1" in resources) == (rule in ("train", "tune", "tune_worker")), (rule, resources)
 
 
 # ----------------------------------------------------------------------------- config and schema
@@ -464,10 +472,12 @@ def test_tiny_run_makes_every_artifact(tiny_run):
     prov = json.loads((work / "results/provenance.json").read_text())
     assert prov["config"]["methods"] == methods and prov["seed"] == cfg["seeds"]
     assert prov["packages"]["snakemake"] and prov["packages"]["torch"]
-    assert set(prov["code_versions"]) >= {"train", "infer", "evaluate", "report"}
+    assert set(prov["code_versions"]) >= {"train", "tune", "evaluate", "report"}
 
-    # every job left its log and benchmark
-    assert len(list((work / "logs/benchmarks").rglob("*.tsv"))) >= 60
+    # every job of a verb left its benchmark
+    counts = expected_jobs(cfg)
+    verb_rules = ("synth", "prepare", "register", "train", "tune_worker", "tune", "evaluate", "report")
+    assert len(list((work / "logs/benchmarks").rglob("*.tsv"))) == sum(counts.get(r, 0) for r in verb_rules)
     tuned = json.loads((work / "runs/acdc/voxelmorph/weighted-tuned/seed0/study.json").read_text())
     assert tuned["n_trials"] == TINY["method"]["tune"]["trials"]
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from gsmorph import backbones, methods
-from gsmorph.cli_options import add_common
+from gsmorph.cli_options import add_common, check_pairs_out, infer_if_asked
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True, help="study name in the storage")
     add_common(parser, "required_seed")
     parser.add_argument("--out", required=True, help="output folder (trials.csv, study.json, best/, trials/)")
-    add_common(parser, "config", "device")
+    add_common(parser, "config", "device", "pairs_out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from gsmorph.config import load_config
     from gsmorph.device import apply_threads
 
+    check_pairs_out(args, args.out)
     cfg = load_config(args.config, args.overrides, device=args.device)
     apply_threads(cfg)
     info = tune(args.prepared, args.backbone, args.trials, args.storage, args.study, args.seed, args.out, cfg,
                 method=args.method)
     print(json.dumps({k: info[k] for k in ("study", "n_trials", "best_trial", "best_lam", "best_val_dice",
                                           "total_wall_s")}))
+    infer_if_asked(args, Path(args.out) / "best", args.method)
     return 0

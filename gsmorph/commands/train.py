@@ -6,7 +6,7 @@ import argparse
 import json
 
 from gsmorph import backbones, methods
-from gsmorph.cli_options import add_common
+from gsmorph.cli_options import add_common, check_pairs_out, infer_if_asked
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh-if-changed", action="store_true",
                         help="start afresh (removing the run's files) when the folder holds a run made with "
                              "another config, code, data or thread count, instead of refusing")
-    add_common(parser, "config", "device")
+    add_common(parser, "config", "device", "pairs_out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from gsmorph.device import apply_threads
     from gsmorph.training import train_method
 
+    check_pairs_out(args, args.out)
     cfg = load_config(args.config, args.overrides, device=args.device)
     apply_threads(cfg)
     summary = train_method(args.prepared, args.backbone, args.method, args.seed, args.out, cfg, lam=args.lam,
                            fresh_if_changed=args.fresh_if_changed)
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    infer_if_asked(args, args.out, args.method)
     return 0

@@ -69,18 +69,8 @@ def run_file(dataset, backbone, method, seed):
     return f"runs/{dataset}/{backbone}/{method}/seed{seed}/{name}"
 
 
-def run_done(w):
-    return run_file(w.dataset, w.backbone, w.method, w.seed)
-
-
 def run_summaries():
     return [run_file(d, b, m, s) for d in DATASETS for b, m in learned_pairs() for s in SEEDS]
-
-
-def trained_run(w, input):
-    """The run folder infer reads: the training run, or the tuned study's best/ copy."""
-    folder = parent(input.run)
-    return f"{folder}/best" if w.method in TUNED else folder
 
 
 def parent(path):

@@ -1,7 +1,10 @@
 # Learned methods trained by `gsmorph train` (the "trained" family of gsmorph/methods.py):
-# fixed-lambda weighted losses, HyperMorph and the gradient-surgery methods.
+# fixed-lambda weighted losses, HyperMorph and the gradient-surgery methods. The same job
+# then registers the evaluated split with the trained model (--pairs-out: what `gsmorph
+# infer` does), sparing a process start (torch and MONAI imports) per run; the tune job
+# does the same with its study's best/ run.
 #
-# GPU jobs (train, tune, tune_worker, infer) ask for `gpu` (GPUs, what SLURM grants) and
+# GPU jobs (train, tune, tune_worker) ask for `gpu` (GPUs, what SLURM grants) and
 # `gpu_slots` (what the local profile bounds: GPUs x jobs per GPU), and start with
 # GPU_SLOT: `python3 -m gsmorph.device gpu-slot` claims a free slot for the job's shell and
 # pins the job to GPU slot mod n (CUDA_VISIBLE_DEVICES) when the machine shows n >= 2
@@ -17,13 +20,16 @@ rule train:
     input:
         "prepared/{dataset}/subjects.csv",
     output:
-        "runs/{dataset}/{backbone}/{method}/seed{seed}/summary.json",
+        run="runs/{dataset}/{backbone}/{method}/seed{seed}/summary.json",
+        pairs="pairs/{dataset}/{backbone}/{method}/seed{seed}/index.csv",
     wildcard_constraints:
         backbone=regex(BACKBONES),
         method=regex(TRAINED),
     params:
         prepared=lambda w, input: parent(input[0]),
-        out=lambda w, output: parent(output[0]),
+        out=lambda w, output: parent(output.run),
+        pairs=lambda w, output: parent(output.pairs),
+        split=config["split"],
         cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
         code=code_version("train"),
         gpu_slot=GPU_SLOT,
@@ -39,7 +45,8 @@ rule train:
         "logs/benchmarks/train/{dataset}/{backbone}/{method}/seed{seed}.tsv"
     shell:
         # --fresh-if-changed: a run folder left by another config, code or input starts
-        # afresh; one left by a killed job of the same run resumes from its last.pt
+        # afresh; one left by a killed job of the same run resumes from its last.pt (a
+        # finished one, rerun for another split, goes straight to --pairs-out)
         "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
         " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
-        " --fresh-if-changed --set {params.cfg:q} > {log} 2>&1"
+        " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs} --split {params.split} > {log} 2>&1"

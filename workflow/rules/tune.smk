@@ -1,6 +1,7 @@
 # Tuned methods (`gsmorph tune`, the "tuned" family of gsmorph/methods.py): writes
 # runs/<dataset>/<backbone>/<method>/seed<k>/ with trials.csv, study.json, trials/ and
-# best/ (a complete run folder that infer reads).
+# best/ (a complete run folder), then registers the evaluated split with best/
+# (--pairs-out, as `gsmorph infer` does) into pairs/<dataset>/<backbone>/<method>/seed<k>/.
 #
 # The study lives in a journal file outside that folder (tuning.storage_dir; on a cluster
 # a shared folder). With tuning.workers = k > 1, k `tune_worker` jobs (k GPU jobs at once
@@ -40,7 +41,7 @@ rule tune_study:
 TUNE_SHELL = (
     "{params.gpu_slot}gsmorph tune --method {wildcards.method} --prepared {params.prepared} --backbone {wildcards.backbone}"
     " --trials {params.trials} --storage {params.journal} --study $(cat {input.study})"
-    " --seed {wildcards.seed} --out {params.out} --set {params.cfg:q} > {log} 2>&1"
+    " --seed {wildcards.seed} --out {params.out} --set {params.cfg:q}{params.pairs} > {log} 2>&1"
 )
 
 if config["tuning"]["workers"] > 1:
@@ -64,6 +65,7 @@ if config["tuning"]["workers"] > 1:
             cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
             code=code_version("tune"),
             gpu_slot=GPU_SLOT,
+            pairs="",  # the tune job registers the pairs once the study is complete
         threads: RES["tune"]["threads"]
         resources:
             gpu=RES["tune"]["gpu"],
@@ -85,13 +87,15 @@ rule tune:
         study=rules.tune_study.output[0],
         workers=tune_workers,
     output:
-        "runs/{dataset}/{backbone}/{method}/seed{seed}/study.json",
+        run="runs/{dataset}/{backbone}/{method}/seed{seed}/study.json",
+        pairs="pairs/{dataset}/{backbone}/{method}/seed{seed}/index.csv",
     wildcard_constraints:
         backbone=regex(BACKBONES),
         method=regex(TUNED),
     params:
         prepared=lambda w, input: parent(input.prepared),
-        out=lambda w, output: parent(output[0]),
+        out=lambda w, output: parent(output.run),
+        pairs=lambda w, output: f" --pairs-out {parent(output.pairs)} --split {config['split']}",
         journal=journal,
         trials=tune_trials(),
         cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
