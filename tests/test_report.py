@@ -123,7 +123,7 @@ def report_dir(tmp_path_factory, metrics_csvs):
     folders = write_pairs_folders(root)
     out = root / "results"
     argv = ["report", "--metrics", *map(str, metrics_csvs), "--runs", str(root / "runs"), "--out", str(out),
-            "--pairs", *map(str, folders), "--n-boot", "300"]
+            "--pairs", *map(str, folders), "--n-boot", "300", "--workers", "2"]
     assert main(argv) == 0
     return out
 
@@ -316,3 +316,22 @@ def test_a_method_has_one_colour_in_every_figure(report_dir):
     assert rgb["gsmorph"] in curves and rgb["weighted-m"] in curves
     table_colours = {methods.get(m).colour for m in methods.ids()}
     assert len(table_colours) == len(methods.ids())  # one colour per method of Table 1
+
+
+def test_figures_drawn_in_one_process_are_the_same_files(report_dir, metrics_csvs, tmp_path):
+    """The fixture drew its figures in two processes; one process gives the same PNGs,
+    captions and skipped reasons."""
+    given = json.loads((report_dir / "stats" / "provenance.json").read_text())["config"]
+    assert given["workers"] == 2 and given["pairs"]
+    argv = ["report", "--metrics", *map(str, metrics_csvs), "--runs", given["runs"], "--out", str(tmp_path / "one"),
+            "--pairs", *given["pairs"], "--n-boot", "300", "--workers", "1"]
+    assert main(argv) == 0
+    two, one = report_dir / "figures", tmp_path / "one" / "figures"
+    pngs = sorted(p.name for p in two.glob("*.png"))
+    assert len(pngs) > 5 and pngs == sorted(p.name for p in one.glob("*.png"))
+    for name in pngs:
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    captions = [(d / "report" / "captions.json").read_text() for d in (report_dir, tmp_path / "one")]
+    assert captions[0] == captions[1]
+    skipped = [json.loads((d / "provenance.json").read_text()).get("skipped") for d in (two, one)]
+    assert skipped[0] == skipped[1]

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from gsmorph import methods
+from gsmorph.cli_options import add_common, workers
 from gsmorph.errors import GSMorphError
 
 
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--reference", default=methods.REFERENCE, choices=methods.ids(None, None),
                         help=f"method the others are tested against (default {methods.REFERENCE})")
+    add_common(parser, "workers")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise GSMorphError(f"--runs {args.runs}: folder not found (give --no-runs to report without runs)")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result = make_report(args.metrics, args.runs, args.out, pairs=args.pairs, seed=args.seed,
-                         n_boot=args.n_boot, reference=args.reference, config=config)
+                         n_boot=args.n_boot, reference=args.reference, config=config, workers=workers(args.workers))
     print(f"wrote {result.n_tables} tables, {result.n_figures} figures, statistics under {args.out}")
     if not result.undefined.empty:
         print(f"undefined (NaN) pair values, left out of the means ({Path(args.out) / 'stats' / 'undefined.csv'}):")

@@ -36,9 +36,10 @@ class ReportResult:
 
 def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: str | os.PathLike,
                 pairs: list[str] = (), seed: int = 0, n_boot: int = 2000,
-                reference: str = methods.REFERENCE, config: dict | None = None) -> ReportResult:
+                reference: str = methods.REFERENCE, config: dict | None = None, workers: int = 1) -> ReportResult:
     """Statistics, tables, figures and captions under `out` (see the module docstring).
-    runs: the runs folder, or None to make only what the metrics give."""
+    runs: the runs folder, or None to make only what the metrics give; workers: processes
+    drawing the figures (the same files whatever the number)."""
     from gsmorph import stats
     from gsmorph.evaluate import read_metrics, undefined_counts
     from gsmorph.report import figures, names, qualitative, runs as run_files, tables
@@ -92,17 +93,19 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
 
     # figures
     made: dict[str, str] = {}
+    trials = run_files.read_csvs(runs, "trials.csv", problems, methods=figures.tuned_methods())
+    sweeps = run_files.read_csvs(runs, "lambda_sweep.csv", problems)
+    conflicts = run_files.read_csvs(runs, "conflicts.csv", problems, methods=figures.surgery_methods())
+    logs = run_files.read_csvs(runs, "train_log.csv", problems, fallback="best/train_log.csv")
+    # (function, its data): each writes its figures into the folder and says what it skipped
+    drawings = [(figures.dice_boxplots, (subjects,)), (qualitative.qualitative, (list(pairs),)),
+                (figures.pareto, (summaries, trials, sweeps, studies)),
+                (figures.tuning_cost_chart, (outputs["tuning_cost"],)),
+                (figures.conflict_figures, (conflicts,)), (figures.training_curves, (logs,))]
     with atomic_dir(out / "figures", inputs=inputs, made_by="report") as tmp:
-        made.update(figures.dice_boxplots(subjects, tmp, result.skipped))
-        made.update(qualitative.qualitative(list(pairs), tmp, result.skipped))
-        trials = run_files.read_csvs(runs, "trials.csv", problems, methods=figures.tuned_methods())
-        sweeps = run_files.read_csvs(runs, "lambda_sweep.csv", problems)
-        made.update(figures.pareto(summaries, trials, sweeps, studies, tmp, result.skipped))
-        made.update(figures.tuning_cost_chart(outputs["tuning_cost"], tmp, result.skipped))
-        conflicts = run_files.read_csvs(runs, "conflicts.csv", problems, methods=figures.surgery_methods())
-        made.update(figures.conflict_figures(conflicts, tmp, result.skipped))
-        logs = run_files.read_csvs(runs, "train_log.csv", problems, fallback="best/train_log.csv")
-        made.update(figures.training_curves(logs, tmp, result.skipped))
+        for made_part, skipped_part in draw(drawings, tmp, workers):
+            made.update(made_part)
+            result.skipped += skipped_part
         result.skipped += problems
         write_provenance(tmp / "provenance.json", config=config, seed=seed, skipped=result.skipped)
     for stem, text in made.items():
@@ -113,6 +116,26 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     with atomic_dir(out / "report", inputs=inputs, made_by="report") as tmp:
         write_json(tmp / "captions.json", captions)
     return result
+
+
+def _draw_one(function, data: tuple, folder: Path) -> tuple[dict[str, str], list[str]]:
+    skipped: list[str] = []
+    return function(*data, folder, skipped), skipped
+
+
+def draw(drawings: list[tuple], folder: Path, workers: int = 1) -> list[tuple[dict[str, str], list[str]]]:
+    """Run every (figure function, data) into `folder`: [(captions made, reasons skipped)] in
+    the order given. With workers > 1, in that many forked processes (they inherit the
+    names set by names.describe); one at a time where the platform cannot fork."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers <= 1 or len(drawings) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_draw_one(function, data, folder) for function, data in drawings]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(workers, len(drawings)), mp_context=context) as pool:
+        futures = [pool.submit(_draw_one, function, data, folder) for function, data in drawings]
+        return [future.result() for future in futures]
 
 
 def backbone_variants(summaries: pd.DataFrame) -> dict[str, str]:

@@ -7,6 +7,7 @@ missing is skipped: the function returns no figure and appends the reason to `sk
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -76,9 +77,11 @@ def dice_boxplots(subjects: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         order = [names.method_name(m, backbone) for m in sorted(part.method.unique(), key=names.method_rank)]
         palette = {names.method_name(m, b): names.method_colour(m) for m, b in zip(part.method, part.backbone)}
         fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
-        sns.boxplot(data=part.assign(value=part.value * 100), x="structure", y="value", hue="Method",
-                    order=list(STRUCTURES), hue_order=order, palette=palette, saturation=1, ax=ax, fliersize=2,
-                    linewidth=0.8)
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated argument
+            warnings.filterwarnings("ignore", message="vert: bool was deprecated")
+            sns.boxplot(data=part.assign(value=part.value * 100), x="structure", y="value", hue="Method",
+                        order=list(STRUCTURES), hue_order=order, palette=palette, saturation=1, ax=ax,
+                        fliersize=2, linewidth=0.8)
         ax.set_xlabel("")
         ax.set_ylabel("Dice (%)")
         title = f"{names.dataset_name(dataset)}" + (f", {names.backbone_name(backbone)}" if backbone != names.CLASSICAL else "")

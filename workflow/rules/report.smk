@@ -29,7 +29,7 @@ rule report:
         "logs/benchmarks/report.tsv"
     shell:
         "gsmorph report --metrics {input.metrics} {params.runs} --out {params.out}"
-        " --pairs {params.pairs} > {log} 2>&1"
+        " --pairs {params.pairs} --workers {threads} > {log} 2>&1"
 
 
 rule provenance:

@@ -16,8 +16,13 @@
 # input nor an output: the workers append to it while they run.
 
 
+# The tuning jobs are the longest of the DAG: they start first (priority), so that none of
+# them runs alone on a machine whose other jobs are done.
+
+
 rule tune_study:
     """A new Optuna study for {method} of {backbone} on {dataset}, seed {seed}."""
+    priority: 1
     input:
         "prepared/{dataset}/subjects.csv",
     output:
@@ -48,6 +53,7 @@ if config["tuning"]["workers"] > 1:
 
     rule tune_worker:
         """Worker {worker} of the shared study of {method}, {backbone}, {dataset}, seed {seed}."""
+        priority: 1
         input:
             prepared="prepared/{dataset}/subjects.csv",
             study=rules.tune_study.output[0],
@@ -82,6 +88,7 @@ if config["tuning"]["workers"] > 1:
 
 rule tune:
     """Tune {method} on {backbone}, {dataset}, seed {seed}."""
+    priority: 1
     input:
         prepared="prepared/{dataset}/subjects.csv",
         study=rules.tune_study.output[0],
