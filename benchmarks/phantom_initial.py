@@ -12,9 +12,8 @@ prepares them at each --size (gsmorph.data.prepare), and scores every prepared s
 - a pair's value = mean of its defined structures; MSE = gsmorph.metrics.mse of the
   prepared [0, 1] ES and ED slices;
 - a subject's value = mean over its slices; the table = mean +- sample std over subjects.
-All prepared subjects are used by default (not only a test split), to reduce noise;
-`--subjects 12 --sizes 64 --split test` reproduces the default run's Initial row (config.yaml:
-12 subjects, seed 0, --size 64, prepare seed 0, the test split). Per group (ACDC
+All prepared subjects are used by default (not only a test split), to reduce noise (the
+default run's own Initial row, on its test split, is in its Table 1). Per group (ACDC
 pathology, M&M vendor) it also gives the Initial Dice and the ejection fraction of the
 prepared labels (1 - ES LV voxels / ED LV voxels). No registration method is run.
 Writes a Markdown report (default benchmarks/results/phantom_initial.md).

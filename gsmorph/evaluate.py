@@ -125,21 +125,24 @@ def _evaluate_subject(task: tuple) -> pd.DataFrame:
     """Every method's pairs of one prepared subject; its reference is read once."""
     prepared, subject, moving, fixed, conventions, entries = task
     ref = read_reference(Path(prepared), subject, moving, fixed)
-    frames = []
+    columns: dict[str, list] = {name: [] for name in COLUMNS}  # one frame per subject, built once
     for folder, file, meta in entries:
         where = str(Path(folder) / file)
         sp = pairs.load_subject(Path(folder) / file)
         if sp.subject != subject:
             raise GSMorphError(f"{Path(folder) / pairs.INDEX}: file {file} listed for subject {subject}")
         k = len(sp.slice_index)
+        slices = np.asarray(sp.slice_index, dtype=int).tolist()
         for (metric, structure), vals in pair_metrics(sp, ref, where, conventions).items():
-            frame = pd.DataFrame({
-                "subject": subject, "slice": np.asarray(sp.slice_index, dtype=int), "metric": metric,
-                "structure": structure, "value": np.asarray(vals, dtype=np.float64).reshape(k)})
-            for key in reversed(GROUP):
-                frame.insert(0, key, meta[key])
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+            for key in GROUP:
+                columns[key] += [meta[key]] * k
+            columns["subject"] += [subject] * k
+            columns["slice"] += slices
+            columns["metric"] += [metric] * k
+            columns["structure"] += [structure] * k
+            columns["value"] += np.asarray(vals, dtype=np.float64).reshape(k).tolist()
+    frame = pd.DataFrame(columns, columns=COLUMNS)
+    return frame.astype({"slice": np.int64, "value": np.float64})
 
 
 def folder_meta(folder: str | os.PathLike) -> dict:

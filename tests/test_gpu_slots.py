@@ -199,7 +199,7 @@ def test_the_workflow_rules_start_with_the_slot_prefix(tmp_path):
         rule = block.split(":")[0]
         resources = next((line for line in block.splitlines() if line.strip().startswith("resources:")), "")
         command = next((line for line in block.splitlines() if "Shell command:" in line), "")
-        gpu = rule in ("train", "tune", "tune_worker")
+        gpu = rule in ("train", "train_group", "tune", "tune_worker")
         assert ("gpu_slots=1" in resources) == gpu, (rule, resources)
         assert ("gsmorph.device gpu-slot --owner $$" in command) == gpu, (rule, command)
         if gpu:

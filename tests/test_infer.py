@@ -189,3 +189,43 @@ def test_pairs_out_inside_the_run_folder_is_refused_before_training(prepared_acd
                  "--pairs-out", str(run / "pairs")]) == 1
     assert str(run / "pairs") in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_several_methods_in_one_process_equal_one_process_each(prepared_acdc, tmp_path):
+    """The workflow's grouped training job: runs trained one after another in one process
+    hold the same weights and pairs as runs trained each in its own process."""
+    import subprocess
+    import sys
+
+    common = ["--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--seed", "2", "--set", SET]
+    assert main(["train", "--method", "weighted-s", "gsmorph", *common, "--out", str(tmp_path / "one/{method}"),
+                 "--pairs-out", str(tmp_path / "one_pairs/{method}")]) == 0
+    for method in ("weighted-s", "gsmorph"):
+        proc = subprocess.run([sys.executable, "-m", "gsmorph.cli", "train", "--method", method, *common,
+                               "--out", str(tmp_path / "each" / method),
+                               "--pairs-out", str(tmp_path / "each_pairs" / method)],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        together = torch.load(tmp_path / "one" / method / "best.pt", weights_only=True)
+        alone = torch.load(tmp_path / "each" / method / "best.pt", weights_only=True)
+        assert together.keys() == alone.keys()
+        for key in alone:
+            assert torch.equal(together[key], alone[key]), (method, key)
+        for got, want in zip(pairs.iter_subjects(tmp_path / "one_pairs" / method),
+                             pairs.iter_subjects(tmp_path / "each_pairs" / method)):
+            np.testing.assert_array_equal(got.disp, want.disp)
+        assert pairs.read_meta(tmp_path / "one_pairs" / method)["method"] == method
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "weighted-s", "gsmorph", "--out", "runs/x"], "must hold {method}"),
+    (["--method", "weighted-s", "gsmorph", "--out", "runs/{method}", "--pairs-out", "pairs/x"], "must hold {method}"),
+    (["--method", "weighted", "gsmorph", "--out", "runs/{method}", "--lam", "0.1"], "--lam"),
+    (["--method", "gsmorph", "gsmorph", "--out", "runs/{method}"], "twice"),
+])
+def test_several_methods_bad_arguments(prepared_acdc, tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--seed", "0",
+                 "--set", SET, *extra]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

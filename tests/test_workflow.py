@@ -137,9 +137,13 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
                if m not in classical and (m != "hypermorph" or b == "voxelmorph")]
     trained = [bm for bm in learned if bm[1] != "weighted-tuned"]
     tuned = [bm for bm in learned if bm[1] == "weighted-tuned"]
+    # group_training: the trained methods every backbone has train in one job per backbone
+    grouped = {m for _, m in trained if m != "hypermorph"} if cfg["group_training"] else set()
+    trained = [bm for bm in trained if bm[1] not in grouped]
     phantoms = sum(1 for ds in cfg["datasets"] if not cfg.get(f"{ds}_root"))
     readme = int("acdc" in cfg["datasets"] and any(b == "voxelmorph" for b, _ in learned))
     jobs = {"synth": phantoms, "prepare": d, "register": d * len(classical), "train": d * s * len(trained),
+            "train_group": d * s * len(cfg["backbones"]) * bool(grouped),
             "tune_study": d * s * len(tuned), "tune": d * s * len(tuned),
             "evaluate": d, "report": 1, "provenance": 1, "readme_figure": readme, "all": 1}
     if cfg["tuning"]["workers"] > 1:
@@ -202,11 +206,15 @@ def test_method_commands_follow_the_cli(default_dry_run):
     out = default_dry_run[1]
     lines = shell_commands(out)
     lam = {**DEFAULTS["lambdas"], **CONFIG["method"].get("lambdas", {})}
-    assert any("--method weighted-s --seed 0 --out runs/acdc/voxelmorph/weighted-s/seed0" in l
-               and f'"lambdas":{{"s":{lam["s"]}}}' in l for l in lines)
-    # training and tuning jobs register the evaluated split themselves (--pairs-out)
-    assert any("--method weighted-s --seed 0 --out runs/acdc/voxelmorph/weighted-s/seed0" in l
-               and "--pairs-out pairs/acdc/voxelmorph/weighted-s/seed0 --split test" in l for l in lines)
+    # group_training: one process trains the methods both backbones have, each into its folder,
+    # and registers the evaluated split with each (--pairs-out)
+    group = [l for l in lines if "--method weighted-s weighted-m weighted-l gs-agr gs-pcgrad gsmorph --seed 0" in l]
+    assert len(group) == 4
+    assert any("--out 'runs/acdc/voxelmorph/{method}/seed0'" in l
+               and "--pairs-out 'pairs/acdc/voxelmorph/{method}/seed0' --split test" in l
+               and f'"lambdas":{{"l":{lam["l"]},"m":{lam["m"]},"s":{lam["s"]}}}' in l for l in group)
+    assert any("--method hypermorph --seed 0 --out runs/acdc/voxelmorph/hypermorph/seed0" in l
+               and "--pairs-out pairs/acdc/voxelmorph/hypermorph/seed0 --split test" in l for l in lines)
     assert any(l.startswith("gsmorph tune --method weighted-tuned") and "--out runs/mnm/transmorph/weighted-tuned/seed0"
                in l and "--pairs-out pairs/mnm/transmorph/weighted-tuned/seed0 --split test" in l for l in lines)
     assert not any(l.startswith("gsmorph infer") for l in lines)
@@ -221,6 +229,18 @@ def test_method_commands_follow_the_cli(default_dry_run):
     assert all('"optim":{"transmorph":{"lr":0.003}}' in l for l in train if "--backbone transmorph" in l)
     assert all('"optim"' not in l for l in train if "--backbone voxelmorph" in l)
     assert all('"hypermorph"' not in l for l in lines if "--method gsmorph" in l)
+
+
+def test_one_job_per_run_without_group_training(tmp_path):
+    proc = snakemake("-n", "-p", "--config", "group_training=false", cwd=tmp_path)
+    assert job_counts(proc.stdout) == expected_jobs(merged(CONFIG, {"group_training": False}))
+    train = shell_commands(proc.stdout, "train")
+    lam = {**DEFAULTS["lambdas"], **CONFIG["method"].get("lambdas", {})}
+    assert any("--method weighted-s --seed 0 --out runs/acdc/voxelmorph/weighted-s/seed0" in l
+               and f'"lambdas":{{"s":{lam["s"]}}}' in l
+               and "--pairs-out pairs/acdc/voxelmorph/weighted-s/seed0 --split test" in l for l in train)
+    assert all(line.count("--method ") == 1 and len(line.split("--method ")[1].split(" --")[0].split()) == 1
+               for line in train)
 
 
 def test_prepare_commands_follow_intensity_and_subjects_file(default_dry_run, tmp_path):
@@ -255,7 +275,7 @@ def test_slurm_profile_dry_run(tmp_path):
     assert profile["executor"] == "slurm"
     assert {"slurm_partition", "slurm_account"} <= set(profile["default-resources"])
     assert "infer" not in profile["set-resources"]  # training and tuning jobs infer themselves
-    for rule in ("train", "tune", "tune_worker"):
+    for rule in ("train", "train_group", "tune", "tune_worker"):
         assert profile["set-resources"][rule]["cpus_per_gpu"] >= 1
 
 
@@ -265,7 +285,7 @@ def test_local_profile_limits_gpu_jobs(tmp_path):
     for block in proc.stdout.split("\nrule ")[1:]:
         rule = block.split(":")[0]
         resources = next((l for l in block.splitlines() if l.strip().startswith("resources:")), "")
-        assert ("gpu=1" in resources) == (rule in ("train", "tune", "tune_worker")), (rule, resources)
+        assert ("gpu=1" in resources) == (rule in ("train", "train_group", "tune", "tune_worker")), (rule, resources)
 
 
 # ----------------------------------------------------------------------------- config and schema
@@ -476,7 +496,7 @@ def test_tiny_run_makes_every_artifact(tiny_run):
 
     # every job of a verb left its benchmark
     counts = expected_jobs(cfg)
-    verb_rules = ("synth", "prepare", "register", "train", "tune_worker", "tune", "evaluate", "report")
+    verb_rules = ("synth", "prepare", "register", "train", "train_group", "tune_worker", "tune", "evaluate", "report")
     assert len(list((work / "logs/benchmarks").rglob("*.tsv"))) == sum(counts.get(r, 0) for r in verb_rules)
     tuned = json.loads((work / "runs/acdc/voxelmorph/weighted-tuned/seed0/study.json").read_text())
     assert tuned["n_trials"] == TINY["method"]["tune"]["trials"]

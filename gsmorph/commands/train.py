@@ -1,5 +1,10 @@
-"""`gsmorph train`: train one learned registration method (the trained family of
-gsmorph/methods.py) into a run folder, with the trainer the method table names."""
+"""`gsmorph train`: train learned registration methods (the trained family of
+gsmorph/methods.py) into run folders, with the trainer the method table names.
+
+Several --method values train one after another in this one process (sparing the start-up,
+importing torch and MONAI, per run); --out and --pairs-out then name each run's folder
+with `{method}`, e.g. --out runs/acdc/voxelmorph/{method}/seed0.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,21 +12,41 @@ import json
 
 from gsmorph import backbones, methods
 from gsmorph.cli_options import add_common, check_pairs_out, infer_if_asked
+from gsmorph.errors import GSMorphError
+
+PLACEHOLDER = "{method}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prepared", required=True, help="prepared folder (gsmorph prepare)")
     parser.add_argument("--backbone", required=True, choices=backbones.names(), help="network")
-    parser.add_argument("--method", required=True, choices=methods.ids("trained", None))
+    parser.add_argument("--method", required=True, nargs="+", choices=methods.ids("trained", None),
+                        help="method(s); several train one after another in this process")
     parser.add_argument("--lam", type=float, default=None,
                         help="smoothness weight (only for methods that take one: "
                              f"{', '.join(m.id for m in methods.METHODS if m.takes_lam)})")
     add_common(parser, "required_seed")
-    parser.add_argument("--out", required=True, help="run folder; an existing one is resumed from last.pt")
+    parser.add_argument("--out", required=True,
+                        help="run folder; an existing one is resumed from last.pt (with several methods: "
+                             f"a path holding {PLACEHOLDER})")
     parser.add_argument("--fresh-if-changed", action="store_true",
                         help="start afresh (removing the run's files) when the folder holds a run made with "
                              "another config, code, data or thread count, instead of refusing")
     add_common(parser, "config", "device", "pairs_out")
+
+
+def folders(args: argparse.Namespace) -> list[tuple[str, str, str | None]]:
+    """(method, run folder, pairs folder or None) of every --method, checked before any training."""
+    several = len(args.method) > 1
+    if len(set(args.method)) < len(args.method):
+        raise GSMorphError(f"--method: {' '.join(args.method)} names a method twice")
+    if several and args.lam is not None:
+        raise GSMorphError("--lam: give one --method with it, not several")
+    for flag, value in (("--out", args.out), ("--pairs-out", args.pairs_out)):
+        if several and value is not None and PLACEHOLDER not in value:
+            raise GSMorphError(f"{flag} {value}: with several methods it must hold {PLACEHOLDER}")
+    return [(method, args.out.replace(PLACEHOLDER, method),
+             args.pairs_out.replace(PLACEHOLDER, method) if args.pairs_out else None) for method in args.method]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from gsmorph.device import apply_threads
     from gsmorph.training import train_method
 
-    check_pairs_out(args, args.out)
+    runs = folders(args)
+    for _, out, pairs_out in runs:
+        check_pairs_out(argparse.Namespace(pairs_out=pairs_out, prepared=args.prepared), out)
     cfg = load_config(args.config, args.overrides, device=args.device)
     apply_threads(cfg)
-    summary = train_method(args.prepared, args.backbone, args.method, args.seed, args.out, cfg, lam=args.lam,
-                           fresh_if_changed=args.fresh_if_changed)
-    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    infer_if_asked(args, args.out, args.method)
+    for method, out, pairs_out in runs:
+        summary = train_method(args.prepared, args.backbone, method, args.seed, out, cfg, lam=args.lam,
+                               fresh_if_changed=args.fresh_if_changed)
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        infer_if_asked(argparse.Namespace(**{**vars(args), "pairs_out": pairs_out}), out, method)
     return 0

@@ -32,6 +32,18 @@ def learned_pairs():
     return [(b, m) for b in BACKBONES for m in LEARNED_METHODS if methods.get(m).supports(b)]
 
 
+def grouped_training():
+    """Trained methods of the config that one job per dataset, backbone and seed trains
+    together (config group_training): those every backbone of the config has."""
+    if not config["group_training"]:
+        return []
+    return [m for m in LEARNED_METHODS if m in TRAINED and all(methods.get(m).supports(b) for b in BACKBONES)]
+
+
+GROUPED = grouped_training()
+ALONE = [m for m in TRAINED if m not in GROUPED]  # one `train` job per run
+
+
 def regex(names):
     """A wildcard constraint matching exactly one of `names`."""
     return "|".join(sorted(names, key=len, reverse=True)) or "(?!)"
@@ -104,6 +116,16 @@ def method_cfg(backbone, method):
     if spec.lam_key:
         lambdas = {**METHOD_DEFAULTS["lambdas"], **(METHOD_CFG.get("lambdas") or {})}
         cfg["lambdas"] = {spec.lam_key: lambdas[spec.lam_key]}
+    return cfg
+
+
+def group_cfg(backbone, members):
+    """method_cfg of several methods trained in one process: their union (each run reads
+    its own part; the run fingerprints ignore the others' sections and lambdas)."""
+    cfg = {}
+    for method in members:
+        for key, value in method_cfg(backbone, method).items():
+            cfg[key] = {**cfg[key], **value} if key == "lambdas" and key in cfg else value
     return cfg
 
 

@@ -24,7 +24,7 @@ rule train:
         pairs="pairs/{dataset}/{backbone}/{method}/seed{seed}/index.csv",
     wildcard_constraints:
         backbone=regex(BACKBONES),
-        method=regex(TRAINED),
+        method=regex(ALONE),
     params:
         prepared=lambda w, input: parent(input[0]),
         out=lambda w, output: parent(output.run),
@@ -50,3 +50,42 @@ rule train:
         "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
         " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
         " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs} --split {params.split} > {log} 2>&1"
+
+
+if GROUPED:
+
+    rule train_group:
+        """Train every method of GROUPED on {backbone}, {dataset}, seed {seed}, one after
+        another in one process (config group_training), each into its own run folder."""
+        priority: 2  # the longest jobs of the DAG first
+        input:
+            "prepared/{dataset}/subjects.csv",
+        output:
+            runs=expand("runs/{{dataset}}/{{backbone}}/{method}/seed{{seed}}/summary.json", method=GROUPED),
+            pairs=expand("pairs/{{dataset}}/{{backbone}}/{method}/seed{{seed}}/index.csv", method=GROUPED),
+        wildcard_constraints:
+            backbone=regex(BACKBONES),
+        params:
+            prepared=lambda w, input: parent(input[0]),
+            methods=" ".join(GROUPED),
+            out=lambda w: f"runs/{w.dataset}/{w.backbone}/{{method}}/seed{w.seed}",
+            pairs=lambda w: f"pairs/{w.dataset}/{w.backbone}/{{method}}/seed{w.seed}",
+            split=config["split"],
+            cfg=lambda w: as_json(group_cfg(w.backbone, GROUPED)),
+            code=code_version("train"),
+            gpu_slot=GPU_SLOT,
+        threads: RES["train"]["threads"]
+        resources:
+            gpu=RES["train"]["gpu"],
+            gpu_slots=RES["train"]["gpu"],
+            mem_mb=RES["train"]["mem_mb"],
+            runtime=RES["train"]["runtime"] * len(GROUPED),
+        log:
+            "logs/train/{dataset}/{backbone}/group-seed{seed}.log",
+        benchmark:
+            "logs/benchmarks/train/{dataset}/{backbone}/group-seed{seed}.tsv"
+        shell:
+            "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
+            " --method {params.methods} --seed {wildcards.seed} --out {params.out:q}"
+            " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs:q} --split {params.split}"
+            " > {log} 2>&1"
