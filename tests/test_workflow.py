@@ -139,6 +139,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     tuned = [bm for bm in learned if bm[1] == "weighted-tuned"]
     # group_training: the trained methods every backbone has train in one job per backbone
     grouped = {m for _, m in trained if m != "hypermorph"} if cfg["group_training"] else set()
+    grouped = grouped if len(grouped) >= 2 else set()
     trained = [bm for bm in trained if bm[1] not in grouped]
     phantoms = sum(1 for ds in cfg["datasets"] if not cfg.get(f"{ds}_root"))
     readme = int("acdc" in cfg["datasets"] and any(b == "voxelmorph" for b, _ in learned))

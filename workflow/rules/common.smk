@@ -34,10 +34,11 @@ def learned_pairs():
 
 def grouped_training():
     """Trained methods of the config that one job per dataset, backbone and seed trains
-    together (config group_training): those every backbone of the config has."""
+    together (config group_training): those every backbone of the config has, if at least two."""
     if not config["group_training"]:
         return []
-    return [m for m in LEARNED_METHODS if m in TRAINED and all(methods.get(m).supports(b) for b in BACKBONES)]
+    group = [m for m in LEARNED_METHODS if m in TRAINED and all(methods.get(m).supports(b) for b in BACKBONES)]
+    return group if len(group) >= 2 else []
 
 
 GROUPED = grouped_training()
