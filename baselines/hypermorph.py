@@ -24,6 +24,9 @@ Choosing lambda (what inference uses and tables report):
   weighted baselines' lambdas only when they use the same smoothness loss
   (summary.json `hyper_weighted_equivalent_comparable`).
 
+Optimiser: the backbone's `optim` entry, with the keys of `hypermorph.optim` in their place
+(paper.yaml: the public script's Adam at lr 1e-4).
+
 The network is baselines.hypernet.HyperUNet (lambda is an argument of its forward) with the
 voxelmorph backbone's level features (`hypermorph.features` overrides them), wrapped in
 gsmorph's RegistrationNet for integration. The method table restricts it to VoxelMorph.
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 
 from baselines.hypernet import HyperUNet
+from gsmorph.config import optim_settings
 from gsmorph.errors import GSMorphError
 from gsmorph.io import write_csv
 from gsmorph.networks import RegistrationNet
@@ -122,6 +126,7 @@ class HyperMorphTrainer(Trainer):
         super().__init__(prepared, backbone, method, seed, out, cfg, lam=lam)
         self.hyper_kwargs = network_kwargs(cfg, backbone)
         hyper = cfg["hypermorph"]
+        self.optim = optim_settings(cfg, backbone, hyper.get("optim"), "hypermorph.optim")
         if not 0.0 <= float(hyper["endpoint_prob"]) <= 1.0:
             raise GSMorphError(f"config key 'hypermorph.endpoint_prob' must be in [0, 1], got {hyper['endpoint_prob']}")
         if float(hyper["mse_sigma"]) <= 0:

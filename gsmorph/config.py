@@ -78,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
         "val_lambdas": 11,       # coarse validation grid: this many lambdas evenly on [0, 1]
         "fine_lambdas": 10,      # fine grid between the coarse neighbours of the coarse best (0: none)
         "features": None,        # U-Net level widths; None: those of backbones.voxelmorph
+        # optimiser keys that replace the backbone's `optim` entry for HyperMorph alone ({}: the
+        # backbone's); paper.yaml sets the public script's Adam at lr 1e-4 (at the VoxelMorph
+        # lr 5e-3 the hypernetwork diverges at 128 x 128: val Dice 0 within a few steps)
+        "optim": {},
     },
     # Optuna tuning of the weighted baseline (baselines/tuning.py)
     "tune": {
@@ -115,33 +119,40 @@ SCHEDULES = ("constant", "poly")
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "method.schema.yaml"
 
 
-def optim_settings(cfg: dict[str, Any], backbone: str) -> dict[str, Any]:
+def optim_settings(cfg: dict[str, Any], backbone: str, override: dict | None = None,
+                   override_key: str = "") -> dict[str, Any]:
     """The optimisation settings `backbone` trains with: config `optim.<backbone>` (or
-    OPTIM_FALLBACK), with the top-level `lr` in its place when that is set.
+    OPTIM_FALLBACK), updated by `override` (a method's own keys, config key `override_key`,
+    e.g. hypermorph.optim), with the top-level `lr` in its place when that is set.
     GSMorphError naming the key for a value the optimiser cannot use."""
     entry = (cfg.get("optim") or {}).get(backbone)
-    settings = {**OPTIM_FALLBACK, **(entry or {})}
+    override = override or {}
+    settings = {**OPTIM_FALLBACK, **(entry or {}), **override}
+
+    def key_of(key: str) -> str:
+        if key == "lr" and cfg.get("lr") is not None:
+            return "lr"
+        return f"{override_key}.{key}" if key in override else f"optim.{backbone}.{key}"
+
     if cfg.get("lr") is not None:
         settings["lr"] = cfg["lr"]
-    where = f"optim.{backbone}"
     if settings["optimizer"] not in OPTIMIZERS:
-        raise GSMorphError(f"config key '{where}.optimizer': unknown '{settings['optimizer']}', "
+        raise GSMorphError(f"config key '{key_of('optimizer')}': unknown '{settings['optimizer']}', "
                            f"expected one of {', '.join(OPTIMIZERS)}")
     if settings["schedule"] not in SCHEDULES:
-        raise GSMorphError(f"config key '{where}.schedule': unknown '{settings['schedule']}', "
+        raise GSMorphError(f"config key '{key_of('schedule')}': unknown '{settings['schedule']}', "
                            f"expected one of {', '.join(SCHEDULES)}")
     checks = {"lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0, "warmup_epochs": lambda v: v >= 0,
               "poly_power": lambda v: v > 0}
     for key, ok in checks.items():
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            lr_key = "lr" if key == "lr" and cfg.get("lr") is not None else f"{where}.{key}"
-            raise GSMorphError(f"config key '{lr_key}': {value!r} is not a valid value")
+            raise GSMorphError(f"config key '{key_of(key)}': {value!r} is not a valid value")
     clip = settings["grad_clip"]
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
-        raise GSMorphError(f"config key '{where}.grad_clip': must be a number > 0 or null, got {clip!r}")
+        raise GSMorphError(f"config key '{key_of('grad_clip')}': must be a number > 0 or null, got {clip!r}")
     if not isinstance(settings["amsgrad"], bool):
-        raise GSMorphError(f"config key '{where}.amsgrad': must be true or false, got {settings['amsgrad']!r}")
+        raise GSMorphError(f"config key '{key_of('amsgrad')}': must be true or false, got {settings['amsgrad']!r}")
     return settings
 
 
@@ -189,8 +200,10 @@ def _merge(base: dict, update: dict, where: str) -> dict:
         path = f"{where}.{key}" if where else key
         if key not in base:
             raise GSMorphError(f"unknown config key '{path}'")
-        if key == "optim":
+        if path == "optim":
             out[key] = _merge_optim(base[key], value, path)
+        elif path in PARTIAL_OPTIM:
+            out[key] = _merge_partial_optim(base[key], value, path)
         elif isinstance(base[key], dict) and key != "backbones":
             if not isinstance(value, dict):
                 raise GSMorphError(f"config key '{path}' must be a mapping, got {type(value).__name__}")
@@ -202,6 +215,20 @@ def _merge(base: dict, update: dict, where: str) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+# config keys holding some optimiser keys that replace a backbone's `optim` entry
+PARTIAL_OPTIM = ("hypermorph.optim",)
+
+
+def _merge_partial_optim(base: dict, update: Any, where: str) -> dict:
+    """Some keys of an `optim` entry (any of OPTIM_FALLBACK's), merged into `base`."""
+    if not isinstance(update, dict):
+        raise GSMorphError(f"config key '{where}' must be a mapping, got {type(update).__name__}")
+    unknown = [key for key in update if key not in OPTIM_FALLBACK]
+    if unknown:
+        raise GSMorphError(f"unknown config key '{where}.{unknown[0]}'")
+    return {**copy.deepcopy(base), **copy.deepcopy(update)}
 
 
 def _merge_optim(base: dict, update: Any, where: str) -> dict:

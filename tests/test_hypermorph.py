@@ -288,6 +288,54 @@ def test_transmorph_and_bad_config_are_clear_errors(prepared_acdc, tmp_path):
         tiny_cfg(hypermorph={"fine_lambdas": -1})
 
 
+def test_hypermorph_optim_keys_replace_the_backbones_for_hypermorph_alone(prepared_acdc, tmp_path):
+    from gsmorph.training import Trainer
+
+    cfg = tiny_cfg(hypermorph={"optim": {"optimizer": "adam", "lr": 1e-4}})
+    hyper = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "h", cfg)
+    hyper.initialize()
+    group = hyper.optimizer.param_groups[0]
+    assert type(hyper.optimizer) is torch.optim.Adam and group["lr"] == 1e-4
+    assert group["weight_decay"] == 0.0 and group["amsgrad"] is False  # the rest: VoxelMorph's entry
+    assert hyper.run_info()["optim"]["lr"] == 1e-4  # recorded in run.json (and the resume key)
+    weighted = Trainer(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "w", cfg, lam=0.01)
+    weighted.initialize()
+    assert type(weighted.optimizer) is torch.optim.AdamW and weighted.optimizer.param_groups[0]["lr"] == 5e-3
+    # none set: HyperMorph trains with the backbone's optimiser
+    plain = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "p", tiny_cfg())
+    assert plain.optim == weighted.optim
+    # the top-level lr (a user's override for every method) still wins
+    assert hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "l",
+                                        tiny_cfg(lr=2e-3, hypermorph={"optim": {"lr": 1e-4}})).optim["lr"] == 2e-3
+
+
+def test_bad_hypermorph_optim_keys_are_clear_errors(prepared_acdc, tmp_path):
+    with pytest.raises(GSMorphError, match=r"unknown config key 'hypermorph.optim.learning_rate'"):
+        tiny_cfg(hypermorph={"optim": {"learning_rate": 1e-4}})
+    with pytest.raises(GSMorphError, match=r"config key 'hypermorph.optim.lr'"):
+        tiny_cfg(hypermorph={"optim": {"lr": -1}})
+    with pytest.raises(GSMorphError, match=r"config key 'hypermorph.optim' must be a mapping"):
+        tiny_cfg(hypermorph={"optim": 1e-4})
+    cfg = tiny_cfg()
+    cfg["hypermorph"]["optim"] = {"optimizer": "sgd"}  # past the schema (a config edited in code)
+    with pytest.raises(GSMorphError, match=r"config key 'hypermorph.optim.optimizer': unknown 'sgd'"):
+        hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "h", cfg)
+
+
+def test_paper_config_trains_hypermorph_with_the_public_scripts_adam():
+    from pathlib import Path
+
+    import yaml
+
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/configs/paper.yaml").read_text())
+    cfg = load_config(None, {k: v for k, v in paper["method"].items()})
+    from gsmorph.config import optim_settings
+
+    settings = optim_settings(cfg, "voxelmorph", cfg["hypermorph"]["optim"], "hypermorph.optim")
+    assert (settings["optimizer"], settings["lr"]) == ("adam", 1e-4)
+    assert (optim_settings(cfg, "voxelmorph")["optimizer"], optim_settings(cfg, "voxelmorph")["lr"]) == ("adamw", 5e-3)
+
+
 def test_killed_and_resumed_hypermorph_ends_bitwise_identical(prepared_acdc, tmp_path):
     # HyperMorph draws its lambdas from torch's global generator: resume must restore it
     cfg = {"epochs": 4, "batch_size": 4, "max_train_pairs": 8, "num_threads": 1}

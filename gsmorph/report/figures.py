@@ -248,7 +248,8 @@ def tuning_cost_chart(cost: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         ax.invert_yaxis()
         ax.set_xlabel(f"wall-clock time ({unit})")
         ax.set_xlim(0, top / div * 1.05)
-        ax.set_title(f"{names.dataset_name(dataset)}, {names.backbone_name(backbone)}", fontsize=9)
+        # two lines: the long names of one panel must not run into the next panel's
+        ax.set_title(f"{names.dataset_name(dataset)}\n{names.backbone_name(backbone)}", fontsize=9)
     stem = "tuning_cost"
     save(fig, out_dir, stem)
     return {stem: ("Compute spent to obtain each method's reported model (wall-clock time of the whole "
