@@ -113,13 +113,14 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
         fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
         points: list[tuple[float, float]] = []
 
-        def mark(method: str, njd, dice, label: str, note: str = "", size: float = 60, **kwargs) -> None:
+        def mark(method: str, njd, dice, label: str, note: str = "", size: float = 60,
+                 note_below: bool = False, **kwargs) -> None:
             ax.scatter(njd, np.asarray(dice) * 100, s=size, c=names.method_colour(method),
                        marker=names.method_marker(method), label=label, zorder=kwargs.pop("zorder", 3), **kwargs)
             points.extend(zip(np.atleast_1d(njd), np.atleast_1d(np.asarray(dice) * 100)))
-            if note:
+            if note:  # chosen lambdas labelled below their point, fixed ones above: near points stay legible
                 ax.annotate(note, (float(np.atleast_1d(njd)[0]), float(np.atleast_1d(dice)[0]) * 100), fontsize=8,
-                            xytext=(5, 4), textcoords="offset points")
+                            xytext=(6, -12) if note_below else (5, 4), textcoords="offset points")
 
         for method in tuned_methods():
             t = _select(trials, dataset, backbone, (method,))
@@ -135,7 +136,7 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
                 best = t[t.number == st.best_trial.iloc[0]]
                 if not best.empty:
                     mark(method, best.val_njd_pct, best.val_dice, f"{name}: chosen trial",
-                         f"λ={best.lam.iloc[0]:.2g}", size=90, edgecolors="black")
+                         f"λ={best.lam.iloc[0]:.2g}", size=90, note_below=True, edgecolors="black")
         s = summaries[(summaries.dataset == dataset) & (summaries.backbone == backbone)] if not summaries.empty \
             else summaries
         if not s.empty and {"best_val_dice", "val_njd_pct"} <= set(s.columns):
@@ -162,7 +163,7 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
                 lam = float(chosen.hyper_lambda.dropna().iloc[0])
                 row = h.iloc[(h.lam - lam).abs().argsort()[:1]]
                 mark(method, row.val_njd_pct, row.val_dice, f"{name}: chosen λ", f"λ={lam:.2g}", size=90,
-                     edgecolors="black")
+                     note_below=True, edgecolors="black")
         if not points:
             plt.close(fig)
             skipped.append(f"Pareto plot {dataset}/{backbone}: no validation Dice/NJD points")
