@@ -17,6 +17,13 @@ Choosing lambda (what inference uses and tables report):
   `hypermorph.fine_lambdas` values evenly spaced strictly between the coarse neighbours of
   the coarse best (`fine_grid`); the lambda of highest validation Dice over both grids is
   run.json's and summary.json's `hyper_lambda`.
+- whether the lambda-dependence was learned: at lambda 1 the loss is the smoothness alone,
+  whose optimum is no deformation, so a trained network gives up its registration there.
+  summary.json `hyper_lambda_effect` = (Dice(0) - Dice(1)) / (Dice(0) - Dice(no
+  deformation)) on validation with the best weights: about 1 when learned, 0 when the
+  network registers alike at every lambda (too short a training: the trade-off of the MSE
+  scaled by 1/sigma^2 lies at lambda close to 1). Below LAMBDA_EFFECT_MIN the run's
+  `caveat` says so (in the report's table captions and on stderr).
 - `lambda_sweep.csv`: stage (coarse | fine), lam, weighted_equivalent, val_dice,
   val_njd_pct, chosen. weighted_equivalent = lambda sigma^2 / (1 - lambda) (MSE; lambda /
   (1 - lambda) for LNCC; infinite at 1) is the weight w of the weighted loss sim + w reg
@@ -96,6 +103,16 @@ def weighted_equivalent(lam: float, similarity: str, mse_sigma: float) -> float:
     return math.inf if lam >= 1.0 else lam * scale / (1.0 - lam)
 
 
+LAMBDA_EFFECT_MIN = 0.5  # below: the lambda-dependence is reported as not learned
+
+
+def lambda_effect(dice_0: float, dice_1: float, dice_identity: float) -> float:
+    """The share of the registration's Dice gain at lambda 0 that lambda 1 gives up:
+    (dice_0 - dice_1) / (dice_0 - dice_identity); NaN when lambda 0 gains nothing."""
+    gain = dice_0 - dice_identity
+    return (dice_0 - dice_1) / gain if gain > 0 else float("nan")
+
+
 def sample_lambdas(n: int, endpoint_prob: float) -> torch.Tensor:
     """n training lambdas, one per sample (voxelmorph's train_hypermorph.py): each 0 or 1
     (each with probability endpoint_prob / 2), else U[0, 1]. Draws 3n numbers from torch's
@@ -140,6 +157,7 @@ class HyperMorphTrainer(Trainer):
         fine_grid(self.sweep_values, 0.0, hyper["fine_lambdas"])  # checks the count
         self.hyper_lambda: float | None = None
         self.sweep_rows: list[dict] = []
+        self.identity_dice: float | None = None  # validation Dice without deformation
 
     def initialize(self) -> None:
         if self.initialized:
@@ -213,6 +231,30 @@ class HyperMorphTrainer(Trainer):
         self.sweep_rows = self.refined_sweep()
         self.hyper_lambda = next(r["lam"] for r in self.sweep_rows if r["chosen"])
         write_csv(self.out / "lambda_sweep.csv", pd.DataFrame(self.sweep_rows, columns=SWEEP_COLUMNS))
+        self.identity_dice, _ = self.evaluate_split(
+            self.val_data, lambda m, f: torch.zeros((m.shape[0], m.ndim - 2) + tuple(m.shape[2:]), device=m.device))
+        if self.caveat():
+            import sys
+
+            print(f"warning: {self.out}: {self.caveat()}", file=sys.stderr, flush=True)
+
+    def lambda_effect(self) -> float | None:
+        """hyper_lambda_effect (see the module docstring); None before the sweep."""
+        dice = {r["lam"]: r["val_dice"] for r in self.sweep_rows if r["stage"] == "coarse"}
+        if self.identity_dice is None or 0.0 not in dice or 1.0 not in dice:
+            return None
+        effect = lambda_effect(dice[0.0], dice[1.0], self.identity_dice)
+        return None if math.isnan(effect) else effect
+
+    def caveat(self) -> str:
+        effect = self.lambda_effect()
+        if effect is None or effect >= LAMBDA_EFFECT_MIN:
+            return ""
+        dice = {r["lam"]: r["val_dice"] for r in self.sweep_rows if r["stage"] == "coarse"}
+        return (f"HyperMorph's lambda-dependence was not learned: validation Dice {dice[1.0]:.1%} at lambda 1 "
+                f"(smoothness alone, whose optimum is no deformation) against {dice[0.0]:.1%} at lambda 0 and "
+                f"{self.identity_dice:.1%} without deformation; it registers almost alike at every lambda "
+                "(a longer training is needed)")
 
     def hyper_record(self) -> dict:
         """The chosen lambda and its weighted-loss equivalent (null while not chosen, or
@@ -223,6 +265,8 @@ class HyperMorphTrainer(Trainer):
             "hyper_lambda_weighted_equivalent": equivalent if equivalent is not None and math.isfinite(equivalent)
             else None,
             "hyper_smoothness": self.cfg["hypermorph"]["smoothness"],
+            "hyper_val_dice_identity": self.identity_dice,
+            "hyper_lambda_effect": self.lambda_effect(),
             # the equivalent is a weighted baseline's lambda only with the same smoothness loss
             "hyper_weighted_equivalent_comparable": self.cfg["hypermorph"]["smoothness"] == self.cfg["smoothness"],
         }

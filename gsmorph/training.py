@@ -15,6 +15,8 @@ trains, calling the hooks a subclass overrides:
     on_epoch_end(...)      logs, best/last checkpoints
     on_train_end()         with the best weights loaded, before the run folder is finished
     run_info() / summary() what run.json / summary.json hold
+    caveat()               what a reader of the run's results must know ("" for nothing):
+                           summary.json `caveat`, shown in the report's table captions
     build_from_info(info)  the network of a finished run (classmethod, for inference)
 
 A run folder (`out`) holds:
@@ -425,7 +427,13 @@ class Trainer:
             "optim": self.optim,
             "lam": self.lam,
             "seed": self.seed,
+            "caveat": self.caveat(),
         }
+
+    def caveat(self) -> str:
+        """A finished run's warning for whoever reads its results ("" for none); the report
+        puts it in the captions of the tables holding the run's method."""
+        return ""
 
     # ------------------------------------------------------------------- inference
     @classmethod

@@ -266,11 +266,48 @@ def test_full_run_chooses_lambda_on_validation_and_infers(prepared_acdc, tmp_pat
     assert summary["hyper_smoothness"] == "l2" and summary["hyper_weighted_equivalent_comparable"] is False
     assert summary["backbone_display"] == info["backbone_display"] == "VoxelMorph (features 4-8-8)"
     assert summary["best_val_dice"] <= best["val_dice"] + 1e-9  # best.pt chosen on the coarse grid
+    # the lambda-dependence check, from the coarse ends and the no-deformation Dice
+    dice = dict(zip(coarse["lam"], coarse["val_dice"]))
+    identity = summary["hyper_val_dice_identity"]
+    assert 0.0 < identity < 1.0
+    if dice[0.0] > identity:
+        assert summary["hyper_lambda_effect"] == pytest.approx((dice[0.0] - dice[1.0]) / (dice[0.0] - identity))
+    learned = summary["hyper_lambda_effect"] is not None and summary["hyper_lambda_effect"] >= 0.5
+    assert (summary["caveat"] == "") == learned or summary["hyper_lambda_effect"] is None
 
     _, loaded, _ = load_run(run)
     assert loaded["hyper_lambda"] == best["lam"] and loaded["trainer"] == "baselines.hypermorph:HyperMorphTrainer"
     pairs_dir = infer_split(run, prepared_acdc, "test", tmp_path / "pairs")
     assert (pairs_dir / "index.csv").is_file()
+
+
+def test_lambda_effect_known_values():
+    assert hypermorph.lambda_effect(0.90, 0.65, 0.65) == pytest.approx(1.0)  # lambda 1: no deformation
+    assert hypermorph.lambda_effect(0.90, 0.90, 0.65) == 0.0                 # alike at every lambda
+    assert hypermorph.lambda_effect(0.85, 0.80, 0.65) == pytest.approx(0.25)
+    assert np.isnan(hypermorph.lambda_effect(0.65, 0.60, 0.65))               # lambda 0 gains nothing
+
+
+def _swept(prepared, tmp_path, dice_0, dice_1, identity):
+    trainer = hypermorph.HyperMorphTrainer(prepared, "voxelmorph", "hypermorph", 0, tmp_path / "h", tiny_cfg())
+    trainer.sweep_rows = [{"stage": "coarse", "lam": 0.0, "val_dice": dice_0},
+                          {"stage": "coarse", "lam": 0.5, "val_dice": dice_0},
+                          {"stage": "coarse", "lam": 1.0, "val_dice": dice_1},
+                          {"stage": "fine", "lam": 0.9, "val_dice": 0.1}]
+    trainer.identity_dice = identity
+    return trainer
+
+
+def test_a_lambda_independent_network_carries_a_caveat(prepared_acdc, tmp_path):
+    flat = _swept(prepared_acdc, tmp_path, 0.864, 0.863, 0.65)  # the default run's 10 epochs look like this
+    assert flat.lambda_effect() == pytest.approx(0.001 / 0.214)
+    assert "lambda-dependence was not learned" in flat.caveat() and "86.3%" in flat.caveat()
+    assert flat.hyper_record()["hyper_lambda_effect"] == pytest.approx(0.001 / 0.214)
+    learned = _swept(prepared_acdc, tmp_path, 0.85, 0.70, 0.65)
+    assert learned.lambda_effect() == pytest.approx(0.75) and learned.caveat() == ""
+    assert _swept(prepared_acdc, tmp_path, 0.60, 0.60, 0.65).lambda_effect() is None  # no gain at lambda 0
+    unswept = hypermorph.HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "u", tiny_cfg())
+    assert unswept.lambda_effect() is None and unswept.caveat() == ""
 
 
 def test_transmorph_and_bad_config_are_clear_errors(prepared_acdc, tmp_path):

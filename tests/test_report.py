@@ -65,9 +65,10 @@ def write_runs(root):
     for method, dice, njd, wall in (("gsmorph", 0.85, 0.9, 100.0), ("weighted-s", 0.86, 2.0, 90.0),
                                     ("weighted-m", 0.84, 0.7, 95.0), ("weighted-l", 0.80, 0.1, 92.0),
                                     ("hypermorph", 0.83, 1.5, 150.0)):
+        caveat = "its lambda-dependence was not learned" if method == "hypermorph" else ""
         write_json(base / method / "seed0" / "summary.json", {"best_val_dice": dice, "val_njd_pct": njd,
                                                                "wall_s": wall, "device": "cpu", "best_epoch": 3,
-                                                               "epochs_done": 5})
+                                                               "epochs_done": 5, "caveat": caveat})
     tune = base / "weighted-tuned" / "seed0"
     pd.DataFrame({"number": range(4), "lam": [0.001, 0.01, 0.1, 1.0], "lr": 5e-3,
                   "state": ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"], "val_dice": [0.86, 0.84, 0.7, 0.6],
@@ -264,6 +265,16 @@ def test_bad_metrics_inputs(tmp_path, metrics_csvs, capsys):
     assert "given twice" in capsys.readouterr().err
     assert main(["report", "--metrics", str(tmp_path / "absent.csv"), "--no-runs", "--out", str(tmp_path / "o")]) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_runs_caveat_ends_the_captions_of_its_backbones_tables(report_dir):
+    said = "Caveats of the runs: HyperMorph (ACDC, seed 0): its lambda-dependence was not learned."
+    for name in ("table1_voxelmorph", "table1_combined"):
+        assert said in (report_dir / "tables" / f"{name}.md").read_text()
+        assert said in (report_dir / "tables" / f"{name}.html").read_text()
+    assert "Caveats" not in (report_dir / "tables" / "table1_transmorph.md").read_text()
+    captions = json.loads((report_dir / "report" / "captions.json").read_text())
+    assert said in captions["tables/table1_voxelmorph.md"]
 
 
 def test_table_bold_ties_and_latex_cells():

@@ -80,7 +80,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
         for name, which, convention in specs:
             t = tables.build(summary, wilcoxon, which, name, reference=reference, convention=convention,
-                             undefined=result.undefined)
+                             undefined=result.undefined, caveats=run_caveats(summaries, which))
             (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
             (tmp / f"{name}.html").write_text(tables.to_html(t))
@@ -136,6 +136,20 @@ def draw(drawings: list[tuple], folder: Path, workers: int = 1) -> list[tuple[di
     with ProcessPoolExecutor(max_workers=min(workers, len(drawings)), mp_context=context) as pool:
         futures = [pool.submit(_draw_one, function, data, folder) for function, data in drawings]
         return [future.result() for future in futures]
+
+
+def run_caveats(summaries: pd.DataFrame, backbones: list[str]) -> list[str]:
+    """'<method> (<data>, seed <k>): <caveat>' for every run on `backbones` whose summary.json
+    holds a `caveat` (gsmorph.training.Trainer.caveat), in table order."""
+    from gsmorph.report import names
+
+    if summaries.empty or "caveat" not in summaries.columns:
+        return []
+    said = summaries[summaries["caveat"].fillna("").astype(str).str.len().gt(0)
+                     & summaries["backbone"].isin(list(backbones))]
+    said = said.assign(rank=said["method"].map(names.method_rank)).sort_values(["rank", "dataset", "seed"])
+    return [f"{names.method_name(r.method, r.backbone)} ({names.dataset_name(r.dataset)}, seed {r.seed}): {r.caveat}"
+            for r in said.itertuples()]
 
 
 def backbone_variants(summaries: pd.DataFrame) -> dict[str, str]:

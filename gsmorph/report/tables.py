@@ -109,11 +109,13 @@ def significance(p_holm: float, median_diff: float, rank_biserial: float, col: C
 
 
 def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], name: str,
-          reference: str = methods.REFERENCE, convention: str = "ours", undefined: pd.DataFrame | None = None) -> Table:
+          reference: str = methods.REFERENCE, convention: str = "ours", undefined: pd.DataFrame | None = None,
+          caveats: list[str] = ()) -> Table:
     """Table rows for `backbones` (one: a per-backbone table; several: the combined one).
 
     summary: stats.summarise output; wilcoxon: stats.wilcoxon_vs_reference output;
-    undefined: evaluate.undefined_counts output (lost structures go in the caption).
+    undefined: evaluate.undefined_counts output (lost structures go in the caption);
+    caveats: the runs' warnings (summary.json `caveat`), ending the caption.
     Classical rows are compared with the reference method of backbones[0].
     """
     datasets = sorted(summary["dataset"].unique(), key=names.dataset_rank)
@@ -150,6 +152,8 @@ def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], n
     _mark_best(rows, datasets, columns)
     table = Table(name, datasets, columns, rows, "")
     table.caption = caption(table, backbones, reference, convention, wilcoxon, undefined)
+    if caveats:
+        table.caption += " Caveats of the runs: " + "; ".join(caveats) + "."
     table.notes = epe_notes(table)
     return table
 
