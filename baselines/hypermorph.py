@@ -21,9 +21,9 @@ Choosing lambda (what inference uses and tables report):
   whose optimum is no deformation, so a trained network gives up its registration there.
   summary.json `hyper_lambda_effect` = (Dice(0) - Dice(1)) / (Dice(0) - Dice(no
   deformation)) on validation with the best weights: about 1 when learned, 0 when the
-  network registers alike at every lambda (too short a training: the trade-off of the MSE
-  scaled by 1/sigma^2 lies at lambda close to 1). Below LAMBDA_EFFECT_MIN the run's
-  `caveat` says so (in the report's table captions and on stderr).
+  network registers alike at every lambda (the trade-off of the MSE scaled by 1/sigma^2
+  lies at lambda close to 1, a narrow step for the MLP of lambda to learn). Below
+  LAMBDA_EFFECT_MIN the run's `caveat` says so (in the report's table captions and on stderr).
 - `lambda_sweep.csv`: stage (coarse | fine), lam, weighted_equivalent, val_dice,
   val_njd_pct, chosen. weighted_equivalent = lambda sigma^2 / (1 - lambda) (MSE; lambda /
   (1 - lambda) for LNCC; infinite at 1) is the weight w of the weighted loss sim + w reg
@@ -253,8 +253,8 @@ class HyperMorphTrainer(Trainer):
         dice = {r["lam"]: r["val_dice"] for r in self.sweep_rows if r["stage"] == "coarse"}
         return (f"HyperMorph's lambda-dependence was not learned: validation Dice {dice[1.0]:.1%} at lambda 1 "
                 f"(smoothness alone, whose optimum is no deformation) against {dice[0.0]:.1%} at lambda 0 and "
-                f"{self.identity_dice:.1%} without deformation; it registers almost alike at every lambda "
-                "(a longer training is needed)")
+                f"{self.identity_dice:.1%} without deformation; it registers almost alike at every lambda, so "
+                "its lambda sweep chooses among near-identical outputs")
 
     def hyper_record(self) -> dict:
         """The chosen lambda and its weighted-loss equivalent (null while not chosen, or
