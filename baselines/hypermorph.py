@@ -251,7 +251,7 @@ class HyperMorphTrainer(Trainer):
         if effect is None or effect >= LAMBDA_EFFECT_MIN:
             return ""
         dice = {r["lam"]: r["val_dice"] for r in self.sweep_rows if r["stage"] == "coarse"}
-        return (f"HyperMorph's lambda-dependence was not learned: validation Dice {dice[1.0]:.1%} at lambda 1 "
+        return (f"its lambda-dependence was not learned: validation Dice {dice[1.0]:.1%} at lambda 1 "
                 f"(smoothness alone, whose optimum is no deformation) against {dice[0.0]:.1%} at lambda 0 and "
                 f"{self.identity_dice:.1%} without deformation; it registers almost alike at every lambda, so "
                 "its lambda sweep chooses among near-identical outputs")
