@@ -23,7 +23,7 @@ Choosing lambda (what inference uses and tables report):
   deformation)) on validation with the best weights: about 1 when learned, 0 when the
   network registers alike at every lambda (the trade-off of the MSE scaled by 1/sigma^2
   lies at lambda close to 1, a narrow step for the MLP of lambda to learn). Below
-  LAMBDA_EFFECT_MIN the run's `caveat` says so (in the report's table captions and on stderr).
+  LAMBDA_EFFECT_MIN the run's `caveat` says so (on stderr and in the report's table captions).
 - `lambda_sweep.csv`: stage (coarse | fine), lam, weighted_equivalent, val_dice,
   val_njd_pct, chosen. weighted_equivalent = lambda sigma^2 / (1 - lambda) (MSE; lambda /
   (1 - lambda) for LNCC; infinite at 1) is the weight w of the weighted loss sim + w reg
@@ -233,10 +233,6 @@ class HyperMorphTrainer(Trainer):
         write_csv(self.out / "lambda_sweep.csv", pd.DataFrame(self.sweep_rows, columns=SWEEP_COLUMNS))
         self.identity_dice, _ = self.evaluate_split(
             self.val_data, lambda m, f: torch.zeros((m.shape[0], m.ndim - 2) + tuple(m.shape[2:]), device=m.device))
-        if self.caveat():
-            import sys
-
-            print(f"warning: {self.out}: {self.caveat()}", file=sys.stderr, flush=True)
 
     def lambda_effect(self) -> float | None:
         """hyper_lambda_effect (see the module docstring); None before the sweep."""
@@ -288,8 +284,7 @@ class HyperMorphTrainer(Trainer):
         kwargs = info.get("hyper_kwargs")
         if not kwargs:
             raise GSMorphError("no 'hyper_kwargs'; not a finished hypermorph run")
-        steps = int(info["int_steps"]) if info["diffeomorphic"] else 0
-        return RegistrationNet(HyperUNet(int(info["spatial_dims"]), **kwargs), steps)
+        return RegistrationNet(HyperUNet(int(info["spatial_dims"]), **kwargs), cls.int_steps(info))
 
     @classmethod
     def predictor(cls, model: torch.nn.Module, info: dict):

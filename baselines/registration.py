@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from gsmorph import methods
+from gsmorph.cli_options import SPLITS, workers as default_workers
 from gsmorph.errors import GSMorphError
-
-SPLITS = ("train", "val", "test", "all")
 
 
 def register_split(method: str, prepared: str | os.PathLike, split: str, out: str | os.PathLike,
@@ -62,8 +61,8 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
     if not pair_list:
         raise GSMorphError(f"{prepared}: split '{split}' has no pairs to register")
     params = {k: v for section in spec.sections for k, v in cfg[section].items()}
-    n_workers = _n_workers(workers, len(pair_list)) if spec.parallel else 1
-    results = _register_all(method, pair_list, params, seed, n_workers if spec.parallel else 0)
+    n_workers = max(1, min(default_workers(workers), len(pair_list))) if spec.parallel else 1
+    results = _register_all(method, pair_list, params, seed, n_workers, in_pool=spec.parallel)
 
     by_subject: dict[str, list[int]] = {}
     for i, pair in enumerate(pair_list):
@@ -116,9 +115,9 @@ def register_pair(method: str, params: dict[str, Any], seed: int, subject: str, 
     return disp.astype(np.float32), moved_image, moved_label, runtime
 
 
-def _register_all(method, pair_list, params, seed, n_workers) -> list[tuple]:
-    """Every pair's result, in order; in this process when n_workers is 0, else in a pool of
-    n_workers single-threaded processes (one worker too: the result must not depend on it)."""
+def _register_all(method, pair_list, params, seed, n_workers: int, in_pool: bool) -> list[tuple]:
+    """Every pair's result, in order; in a pool of n_workers single-threaded processes (one
+    worker too: the result must not depend on it), or in this process without in_pool."""
     task = partial(register_pair, method, params, int(seed))
     columns = (
         [str(p.subject) for p in pair_list],
@@ -128,7 +127,7 @@ def _register_all(method, pair_list, params, seed, n_workers) -> list[tuple]:
         [p.moving_label for p in pair_list],
         [np.asarray(p.spacing, dtype=np.float64) for p in pair_list],
     )
-    if n_workers == 0:
+    if not in_pool:
         return list(map(task, *columns))
     # A fresh interpreter per worker (spawn), so the single-thread setting is in place
     # before ITK is loaded, whatever the parent process has imported.
@@ -148,8 +147,3 @@ def _single_threaded() -> None:
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-
-
-def _n_workers(workers: int | None, n_tasks: int) -> int:
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(workers or available, n_tasks))

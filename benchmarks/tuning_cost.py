@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from baselines.tuning import tune
     from gsmorph.config import load_config
-    from gsmorph.training import train_run
+    from gsmorph.training import train_method
 
     work = Path(args.work or tempfile.mkdtemp(prefix="tuning_cost_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # warm-up (imports, kernels, allocator), not timed: otherwise the first run measured pays it
     warm = load_config(None, {**overrides, "epochs": 1, "max_train_pairs": 2, "max_val_pairs": 2})
-    train_run(prepared, args.backbone, "gsmorph", args.seed, work / "warmup", warm)
+    train_method(prepared, args.backbone, "gsmorph", args.seed, work / "warmup", warm)
 
     t0, c0 = time.perf_counter(), cpu_s()
-    gs = train_run(prepared, args.backbone, "gsmorph", args.seed, work / "gsmorph", cfg)
+    gs = train_method(prepared, args.backbone, "gsmorph", args.seed, work / "gsmorph", cfg)
     gs_wall, gs_cpu = time.perf_counter() - t0, cpu_s() - c0
 
     t0, c0 = time.perf_counter(), cpu_s()

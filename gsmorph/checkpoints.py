@@ -6,22 +6,12 @@ digest when one is given, and every failure names the file.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_path
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from gsmorph.io import atomic_path, sha256
 
 
 def save(obj: Any, path: str | os.PathLike) -> str:

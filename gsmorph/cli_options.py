@@ -71,20 +71,21 @@ def _pairs_out(parser):
     _split(parser)
 
 
-def check_pairs_out(args: argparse.Namespace, *inputs) -> None:
+def check_pairs_out(pairs_out: str | None, prepared: str, *inputs) -> None:
     """Refuse a --pairs-out inside an input or the run folder before any training starts."""
-    if args.pairs_out:
+    if pairs_out:
         from gsmorph.io import check_not_input
 
-        check_not_input(args.pairs_out, [args.prepared, *inputs])
+        check_not_input(pairs_out, [prepared, *inputs])
 
 
-def infer_if_asked(args: argparse.Namespace, run_dir, method_name: str) -> None:
-    """With --pairs-out: register the --split pairs with the run in `run_dir` (gsmorph infer)."""
-    if args.pairs_out:
+def infer_if_asked(args: argparse.Namespace, pairs_out: str | None, run_dir, method_name: str) -> None:
+    """With a pairs folder (--pairs-out): register the --split pairs of --prepared with the
+    run in `run_dir` into it (gsmorph infer)."""
+    if pairs_out:
         from gsmorph.inference import infer_split
 
-        out = infer_split(run_dir, args.prepared, args.split, args.pairs_out, method_name=method_name,
+        out = infer_split(run_dir, args.prepared, args.split, pairs_out, method_name=method_name,
                           device=args.device or "auto")
         print(f"pairs: {out}")
 

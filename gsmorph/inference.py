@@ -43,7 +43,7 @@ def read_run_info(run_dir: str | os.PathLike) -> dict:
 
 def trainer_of(info: dict, run_dir: Path):
     """The trainer class that made a run: run.json's `trainer`, else the method table's."""
-    name = info.get("trainer") or (methods.find(info["method"]) or methods.get(info["method"])).maker
+    name = info.get("trainer") or methods.get(info["method"]).maker
     try:
         return plugins.resolve(name)
     except GSMorphError as err:

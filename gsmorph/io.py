@@ -7,6 +7,7 @@ an interrupted job never leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,15 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from gsmorph.errors import GSMorphError
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _tmp_sibling(path: Path) -> Path:

@@ -16,7 +16,8 @@ trains, calling the hooks a subclass overrides:
     on_train_end()         with the best weights loaded, before the run folder is finished
     run_info() / summary() what run.json / summary.json hold
     caveat()               what a reader of the run's results must know ("" for nothing):
-                           summary.json `caveat`, shown in the report's table captions
+                           summary.json `caveat`, printed as a warning and shown in the
+                           report's table captions
     build_from_info(info)  the network of a finished run (classmethod, for inference)
 
 A run folder (`out`) holds:
@@ -439,8 +440,8 @@ class Trainer:
     @classmethod
     def build_from_info(cls, info: dict) -> torch.nn.Module:
         """The network of a finished run from its run.json."""
-        steps = int(info["int_steps"]) if info["diffeomorphic"] else 0
-        return cls.network_from(info["backbone"], int(info["spatial_dims"]), info["backbone_kwargs"], steps)
+        return cls.network_from(info["backbone"], int(info["spatial_dims"]), info["backbone_kwargs"],
+                                cls.int_steps(info))
 
     @classmethod
     def predictor(cls, model: torch.nn.Module, info: dict) -> Predictor:
@@ -720,6 +721,8 @@ class Trainer:
         self.wall_s = self.elapsed()
         self._write_run_info()
         summary = self.summary()
+        if summary["caveat"]:
+            print(f"warning: {self.out}: {summary['caveat']}", file=sys.stderr, flush=True)
         write_json(self.out / "summary.json", summary)
         write_provenance(self.out / "provenance.json", config=self.cfg, seed=self.seed,
                          method=self.method, backbone=self.backbone, lam=self.lam,

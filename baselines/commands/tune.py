@@ -33,12 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from gsmorph.config import load_config
     from gsmorph.device import apply_threads
 
-    check_pairs_out(args, args.out)
+    check_pairs_out(args.pairs_out, args.prepared, args.out)
     cfg = load_config(args.config, args.overrides, device=args.device)
     apply_threads(cfg)
     info = tune(args.prepared, args.backbone, args.trials, args.storage, args.study, args.seed, args.out, cfg,
                 method=args.method)
     print(json.dumps({k: info[k] for k in ("study", "n_trials", "best_trial", "best_lam", "best_val_dice",
                                           "total_wall_s")}))
-    infer_if_asked(args, Path(args.out) / "best", args.method)
+    infer_if_asked(args, args.pairs_out, Path(args.out) / "best", args.method)
     return 0

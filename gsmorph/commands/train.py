@@ -56,12 +56,12 @@ def run(args: argparse.Namespace) -> int:
 
     runs = folders(args)
     for _, out, pairs_out in runs:
-        check_pairs_out(argparse.Namespace(pairs_out=pairs_out, prepared=args.prepared), out)
+        check_pairs_out(pairs_out, args.prepared, out)
     cfg = load_config(args.config, args.overrides, device=args.device)
     apply_threads(cfg)
     for method, out, pairs_out in runs:
         summary = train_method(args.prepared, args.backbone, method, args.seed, out, cfg, lam=args.lam,
                                fresh_if_changed=args.fresh_if_changed)
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
-        infer_if_asked(argparse.Namespace(**{**vars(args), "pairs_out": pairs_out}), out, method)
+        infer_if_asked(args, pairs_out, out, method)
     return 0

@@ -190,12 +190,6 @@ def select_subjects(readers: list, unlabelled: list[str], subjects_file: str | P
     return [r for r in readers if r[0] in chosen], wanted
 
 
-def file_digest(path: str | Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def prepare(dataset: str, raw_dir: str | Path, out: str | Path, size: int = 128, on_error: str = "fail",
             seed: int = 0, ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
             split_file: str | Path | None = None, progress=None, folders=None, intensity: str = "percentile",
@@ -212,7 +206,7 @@ def prepare(dataset: str, raw_dir: str | Path, out: str | Path, size: int = 128,
     """
     import pandas as pd
 
-    from gsmorph.io import atomic_dir, write_csv, write_nifti
+    from gsmorph.io import atomic_dir, sha256, write_csv, write_nifti
     from gsmorph.provenance import write_provenance
 
     if on_error not in ("fail", "skip"):
@@ -259,7 +253,7 @@ def prepare(dataset: str, raw_dir: str | Path, out: str | Path, size: int = 128,
                    "intensity": intensity, "folders": list(layout_folders(dataset, folders)),
                    "split_ratios": list(ratios), "split_file": str(split_file) if split_file else None,
                    "subjects_file": str(subjects_file) if subjects_file else None,
-                   "subjects_file_sha256": file_digest(subjects_file) if subjects_file else None,
+                   "subjects_file_sha256": sha256(subjects_file) if subjects_file else None,
                    "n_listed": len(listed) if listed is not None else None,
                    "n_prepared": len(rows), "n_excluded": len(excluded), "unlabelled": unlabelled,
                    "split_counts": table["split"].value_counts().to_dict()}
