@@ -94,7 +94,8 @@ def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str,
     for name, label_id in metrics.STRUCTURES.items():
         moved_mask, fixed_mask = sp.moved_label == label_id, fixed_label == label_id
         both = fixed_mask.reshape(k, -1).any(1) & (moving_label == label_id).reshape(k, -1).any(1)
-        out[("dice", name)] = np.where(both, metrics.dice_batch(moved_mask, fixed_mask), np.nan)
+        dice = metrics.dice_batch(moved_mask, fixed_mask)
+        out[("dice", name)] = np.where(both, dice, np.nan)
         out[("hd95_mm", name)] = np.array([metrics.hd95(moved_mask[i], fixed_mask[i], spacing) if both[i] else np.nan
                                            for i in range(k)])
         if "learn2reg" in conventions:
@@ -102,20 +103,22 @@ def pair_metrics(sp: pairs.SubjectPairs, ref: Reference, where: str,
                                                     else np.nan for i in range(k)])
         if "gsmorph-code" in conventions:  # labels in both the moved and the fixed map, else 0
             in_both = moved_mask.reshape(k, -1).any(1) & fixed_mask.reshape(k, -1).any(1)
-            out[("code_dice", name)] = np.array([metrics.code_dice(moved_mask[i], fixed_mask[i]) if in_both[i]
-                                                 else 0.0 for i in range(k)])
+            out[("code_dice", name)] = np.where(in_both, dice, 0.0)  # metrics.code_dice where in_both
             out[("code_hd95_px", name)] = np.array([metrics.code_hd95_px(moved_mask[i], fixed_mask[i]) if in_both[i]
                                                     else 0.0 for i in range(k)])
     out[("mse", "")] = metrics.mse_batch(sp.moved_image, fixed_image)
-    out[("njd_pct", "")] = metrics.njd_percent_batch(sp.disp)
-    out[("sdlogj", "")] = metrics.sdlogj_batch(sp.disp)
+    det = metrics.jacobian_determinant_batch(sp.disp)
+    out[("njd_pct", "")] = metrics.njd_percent_batch(sp.disp, det)
+    out[("sdlogj", "")] = metrics.sdlogj_batch(sp.disp, det)
     if true_disp is not None:
         out[("epe_mm", "")] = metrics.epe_mm_batch(sp.disp, true_disp, spacing, mask=fixed_label > 0)
         out[("epe_image_mm", "")] = metrics.epe_mm_batch(sp.disp, true_disp, spacing)
     out[("runtime_s", "")] = np.asarray(sp.runtime_s, dtype=np.float64)
     if "learn2reg" in conventions:
-        out[("l2r_sdlogj", "")] = np.array([metrics.l2r_sdlogj(sp.disp[i]) for i in range(k)])
-        out[("l2r_num_foldings", "")] = np.array([metrics.l2r_num_foldings(sp.disp[i]) for i in range(k)], float)
+        dets = [metrics.l2r_jacobian_determinant(sp.disp[i]) for i in range(k)]
+        out[("l2r_sdlogj", "")] = np.array([metrics.l2r_sdlogj(sp.disp[i], d) for i, d in enumerate(dets)])
+        out[("l2r_num_foldings", "")] = np.array([metrics.l2r_num_foldings(sp.disp[i], d)
+                                                  for i, d in enumerate(dets)], float)
     if "gsmorph-code" in conventions and ndim == 2:
         out[("code_njd_pct", "")] = np.array([metrics.code_njd_pct(sp.disp[i]) for i in range(k)])
     return out

@@ -157,18 +157,11 @@ def epe_mm(disp: np.ndarray, true_disp: np.ndarray, spacing, mask: np.ndarray | 
     epe_image_mm over the image). NaN if the mask is empty.
     """
     disp = np.asarray(disp, dtype=np.float64)
-    true_disp = np.asarray(true_disp, dtype=np.float64)
-    _same_shape(disp, true_disp)
-    spacing = _spacing(spacing, disp.ndim - 1)
-    err = (disp - true_disp) * spacing.reshape((-1,) + (1,) * (disp.ndim - 1))
-    norm = np.sqrt(np.sum(err ** 2, axis=0))
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
-        _same_shape(mask, norm)
-        if not mask.any():
-            return float("nan")
-        norm = norm[mask]
-    return float(np.mean(norm))
+        _same_shape(mask, disp[0])
+        mask = mask[None]
+    return float(epe_mm_batch(disp[None], np.asarray(true_disp)[None], spacing, mask)[0])
 
 
 def mse_batch(moved: np.ndarray, fixed: np.ndarray) -> np.ndarray:
@@ -179,16 +172,18 @@ def mse_batch(moved: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     return np.mean((moved - fixed).reshape(len(moved), -1) ** 2, axis=1)
 
 
-def njd_percent_batch(disp: np.ndarray) -> np.ndarray:
-    """NJD % of K fields at once: disp (K, ndim, *S) voxels -> (K,)."""
-    det = jacobian_determinant_batch(disp).reshape(len(disp), -1)
+def njd_percent_batch(disp: np.ndarray, det: np.ndarray | None = None) -> np.ndarray:
+    """NJD % of K fields at once: disp (K, ndim, *S) voxels -> (K,); det: their
+    jacobian_determinant_batch when already computed."""
+    det = (jacobian_determinant_batch(disp) if det is None else det).reshape(len(disp), -1)
     return 100.0 * np.mean(det < 0, axis=1)
 
 
-def sdlogj_batch(disp: np.ndarray) -> np.ndarray:
+def sdlogj_batch(disp: np.ndarray, det: np.ndarray | None = None) -> np.ndarray:
     """SDlogJ of K fields at once: disp (K, ndim, *S) voxels -> (K,); std of log det J over
-    each field's voxels with det J > 0, NaN for a field without any."""
-    det = jacobian_determinant_batch(disp).reshape(len(disp), -1)
+    each field's voxels with det J > 0, NaN for a field without any; det: their
+    jacobian_determinant_batch when already computed."""
+    det = (jacobian_determinant_batch(disp) if det is None else det).reshape(len(disp), -1)
     positive = det > 0
     logs = np.where(positive, np.log(np.where(positive, det, 1.0)), np.nan)
     out = np.full(len(det), np.nan)
@@ -248,18 +243,19 @@ def l2r_jacobian_determinant(disp: np.ndarray) -> np.ndarray:
             + jac[0, 2] * (jac[1, 0] * jac[2, 1] - jac[1, 1] * jac[2, 0]))
 
 
-def l2r_sdlogj(disp: np.ndarray) -> float:
+def l2r_sdlogj(disp: np.ndarray, det: np.ndarray | None = None) -> float:
     """Learn2Reg's SDlogJ: std of log(clip(det J + 3, 1e-9, 1e9)) over the cropped field
-    (NaN when the crop leaves nothing)."""
-    det = l2r_jacobian_determinant(disp)
+    (NaN when the crop leaves nothing); det: its l2r_jacobian_determinant when already computed."""
+    det = l2r_jacobian_determinant(disp) if det is None else det
     return float(np.std(np.log(np.clip(det + L2R_SHIFT, *L2R_CLIP)))) if det.size else float("nan")
 
 
-def l2r_num_foldings(disp: np.ndarray) -> int:
+def l2r_num_foldings(disp: np.ndarray, det: np.ndarray | None = None) -> int:
     """Learn2Reg's folding count as its code computes it: voxels of the cropped field where
     clip(det J + 3, 1e-9, 1e9) <= 0. The clip makes this 0 for every field (a quirk of the
-    published code, reproduced: use NJD for folding)."""
-    return int((np.clip(l2r_jacobian_determinant(disp) + L2R_SHIFT, *L2R_CLIP) <= 0).sum())
+    published code, reproduced: use NJD for folding). det: as l2r_sdlogj's."""
+    det = l2r_jacobian_determinant(disp) if det is None else det
+    return int((np.clip(det + L2R_SHIFT, *L2R_CLIP) <= 0).sum())
 
 
 def l2r_hd95_vox(pred: np.ndarray, ref: np.ndarray) -> float:
