@@ -12,6 +12,12 @@ def retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
+def trials_and_retried(study: optuna.Study) -> tuple[list[optuna.trial.FrozenTrial], set[int]]:
+    """One snapshot of the study's trials and the numbers among them Optuna retried."""
+    trials = study.get_trials(deepcopy=False)
+    return trials, retried_numbers(trials)
+
+
 def is_counted(trial: optuna.trial.FrozenTrial, retried: set[int] = frozenset()) -> bool:
     """COMPLETE and PRUNED trials always count (even if a worker that wrongly took their
     owner for dead tagged them); FAIL and RUNNING ones unless tagged `not_counted` or
@@ -28,6 +34,5 @@ def is_finished(trial: optuna.trial.FrozenTrial, retried: set[int] = frozenset()
 
 def counted(study: optuna.Study, below: int | None = None) -> int:
     """Counted trials of the study (with a number below `below`, if given)."""
-    trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
+    trials, retried = trials_and_retried(study)
     return sum(is_counted(t, retried) for t in trials if below is None or t.number < below)

@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from baselines.tuning.counting import is_finished, retried_numbers
+from baselines.tuning.counting import is_finished, trials_and_retried
 from baselines.tuning.liveness import NOT_COUNTED
 from gsmorph.config import optim_settings
 from gsmorph.errors import GSMorphError
@@ -23,11 +23,11 @@ TRIALS_COLUMNS = ["number", "lam", "lr", "state", "val_dice", "val_njd_pct", "wa
                   "epochs_done", "note"]
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial that did work (surplus placeholders left out)."""
+def trials_frame(study: optuna.Study, snapshot: tuple[list, set] | None = None) -> pd.DataFrame:
+    """One row per trial that did work (surplus placeholders left out); snapshot: the
+    study's trials_and_retried when already read."""
     rows = []
-    trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
+    trials, retried = snapshot or trials_and_retried(study)
     for t in trials:
         note = t.user_attrs.get(NOT_COUNTED, "") if t.state in (TrialState.FAIL, TrialState.RUNNING) else ""
         if t.number in retried and not note:
@@ -76,10 +76,9 @@ def choose_best(study: optuna.Study, cfg: dict) -> optuna.trial.FrozenTrial | No
 
 def write_outputs(study: optuna.Study, out: Path, storage_url: str, cfg: dict, seed: int, n_target: int,
                   settings: dict) -> dict:
-    frame = trials_frame(study)
+    trials, retried = trials_and_retried(study)
+    frame = trials_frame(study, (trials, retried))
     best = choose_best(study, cfg)
-    trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
     finished = [t for t in trials if is_finished(t, retried)]
     states = frame["state"].value_counts().to_dict() if len(frame) else {}
     info = {

@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from baselines.tuning.liveness import (
     NOT_COUNTED, Heartbeat, Interrupted, fail_dead_trials, retry_attrs, sigterm_raises, worker_identity,
 )
-from baselines.tuning.counting import counted, is_counted, retried_numbers
+from baselines.tuning.counting import counted, is_counted, trials_and_retried
 from baselines.tuning.outputs import write_outputs
 from baselines.tuning.storage import file_lock, resolve_storage
 from gsmorph import methods
@@ -293,6 +293,5 @@ def tune(prepared: str, backbone: str, trials: int, storage: str, study_name: st
 
 def running(study: optuna.Study) -> bool:
     """Whether a counted trial of any worker is still running."""
-    trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
+    trials, retried = trials_and_retried(study)
     return any(t.state == TrialState.RUNNING and is_counted(t, retried) for t in trials)
