@@ -71,7 +71,7 @@ TRANSLATION_MM = (1.0, 4.0)  # in-plane shift of the whole heart between ED and 
 # pathology mix (probabilities over GROUP_ORDER) standing for their centres' populations
 ACDC_ACQUISITION = {"spacing": (1.37, 1.68), "slice": ((5.0, 6.5, 8.0, 10.0), (0.15, 0.1, 0.15, 0.6)),
                     "thickness": (5.0, 8.0), "gamma": (0.85, 1.15), "snr": (12, 30), "bias": (0.15, 0.35)}
-GROUP_ORDER = ("NOR", "DCM", "HCM", "MINF", "RV")
+GROUP_ORDER = tuple(GROUPS)  # NOR, DCM, HCM, MINF, RV
 VENDORS = {
     "A": {"name": "Siemens", "centres": (1,), "spacing": (1.30, 1.45), "slice": ((10.0,), (1.0,)),
           "thickness": (8.0, 10.0), "gamma": 1.0, "snr": (25, 40), "bias": (0.15, 0.25),
@@ -394,8 +394,8 @@ def forward(p: dict[str, Any], x: np.ndarray, y: np.ndarray, z: np.ndarray) -> t
     ed = landmarks(p, ang, prof, prof, 0.0)
     es = landmarks(p, ang, prof, profiles(p, source_level(p, z, 1.0)), 1.0)
     rho_es = radial(rho, ed, es)[0]
-    theta_es = theta + twist_angle(p, prof["s"]) * smoothstep_fade(p, rho_es)
     f = smoothstep_fade(p, rho_es)
+    theta_es = theta + twist_angle(p, prof["s"]) * f
     return (cx + rho_es * np.cos(theta_es) + p["translation"][0] * f,
             cy + rho_es * np.sin(theta_es) + p["translation"][1] * f)
 

@@ -243,6 +243,8 @@ def figure_stems():
     return stems
 
 
+FIGURE_STEMS = figure_stems()  # the config is fixed once parsed
+
 def report_files():
     """{kind: [paths]} that `gsmorph report` writes for this config."""
     learned_backbones = BACKBONES if LEARNED_METHODS else []
@@ -250,8 +252,8 @@ def report_files():
     return {
         "tables": [f"results/tables/{t}.{ext}" for t in tables for ext in ("html", "csv", "md", "tex")],
         "tables_doc": ["results/tables/tables.tex"],
-        "figures": [f"results/figures/{f}.png" for f in figure_stems()],
-        "figures_pdf": [f"results/figures/{f}.pdf" for f in figure_stems()],
+        "figures": [f"results/figures/{f}.png" for f in FIGURE_STEMS],
+        "figures_pdf": [f"results/figures/{f}.pdf" for f in FIGURE_STEMS],
         "stats": [f"results/stats/{s}.csv" for s in STATS],
     }
 
@@ -261,7 +263,7 @@ def report_entry(path, kind):
     stem = Path(path).stem
     captions = REPO / "workflow" / "report"
     if kind == "figures":
-        figure, dataset, backbone = figure_stems()[stem]
+        figure, dataset, backbone = FIGURE_STEMS[stem]
         category, caption = FIGURES[figure]
         return report(path, caption=str(captions / caption), category=category,
                       subcategory=DATASET_NAMES.get(dataset, "All datasets"),

@@ -14,6 +14,16 @@ from gsmorph.device import slot_shell_prefix
 
 GPU_SLOT = slot_shell_prefix("python3")
 
+# --fresh-if-changed: a run folder left by another config, code or input starts afresh; one
+# left by a killed job of the same run resumes from its last.pt (a finished one, rerun for
+# another split, goes straight to --pairs-out). With several methods, out and pairs hold
+# `{method}`.
+TRAIN_SHELL = (
+    "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
+    " --method {params.methods} --seed {wildcards.seed} --out {params.out:q}"
+    " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs:q} --split {params.split} > {log} 2>&1"
+)
+
 
 rule train:
     """Train {method} on the {backbone} backbone, {dataset}, seed {seed}."""
@@ -27,6 +37,7 @@ rule train:
         method=regex(ALONE),
     params:
         prepared=lambda w, input: parent(input[0]),
+        methods=lambda w: w.method,
         out=lambda w, output: parent(output.run),
         pairs=lambda w, output: parent(output.pairs),
         split=config["split"],
@@ -44,12 +55,7 @@ rule train:
     benchmark:
         "logs/benchmarks/train/{dataset}/{backbone}/{method}/seed{seed}.tsv"
     shell:
-        # --fresh-if-changed: a run folder left by another config, code or input starts
-        # afresh; one left by a killed job of the same run resumes from its last.pt (a
-        # finished one, rerun for another split, goes straight to --pairs-out)
-        "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
-        " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
-        " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs} --split {params.split} > {log} 2>&1"
+        TRAIN_SHELL
 
 
 if GROUPED:
@@ -85,7 +91,4 @@ if GROUPED:
         benchmark:
             "logs/benchmarks/train/{dataset}/{backbone}/group-seed{seed}.tsv"
         shell:
-            "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
-            " --method {params.methods} --seed {wildcards.seed} --out {params.out:q}"
-            " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs:q} --split {params.split}"
-            " > {log} 2>&1"
+            TRAIN_SHELL
