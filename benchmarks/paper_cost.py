@@ -61,6 +61,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gsmorph.workflow_config import deep_merge
+
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = {"weighted": "weighted-m", "surgery": "gsmorph", "hypermorph": "hypermorph"}  # the method timed
 OPTION_SETS = {
@@ -83,11 +85,7 @@ CONCURRENCY_COLUMNS = ["device", "device_name", "dataset", "backbone", "family",
 
 
 # =============================================================================== config
-def merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (update or {}).items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+merge = deep_merge  # nested mappings merged key by key, as Snakemake's --configfile does
 
 
 def workflow_config(path: str | os.PathLike | None) -> dict:

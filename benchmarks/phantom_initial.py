@@ -60,15 +60,15 @@ def pair_scores(moving_label: np.ndarray, fixed_label: np.ndarray, moving: np.nd
 def subject_scores(prepared: Path, subject: str) -> dict[str, float]:
     """Initial scores of one prepared subject: the mean over its slice pairs of each pair
     value (NaN pairs left out), and the EF of its prepared LV labels."""
-    from gsmorph.data.labels import LV
     from gsmorph.data.loader import load_subject, subject_pairs_2d
+    from gsmorph.data.phantom import measured_motion
 
     subj = load_subject(prepared, subject)
     pairs = [pair_scores(p.moving_label, p.fixed_label, p.moving, p.fixed, p.spacing)
              for p in subject_pairs_2d(subj, "ES", "ED")]
     table = pd.DataFrame(pairs)
     row = {k: float(table[k].mean(skipna=True)) for k in table.columns}
-    row["ef_lv"] = 1 - float((subj.ES_gt == LV).sum()) / max(float((subj.ED_gt == LV).sum()), 1.0)
+    row["ef_lv"] = measured_motion(subj.ED_gt, subj.ES_gt)["ef_lv"]
     return row
 
 

@@ -41,10 +41,11 @@ def workflow_schema(path: str | Path) -> dict:
     return schema
 
 
-def _merge_into(base: dict, update: dict) -> dict:
+def deep_merge(base: dict, update: dict | None) -> dict:
+    """A copy of `base` with `update`'s keys in place, nested mappings merged key by key."""
     out = copy.deepcopy(base)
-    for key, value in update.items():
-        out[key] = _merge_into(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+    for key, value in (update or {}).items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
             else value
     return out
 
@@ -87,7 +88,7 @@ def normalise(config: dict, schema: dict) -> dict:
     for key in [k for k in config if k not in props and k in DEFAULTS]:
         value = config.pop(key)
         method = config.setdefault("method", {}) or {}
-        config["method"] = _merge_into(method, {key: value}) if isinstance(value, dict) else {**method, key: value}
+        config["method"] = deep_merge(method, {key: value}) if isinstance(value, dict) else {**method, key: value}
     for key in LIST_KEYS:
         value = config.get(key)
         if isinstance(value, str):
