@@ -1,7 +1,9 @@
 """Bad raw input: a clear error naming subject and file and no output (fail), or a listed exclusion (skip)."""
 from __future__ import annotations
 
+import gzip
 import shutil
+import struct
 from pathlib import Path
 
 import nibabel as nib
@@ -132,3 +134,134 @@ def test_not_a_dataset_folder(tmp_path, capsys):
     assert "not an ACDC folder" in capsys.readouterr().err
     assert _prepare(tmp_path / "missing", tmp_path / "out", "mnm") == 1
     assert "missing" in capsys.readouterr().err
+
+
+def _set_info(folder: Path, key: str, value: str) -> None:
+    lines = (folder / "Info.cfg").read_text().splitlines()
+    (folder / "Info.cfg").write_text("\n".join(f"{key}: {value}" if line.startswith(f"{key}:") else line
+                                               for line in lines) + "\n")
+
+
+def _resave(path: Path, data=None, affine=None, zooms=None) -> None:
+    img = nib.load(str(path))
+    out = nib.Nifti1Image(np.asarray(img.dataobj) if data is None else data,
+                          img.affine if affine is None else affine, img.header)
+    if zooms is not None:
+        out.header.set_zooms(zooms)
+    nib.save(out, str(path))
+
+
+def _es_image(folder: Path) -> Path:
+    return folder / f"{folder.name}_frame{_frames(folder)['ES']:02d}.nii.gz"
+
+
+def _ed_image(folder: Path) -> Path:
+    return folder / f"{folder.name}_frame{_frames(folder)['ED']:02d}.nii.gz"
+
+
+def _refused(raw: Path, tmp_path: Path, capsys, *expected: str) -> str:
+    out = tmp_path / "prepared"
+    assert _prepare(raw, out) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("gsmorph prepare: error: "), err
+    for text in expected:
+        assert text in err, err
+    assert not out.exists()
+    return err
+
+
+@pytest.mark.parametrize("value, reason", [("nan", "not a 1-based frame number"),
+                                           ("inf", "not a 1-based frame number"),
+                                           ("twelve", "not a frame number"), ("0", "not a 1-based")])
+def test_info_cfg_frame_that_is_not_a_frame_number(value, reason, raw_acdc, tmp_path, capsys):
+    raw = _copy(raw_acdc, tmp_path / "raw", 1)
+    _set_info(raw / "training" / "patient001", "ES", value)
+    _refused(raw, tmp_path, capsys, "patient001", "Info.cfg", f"'ES: {value}'", reason)
+
+
+def test_info_cfg_ed_equal_to_es_is_refused(raw_acdc, tmp_path, capsys):
+    raw = _copy(raw_acdc, tmp_path / "raw", 1)
+    folder = raw / "training" / "patient001"
+    _set_info(folder, "ES", str(_frames(folder)["ED"]))
+    _refused(raw, tmp_path, capsys, "patient001", "Info.cfg", "ED and ES are the same frame")
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("spacing", "voxel spacing"), ("orientation", "orientation"), ("origin", "origin differs")])
+def test_es_frame_on_another_grid_than_ed_is_refused(change, reason, raw_acdc, tmp_path, capsys):
+    """ES is cropped and written with ED's affine: an ES of other spacing, orientation or
+    origin would be registered on the wrong grid."""
+    raw = _copy(raw_acdc, tmp_path / "raw", 1)
+    es = _es_image(raw / "training" / "patient001")
+    affine = nib.load(str(es)).affine.copy()
+    if change == "spacing":
+        affine[:3, 0] *= 1.1
+    elif change == "orientation":
+        affine[:3, :2] = affine[:3, [1, 0]]  # x and y swapped: the same sizes, another orientation
+    else:
+        affine[:3, 3] += 2.0
+    _resave(es, affine=affine)
+    _refused(raw, tmp_path, capsys, "patient001", es.name, reason)
+
+
+def test_es_frame_within_the_header_tolerance_is_accepted(raw_acdc, tmp_path):
+    raw = _copy(raw_acdc, tmp_path / "raw", 2)
+    es = _es_image(raw / "training" / "patient001")
+    affine = nib.load(str(es)).affine.copy()
+    affine[:3, 3] += 1e-5  # float32 header rounding of one scan
+    _resave(es, affine=affine)
+    assert _prepare(raw, tmp_path / "prepared") == 0
+
+
+@pytest.mark.parametrize("fill", [0.0, 7.0])
+def test_constant_image_is_refused(fill, raw_acdc, tmp_path, capsys):
+    raw = _copy(raw_acdc, tmp_path / "raw", 1)
+    ed = _ed_image(raw / "training" / "patient001")
+    shape = nib.load(str(ed)).shape
+    _resave(ed, data=np.full(shape, fill, np.float32))
+    _refused(raw, tmp_path, capsys, "patient001", ed.name, "constant image")
+
+
+@pytest.mark.parametrize("pixdim", [0.0, float("nan")])
+def test_zero_or_non_finite_voxel_size_is_refused(pixdim, raw_acdc, tmp_path, capsys):
+    raw = _copy(raw_acdc, tmp_path / "raw", 1)
+    ed = _ed_image(raw / "training" / "patient001")
+    data = bytearray(gzip.decompress(ed.read_bytes()))
+    struct.pack_into("<f", data, 80, pixdim)  # pixdim[1] of the NIfTI-1 header (nibabel reads 0 as 1)
+    ed.write_bytes(gzip.compress(bytes(data)))
+    _refused(raw, tmp_path, capsys, "patient001", ed.name, "voxel size (pixdim)")
+
+
+def test_mnm_duplicate_rows_of_a_subject_are_refused(raw_mnm, tmp_path, capsys):
+    """Two rows of one code with ED and ES swapped: the first used to win silently."""
+    raw, table, csv = _mnm_copy(raw_mnm, tmp_path / "raw")
+    code = sorted(p.parent.name for p in raw.rglob("*_sa_gt.nii.gz"))[0]
+    row = table[table["External code"] == code].copy()
+    row[["ED", "ES"]] = row[["ES", "ED"]].to_numpy()
+    pd.concat([row, table], ignore_index=True).to_csv(csv, index=False)
+    assert _prepare(raw, tmp_path / "prepared", "mnm") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and csv.name in err and code in err and "2 rows" in err, err
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_mnm_ed_equal_to_es_is_refused(raw_mnm, tmp_path, capsys):
+    raw, table, csv = _mnm_copy(raw_mnm, tmp_path / "raw")
+    code = sorted(p.parent.name for p in raw.rglob("*_sa_gt.nii.gz"))[0]
+    table.loc[table["External code"] == code, "ES"] = table.loc[table["External code"] == code, "ED"]
+    table.to_csv(csv, index=False)
+    assert _prepare(raw, tmp_path / "prepared", "mnm") == 1
+    err = capsys.readouterr().err.strip()
+    assert csv.name in err and code in err and "ED and ES are the same frame" in err, err
+
+
+def test_mnm_two_information_csvs_are_refused_as_ambiguous(raw_mnm, tmp_path, capsys):
+    """A second information CSV that sorts first used to be read, unrecorded."""
+    raw, table, csv = _mnm_copy(raw_mnm, tmp_path / "raw")
+    other = raw / "000_M&Ms_Dataset_Information_old.csv"
+    table.to_csv(other, index=False)
+    assert _prepare(raw, tmp_path / "prepared", "mnm") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and csv.name in err and other.name in err and "2 dataset information" in err
+    other.unlink()
+    assert _prepare(raw, tmp_path / "prepared", "mnm") == 0

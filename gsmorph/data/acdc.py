@@ -20,7 +20,8 @@ import numpy as np
 
 from gsmorph.data.labels import from_canonical, to_canonical
 from gsmorph.data.raw import (
-    RawSubject, SubjectError, check_image, check_labels, check_same_shape, read_volume, squeeze_to_3d,
+    RawSubject, SubjectError, check_distinct_frames, check_image, check_labels, check_same_geometry,
+    check_same_shape, read_volume, squeeze_to_3d,
 )
 from gsmorph.errors import GSMorphError
 
@@ -51,7 +52,8 @@ def subject_dirs(root: str | Path, folders: tuple[str, ...] = SPLIT_FOLDERS) -> 
 
 
 def read_info(path: Path, subject: str) -> dict[str, str]:
-    """Info.cfg as a dict of `key: value` lines; ED and ES must be present and integers."""
+    """Info.cfg as a dict of `key: value` lines; ED and ES must be present, 1-based frame
+    numbers and different."""
     if not path.is_file():
         raise SubjectError(subject, path, "file not found")
     try:
@@ -70,8 +72,9 @@ def read_info(path: Path, subject: str) -> dict[str, str]:
             value = float(info[key])
         except ValueError:
             raise SubjectError(subject, path, f"'{key}: {info[key]}' is not a frame number") from None
-        if value != int(value) or value < 1:
+        if not np.isfinite(value) or value != int(value) or value < 1:
             raise SubjectError(subject, path, f"'{key}: {info[key]}' is not a 1-based frame number")
+    check_distinct_frames(int(float(info["ED"])), int(float(info["ES"])), subject, path)
     return info
 
 
@@ -109,9 +112,11 @@ def read_subject(folder: str | Path) -> RawSubject:
         gt = check_labels(squeeze_to_3d(gt, subject, gt_path), subject, gt_path)
         check_same_shape(img, gt, subject, gt_path)
         if spacing is None:
-            spacing, affine = _spacing3(zooms), aff
+            spacing, affine, ed_geometry = _spacing3(zooms), aff, (zooms, aff)
         elif img.shape != images["ED"].shape:
             raise SubjectError(subject, img_path, f"ES shape {img.shape} differs from ED shape {images['ED'].shape}")
+        else:  # ES is written and read on ED's grid: it must be that grid
+            check_same_geometry(ed_geometry, (zooms, aff), subject, img_path)
         if not gt.any():
             raise SubjectError(subject, gt_path, f"no labelled voxels in the {key} frame {frame}")
         images[key], labels[key] = img, to_canonical(gt, DATASET)

@@ -17,7 +17,9 @@ import numpy as np
 
 from gsmorph.data.acdc import read_true_disp
 from gsmorph.data.labels import from_canonical, to_canonical
-from gsmorph.data.raw import RawSubject, SubjectError, check_image, check_labels, check_same_shape, read_volume
+from gsmorph.data.raw import (
+    RawSubject, SubjectError, check_distinct_frames, check_image, check_labels, check_same_shape, read_volume,
+)
 from gsmorph.errors import GSMorphError
 
 DATASET = "mnm"
@@ -37,9 +39,13 @@ def find_root(root: str | Path) -> Path:
 
 
 def find_info_csv(root: Path) -> Path:
-    """The dataset-information CSV at the root (or the folder above it)."""
+    """The dataset-information CSV at the root (or, if none is there, the folder above it).
+    Two candidates in one folder are refused: which one holds the frames is not ours to guess."""
     for folder in (root, root.parent):
         hits = sorted(folder.glob("*M&M*nformation*.csv")) or sorted(folder.glob("*[Ii]nformation*.csv"))
+        if len(hits) > 1:
+            raise GSMorphError(f"{folder}: {len(hits)} dataset information CSVs ({', '.join(h.name for h in hits)}); "
+                               f"keep the one that holds the ED and ES frames")
         if hits:
             return hits[0]
     raise GSMorphError(f"{root}: no M&Ms dataset information CSV (*M&Ms*Dataset*nformation*.csv) found")
@@ -58,8 +64,15 @@ def read_info(path: Path):
     missing = [c for c in (CODE_COLUMN, "ED", "ES") if c not in table.columns]
     if missing:
         raise GSMorphError(f"{path}: missing column(s) {missing}; columns are {list(table.columns)}")
+    table = table[table[CODE_COLUMN].notna()].copy()  # rows without a code (e.g. trailing ",,,") name no subject
     table[CODE_COLUMN] = table[CODE_COLUMN].astype(str).str.strip()
-    return table.drop_duplicates(CODE_COLUMN).set_index(CODE_COLUMN)
+    repeated = table.loc[table[CODE_COLUMN].duplicated(keep=False), CODE_COLUMN]
+    if len(repeated):
+        code = repeated.iloc[0]
+        lines = [i + 2 for i in repeated.index[repeated == code]]
+        raise GSMorphError(f"{path}: subject {code} has {len(lines)} rows (lines {', '.join(map(str, lines))}); "
+                           f"which gives its ED and ES is ambiguous")
+    return table.set_index(CODE_COLUMN)
 
 
 def subject_dirs(root: Path, folders: tuple[str, ...] = LAYOUT_FOLDERS) -> list[Path]:
@@ -116,6 +129,7 @@ def read_subject(folder: str | Path, info, csv_path: Path) -> RawSubject:
     if code not in info.index:
         raise SubjectError(code, csv_path, f"no row with {CODE_COLUMN} = {code}")
     ed, es = (_frame_index(info, code, key, csv_path) for key in ("ED", "ES"))
+    check_distinct_frames(ed, es, code, csv_path)
     img_path, gt_path = _file(folder, "_sa"), _file(folder, "_sa_gt")
     image, zooms, affine = read_volume(img_path, code)
     image = _as_4d(image, code, img_path)
