@@ -162,6 +162,20 @@ def folder_meta(folder: str | os.PathLike) -> dict:
     return meta
 
 
+def check_one_preparation(folder, meta: dict, preparations: dict[str, tuple[str, str]]) -> None:
+    """Refuse pairs registered on another preparation than the prepared folder now holds
+    (pairs.json's prepared_identity), and pairs of one dataset from two preparations
+    (their metrics would merge into one table). `preparations` collects dataset ->
+    (identity, folder) over the folders seen."""
+    from gsmorph.data.loader import prepared_identity
+
+    identity = pairs.check_identity(folder, meta, meta["prepared"]) or prepared_identity(meta["prepared"])
+    first = preparations.setdefault(meta["dataset"], (identity, str(folder)))
+    if first[0] != identity:
+        raise GSMorphError(f"{folder} and {first[1]} hold pairs of {meta['dataset']} registered on two different "
+                           f"preparations ({identity} and {first[0]}); evaluate the pairs of one preparation together")
+
+
 def evaluate(folders: list[str | os.PathLike], workers: int = 1, split: str | None = "test",
              conventions: tuple[str, ...] = ()) -> pd.DataFrame:
     """Metrics of every pair in every folder, long format (COLUMNS), sorted. Every folder
@@ -172,8 +186,10 @@ def evaluate(folders: list[str | os.PathLike], workers: int = 1, split: str | No
         raise GSMorphError(f"unknown convention(s) {unknown}; known: {', '.join(CONVENTIONS)}")
     by_subject: dict[tuple, list] = {}
     seen: dict[tuple, str] = {}
+    preparations: dict[str, tuple[str, str]] = {}  # dataset -> (prepared identity, first folder)
     for folder in folders:
         meta = folder_meta(folder)
+        check_one_preparation(folder, meta, preparations)
         if split is not None and meta.get("split") != split:
             raise GSMorphError(f"{Path(folder) / pairs.META}: holds the '{meta.get('split')}' split, not '{split}'"
                                f" (give --split {meta.get('split')} to evaluate it)")
@@ -276,12 +292,13 @@ def describe_data(folders: list[str | os.PathLike]) -> dict[str, dict]:
     size, and the epochs of the learned runs (from the pairs folders' provenance)."""
     import nibabel as nib
 
-    from gsmorph.data.loader import read_subjects
+    from gsmorph.data.loader import prepared_identity, read_subjects
 
     out: dict[str, dict] = {}
     for folder in folders:
         meta = folder_meta(folder)
         entry = out.setdefault(meta["dataset"], {"epochs": set(), "prepared": meta["prepared"]})
+        entry.setdefault(pairs.IDENTITY, prepared_identity(meta["prepared"]))
         config = (meta.get("provenance") or {}).get("config") or {}
         if meta["backbone"] != "none" and config.get("epochs") is not None:
             entry["epochs"].add(int(config["epochs"]))

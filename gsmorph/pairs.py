@@ -23,15 +23,20 @@ prepared folder named in pairs.json.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from gsmorph.data.labels import BACKGROUND, STRUCTURES
 from gsmorph.errors import GSMorphError
 from gsmorph.io import atomic_dir, read_json, write_csv, write_json, write_npz
 
+LABEL_IDS = (BACKGROUND, *STRUCTURES.values())  # canonical label ids
+IDENTITY = "prepared_identity"  # pairs.json key: gsmorph.data.loader.prepared_identity of the prepared folder
 KEYS = ("slice_index", "disp", "moved_image", "moved_label", "runtime_s", "spacing")
 INDEX = "index.csv"
 META = "pairs.json"
@@ -68,8 +73,34 @@ class SubjectPairs:
             problems.append(f"spacing has shape {self.spacing.shape}, expected {(ndim,)}")
         if not np.all(np.isfinite(self.disp)):
             problems.append("disp has non-finite values")
+        if not problems:
+            problems = self._value_problems()
         if problems:
             raise GSMorphError(f"pairs of subject {self.subject}: " + "; ".join(problems))
+
+
+    def _value_problems(self) -> list[str]:
+        """What no registration can produce: non-finite moved intensities, moved labels
+        that are not canonical ids, negative or non-finite runtimes, a slice twice."""
+        problems = []
+        bad = int((~np.isfinite(self.moved_image)).sum())
+        if bad:
+            problems.append(f"moved_image has {bad} non-finite values")
+        labels = np.unique(self.moved_label)
+        unknown = labels[~np.isin(labels, LABEL_IDS)]
+        if unknown.size:
+            problems.append(f"moved_label holds {unknown[:5].tolist()}, not canonical label ids {list(LABEL_IDS)}")
+        runtime = np.asarray(self.runtime_s, dtype=np.float64)
+        if not np.all(np.isfinite(runtime) & (runtime >= 0)):
+            problems.append(f"runtime_s holds {runtime[~(np.isfinite(runtime) & (runtime >= 0))][:3].tolist()}, "
+                            f"not seconds >= 0")
+        unique, counts = np.unique(np.asarray(self.slice_index), return_counts=True)
+        if (counts > 1).any():
+            problems.append(f"slice_index repeats slice(s) {unique[counts > 1].tolist()}")
+        spacing = np.asarray(self.spacing, dtype=np.float64)
+        if not np.all(np.isfinite(spacing) & (spacing > 0)):
+            problems.append(f"spacing {spacing.tolist()} is not positive mm")
+        return problems
 
 
 def save_subject(out_dir: str | os.PathLike, pairs: SubjectPairs) -> Path:
@@ -89,6 +120,8 @@ def save_subject(out_dir: str | os.PathLike, pairs: SubjectPairs) -> Path:
 
 
 def load_subject(path: str | os.PathLike) -> SubjectPairs:
+    """One `<subject>.npz`, checked (SubjectPairs.validate); a damaged or truncated file,
+    or values no registration gives, is a GSMorphError naming the file."""
     path = Path(path)
     try:
         with np.load(path) as data:
@@ -96,10 +129,13 @@ def load_subject(path: str | os.PathLike) -> SubjectPairs:
             if missing:
                 raise GSMorphError(f"{path}: missing arrays {missing}")
             arrays = {k: data[k] for k in KEYS}
-    except (OSError, ValueError) as err:
-        raise GSMorphError(f"{path}: cannot read pairs file ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # truncated, bit-flipped
+        raise GSMorphError(f"{path}: cannot read pairs file ({type(err).__name__}: {err})") from None
     pairs = SubjectPairs(subject=path.stem, **arrays)
-    pairs.validate()
+    try:
+        pairs.validate()
+    except GSMorphError as err:
+        raise GSMorphError(f"{path}: {err}") from None
     return pairs
 
 
@@ -116,7 +152,7 @@ def finish(out_dir: str | os.PathLike, meta: dict[str, Any], subjects: list[str]
     for subject in subjects:
         with np.load(out_dir / f"{subject}.npz") as data:
             rows.append({"subject": subject, "file": f"{subject}.npz", "n_pairs": int(len(data["slice_index"]))})
-    write_json(out_dir / META, meta)
+    write_json(out_dir / META, with_identity(meta, out_dir))
     write_csv(out_dir / INDEX, pd.DataFrame(rows, columns=["subject", "file", "n_pairs"]))
 
 
@@ -127,12 +163,48 @@ def write_folder(out: str | os.PathLike, meta: dict[str, Any], subjects: Iterabl
     replaces `out` when complete (gsmorph.io.atomic_dir: never a folder gsmorph did not
     write, nor one overlapping `inputs`)."""
     out = Path(out)
+    meta = with_identity(meta, out)  # the preparation registered, before it can change
     with atomic_dir(out, inputs=inputs, made_by=made_by) as tmp:
         names = [save_subject(tmp, sp).stem for sp in subjects]
         if meta.get("provenance") is not None:
             write_json(tmp / "provenance.json", meta["provenance"])
         finish(tmp, meta, names)
     return out
+
+
+def prepared_path(folder: str | os.PathLike, prepared: str | os.PathLike) -> Path:
+    """The prepared folder pairs.json names: an absolute path as is; a relative one from
+    the pairs folder where that is a folder, else from the working directory."""
+    prepared = Path(prepared)
+    if not prepared.is_absolute() and (Path(folder) / prepared).is_dir():
+        return Path(folder) / prepared
+    return prepared
+
+
+def with_identity(meta: dict[str, Any], folder: str | os.PathLike) -> dict[str, Any]:
+    """`meta` with IDENTITY, the digest of the prepared folder it names (kept if given)."""
+    from gsmorph.data.loader import prepared_identity
+
+    prepared = prepared_path(folder, meta["prepared"])
+    if IDENTITY in meta or not prepared.is_dir():
+        return meta
+    return {**meta, IDENTITY: prepared_identity(prepared)}
+
+
+def check_identity(folder: str | os.PathLike, meta: dict[str, Any], prepared: str | os.PathLike) -> str | None:
+    """The IDENTITY pairs.json records, refused (naming pairs.json) when the prepared folder
+    is no longer the preparation the pairs were registered on; None for a folder written
+    before the key existed."""
+    from gsmorph.data.loader import prepared_identity
+
+    recorded = meta.get(IDENTITY)
+    if recorded is None:
+        return None
+    now = prepared_identity(prepared)
+    if str(recorded) != now:
+        raise GSMorphError(f"{Path(folder) / META}: registered on another preparation of {prepared} ({IDENTITY} "
+                           f"{recorded}, now {now}: prepared again since); register these pairs again")
+    return now
 
 
 def read_index(out_dir: str | os.PathLike):

@@ -8,6 +8,7 @@ import pytest
 
 from gsmorph import pairs
 from gsmorph.cli import main
+from gsmorph.data.loader import prepared_identity
 from gsmorph.errors import GSMorphError
 from gsmorph.evaluate import COLUMNS, evaluate, undefined_counts
 from gsmorph.io import write_nifti
@@ -138,7 +139,7 @@ def test_cli_writes_csv_sidecar_and_reports_nan(tmp_path, prepared, capsys):
     assert {(u["metric"], u["structure"], u["n_undefined"], u["n_lost"]) for u in side["undefined"]} == \
         {("dice", "RV", 2, 0), ("hd95_mm", "RV", 2, 0), ("l2r_hd95_vox", "RV", 2, 0)}
     assert side["data"]["toy"] == {"phantom": True, "n_subjects": 2, "splits": {"test": 2}, "image_size": [24, 20],
-                                   "epochs": []}
+                                   "epochs": [], "prepared_identity": prepared_identity(prepared)}
     assert "undefined (NaN)" in capsys.readouterr().out
 
 
@@ -185,3 +186,115 @@ def test_a_structure_erased_by_the_warp_is_counted_as_lost(tmp_path, prepared):
     assert myo.n_undefined.tolist() == [3] and myo.n_lost.tolist() == [3]
     rv = counts[(counts.metric == "hd95_mm") & (counts.structure == "RV")]
     assert rv.n_lost.tolist() == [0]  # RV missing from a frame is undefined, not lost
+
+
+def _one_error_line(capsys, verb: str = "evaluate") -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"gsmorph {verb}: error: "), err
+    return err
+
+
+def _damage(npz, kind: str) -> None:
+    """Rewrite one pairs file with values no registration gives (np.savez: no validation)."""
+    with np.load(npz) as data:
+        arrays = {k: data[k].copy() for k in data.files}
+    if kind == "nan_image":
+        arrays["moved_image"][0, 3, 4] = np.nan
+    elif kind == "inf_image":
+        arrays["moved_image"][-1, 0, 0] = np.inf
+    elif kind == "unknown_label":
+        arrays["moved_label"][0, 0, 0] = 7
+    elif kind == "negative_runtime":
+        arrays["runtime_s"][1] = -0.5
+    elif kind == "duplicated_slice":
+        arrays["slice_index"][2] = arrays["slice_index"][1]
+    np.savez(npz, **arrays)
+
+
+@pytest.mark.parametrize("kind, reason", [("nan_image", "moved_image has 1 non-finite"),
+                                          ("inf_image", "moved_image has 1 non-finite"),
+                                          ("unknown_label", "moved_label holds [7]"),
+                                          ("negative_runtime", "runtime_s holds [-0.5]"),
+                                          ("duplicated_slice", "slice_index repeats slice(s) [1]")])
+def test_pairs_no_registration_gives_are_refused_naming_the_file(kind, reason, tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    _damage(folder / "s02.npz", kind)
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(out), "--workers", "1"]) == 1
+    err = _one_error_line(capsys)
+    assert str(folder / "s02.npz") in err and reason in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit_flip"])
+def test_a_damaged_pairs_file_is_one_error_line(damage, tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    npz = folder / "s01.npz"
+    data = bytearray(npz.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 3]
+    else:
+        data[len(data) // 2] ^= 0xFF  # inside an array's bytes: the zip's CRC no longer matches
+    npz.write_bytes(bytes(data))
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(out), "--workers", "1"]) == 1
+    err = _one_error_line(capsys)
+    assert f"{npz}: cannot read pairs file" in err, err
+    assert not out.exists()
+
+
+def _prepare_again(prepared) -> None:
+    """What a new `gsmorph prepare` into the same folder changes: its provenance."""
+    (prepared / "provenance.json").write_text(json.dumps({"prepared": "again"}))
+
+
+def test_pairs_record_the_preparation_and_a_re_prepared_folder_is_refused(tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    recorded = json.loads((folder / "pairs.json").read_text())[pairs.IDENTITY]
+    assert recorded == prepared_identity(prepared)
+    assert len(evaluate([folder]))
+    _prepare_again(prepared)
+    assert prepared_identity(prepared) != recorded
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(out)]) == 1
+    err = _one_error_line(capsys)
+    assert f"{folder / 'pairs.json'}: registered on another preparation" in err and recorded in err, err
+    assert not out.exists()
+
+
+def test_pairs_of_two_preparations_of_one_dataset_are_not_merged(tmp_path, prepared, capsys):
+    import shutil
+
+    other = tmp_path / "prepared_again"
+    shutil.copytree(prepared, other)
+    _prepare_again(other)
+    a = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    b = write_pairs(tmp_path, other, "demons", perfect=False)
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pairs", str(a), str(b), "--out", str(out)]) == 1
+    err = _one_error_line(capsys)
+    assert str(a) in err and str(b) in err and "two different preparations" in err, err
+    # evaluated apart, their tables are refused together by the report
+    assert main(["evaluate", "--pairs", str(a), "--out", str(tmp_path / "a.csv")]) == 0
+    assert main(["evaluate", "--pairs", str(b), "--out", str(tmp_path / "b.csv")]) == 0
+    capsys.readouterr()
+    report = tmp_path / "results"
+    assert main(["report", "--metrics", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--no-runs",
+                 "--out", str(report), "--n-boot", "10"]) == 1
+    err = _one_error_line(capsys, "report")
+    assert str(tmp_path / "b.csv") in err and "another preparation" in err, err
+    assert not report.exists()
+
+
+@pytest.mark.parametrize("column, value", [("n_slices", "three"), ("n_slices", "2.5"), ("spacing_x", "-1.5")])
+def test_a_bad_number_in_subjects_csv_is_one_error_line(column, value, tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    table = pd.read_csv(prepared / "subjects.csv", dtype=str)
+    table.loc[1, column] = value
+    table.to_csv(prepared / "subjects.csv", index=False)
+    folder_meta = json.loads((folder / "pairs.json").read_text())
+    folder_meta.pop(pairs.IDENTITY)  # the check of the numbers, not of the preparation
+    (folder / "pairs.json").write_text(json.dumps(folder_meta))
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(tmp_path / "m.csv")]) == 1
+    err = _one_error_line(capsys)
+    assert f"{prepared / 'subjects.csv'}: line 3: {column} = '{value}' of subject s02" in err, err

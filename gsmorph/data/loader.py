@@ -23,6 +23,7 @@ from gsmorph.errors import GSMorphError
 
 FRAMES = ("ED", "ES")
 REQUIRED_COLUMNS = ("subject", "dataset", "group", "split", "n_slices", "spacing_x", "spacing_y", "spacing_z")
+NUMERIC_COLUMNS = ("n_slices", "spacing_x", "spacing_y", "spacing_z")
 
 
 @dataclass
@@ -54,7 +55,8 @@ class Pair:
 
 
 def read_subjects(prepared: str | Path):
-    """subjects.csv of a prepared folder as a DataFrame (subject column as str)."""
+    """subjects.csv of a prepared folder as a DataFrame (subject column as str), checked:
+    each subject once, n_slices a positive integer, spacings positive numbers."""
     import pandas as pd
 
     path = Path(prepared) / "subjects.csv"
@@ -64,7 +66,33 @@ def read_subjects(prepared: str | Path):
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise GSMorphError(f"{path}: missing column(s) {missing}")
+    for column in NUMERIC_COLUMNS:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=np.float64)) | (values.to_numpy(dtype=np.float64) <= 0)
+        if column == "n_slices":
+            bad |= values.to_numpy(dtype=np.float64) % 1 != 0
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise GSMorphError(f"{path}: line {i + 2}: {column} = '{table[column].iloc[i]}' of subject "
+                               f"{table['subject'].iloc[i]} is not a positive " +
+                               ("integer" if column == "n_slices" else "number"))
+        table[column] = values.astype(int) if column == "n_slices" else values
+    dupes = table["subject"][table["subject"].duplicated()]
+    if len(dupes):
+        raise GSMorphError(f"{path}: subject {dupes.iloc[0]} is listed twice")
     return table
+
+
+def prepared_identity(prepared: str | Path) -> str:
+    """A digest of a prepared folder's subjects.csv and provenance.json (the same as
+    gsmorph.training.data_identity): it changes whenever the folder is prepared again."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("subjects.csv", "provenance.json"):
+        path = Path(prepared) / name
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()[:16]
 
 
 def recorded_slices(prepared: str | Path, subject: str) -> int | None:

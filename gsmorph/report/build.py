@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from gsmorph import methods
+from gsmorph.errors import GSMorphError
 from gsmorph.io import atomic_dir, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
@@ -162,15 +163,26 @@ def backbone_variants(summaries: pd.DataFrame) -> dict[str, str]:
 
 def read_data_descriptions(metrics_csvs: list[str]) -> dict[str, dict]:
     """{dataset: description} from the metrics CSVs' provenance sidecars (written by
-    `gsmorph evaluate`); a CSV without one describes nothing."""
+    `gsmorph evaluate`); a CSV without one describes nothing. Two CSVs whose metrics of one
+    dataset come from two preparations (their prepared_identity) are refused."""
     import json
 
+    from gsmorph.pairs import IDENTITY
     from gsmorph.provenance import sidecar
 
     data: dict[str, dict] = {}
+    source: dict[str, str] = {}
     for path in metrics_csvs:
         try:
-            data.update(json.loads(sidecar(path).read_text()).get("data") or {})
+            described = json.loads(sidecar(path).read_text()).get("data") or {}
         except (OSError, ValueError):
             continue
+        for dataset, entry in described.items():  # one preparation per dataset in one table
+            identity = (entry or {}).get(IDENTITY)
+            known = (data.get(dataset) or {}).get(IDENTITY)
+            if identity and known and identity != known:
+                raise GSMorphError(f"{path}: its {dataset} metrics come from another preparation ({identity}) than "
+                                   f"those of {source[dataset]} ({known}); report metrics of one preparation")
+            data[dataset] = entry
+            source[dataset] = str(path)
     return data
