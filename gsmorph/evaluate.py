@@ -41,6 +41,8 @@ RANGES = {"dice": (0.0, 1.0), "hd95_mm": (0.0, 1e4), "mse": (0.0, 1.0), "njd_pct
           "l2r_hd95_vox": (0.0, 1e4), "l2r_sdlogj": (0.0, 1e3), "l2r_num_foldings": (0.0, 1e12),
           "code_dice": (0.0, 1.0), "code_hd95_px": (0.0, 1e4), "code_njd_pct": (0.0, 100.0)}
 GROUP = ["dataset", "backbone", "method", "seed"]
+# metrics with one value per structure (the others have structure "")
+STRUCTURE_METRICS = PER_STRUCTURE + ("l2r_hd95_vox", "code_dice", "code_hd95_px")
 
 
 @dataclass
@@ -231,14 +233,23 @@ def undefined_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_values(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Refuse unknown metric names and values that no metric can take: each value is NaN
-    (undefined) or finite and inside its metric's range (RANGES). The error names the
-    file, the CSV line and the value."""
+    """Refuse unknown metric names, structures (LV, Myo, RV for STRUCTURE_METRICS, empty
+    for the others: a "mean" row or an "Aorta" would enter the mean Dice) and values that
+    no metric can take: each value is NaN (undefined) or finite and inside its metric's
+    range (RANGES). The error names the file, the CSV line and the value."""
     known = frame["metric"].isin(list(RANGES))
     if not known.all():
         i = int(np.flatnonzero(~known.to_numpy())[0])
         raise GSMorphError(f"{path}: line {i + 2}: unknown metric '{frame['metric'].iloc[i]}' "
                            f"(known: {', '.join(RANGES)})")
+    per_structure = frame["metric"].isin(STRUCTURE_METRICS).to_numpy()
+    structure = frame["structure"].fillna("").astype(str)
+    wrong = np.where(per_structure, ~structure.isin(list(metrics.STRUCTURES)), structure != "")
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        expected = f"one of {', '.join(metrics.STRUCTURES)}" if per_structure[i] else "empty (a per-pair metric)"
+        raise GSMorphError(f"{path}: line {i + 2}: structure '{structure.iloc[i]}' of {frame['metric'].iloc[i]} "
+                           f"for {frame['method'].iloc[i]} is not {expected}")
     values = frame["value"].to_numpy(dtype=np.float64)
     low = frame["metric"].map(lambda m: RANGES[m][0]).to_numpy(dtype=np.float64)
     high = frame["metric"].map(lambda m: RANGES[m][1]).to_numpy(dtype=np.float64)
@@ -274,7 +285,7 @@ def read_metrics(paths: list[str]) -> pd.DataFrame:
         except ValueError as err:
             raise GSMorphError(f"{path}: non-numeric value, seed or slice ({err})") from None
         check_values(frame, path)
-        frames.append(frame[COLUMNS])
+        frames.append(frame[COLUMNS].assign(file=str(path)))
     table = pd.concat(frames, ignore_index=True)
     if table.empty:
         raise GSMorphError(f"{', '.join(paths)}: no metric rows")
@@ -283,7 +294,34 @@ def read_metrics(paths: list[str]) -> pd.DataFrame:
     if dup.any():
         first = table[dup].iloc[0]
         raise GSMorphError(f"metrics given twice across {', '.join(paths)}: e.g. {first[keys].to_dict()}")
-    return table
+    check_coverage(table)
+    return table.drop(columns="file")
+
+
+def check_coverage(table: pd.DataFrame) -> None:
+    """Refuse a table whose rows would not compare like with like: per dataset, every
+    method and seed holds every subject the dataset's metrics hold, and every learned
+    method (backbone other than "none") the same seeds (Initial and the classical
+    methods are deterministic: one seed is theirs). A method on 3 of 8 subjects would sit
+    beside the others under a caption saying n = 8. `table` has a `file` column."""
+    for dataset, part in table.groupby("dataset", sort=True):
+        subjects = set(part["subject"])
+        for (backbone, method, seed), group in part.groupby(["backbone", "method", "seed"], sort=True):
+            missing = sorted(subjects - set(group["subject"]))
+            if missing:
+                files = ", ".join(sorted(set(group["file"])))
+                raise GSMorphError(
+                    f"{files}: {method} ({backbone or 'none'}, seed {seed}) on {dataset} holds "
+                    f"{len(subjects) - len(missing)} of the {len(subjects)} subjects the other methods have "
+                    f"(missing: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}); evaluate every "
+                    f"method on the same subjects")
+        learned = part[~part["backbone"].fillna("").isin(["", "none"])]
+        seeds = {key: sorted(set(g["seed"])) for key, g in learned.groupby(["backbone", "method"], sort=True)}
+        if len({tuple(v) for v in seeds.values()}) > 1:
+            shown = "; ".join(f"{m} ({b}): {v}" for (b, m), v in seeds.items())
+            files = ", ".join(sorted(set(learned["file"])))
+            raise GSMorphError(f"{files}: the learned methods on {dataset} have different seeds ({shown}); "
+                               f"a subject's value averages its seeds, so each method needs the same seeds")
 
 
 def describe_data(folders: list[str | os.PathLike]) -> dict[str, dict]:

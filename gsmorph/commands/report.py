@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gsmorph.report.build import make_report
 
+    if args.n_boot < 1:
+        raise GSMorphError(f"--n-boot: must be at least 1 bootstrap resample, got {args.n_boot}")
+    if args.seed < 0:
+        raise GSMorphError(f"--seed: must be >= 0, got {args.seed}")
     if args.runs is not None and not Path(args.runs).is_dir():
         raise GSMorphError(f"--runs {args.runs}: folder not found (give --no-runs to report without runs)")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

@@ -48,6 +48,12 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     table = read_metrics(metrics_csvs)
     problems: list[str] = []
     summaries = run_files.read_jsons(runs, "summary.json", problems)
+    # the run files the figures read, read (and refused) before anything is written
+    trials = run_files.read_csvs(runs, "trials.csv", problems, methods=figures.tuned_methods())
+    sweeps = run_files.read_csvs(runs, "lambda_sweep.csv", problems)
+    conflicts = run_files.read_csvs(runs, "conflicts.csv", problems, methods=figures.surgery_methods())
+    logs = run_files.read_csvs(runs, "train_log.csv", problems, fallback="best/train_log.csv",
+                               numeric=("epoch", "loss_sim", "loss_reg", "val_dice"))
     names.describe(read_data_descriptions(metrics_csvs), backbone_variants(summaries))
     out = Path(out)
     inputs = [runs, *pairs]
@@ -94,10 +100,6 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
 
     # figures
     made: dict[str, str] = {}
-    trials = run_files.read_csvs(runs, "trials.csv", problems, methods=figures.tuned_methods())
-    sweeps = run_files.read_csvs(runs, "lambda_sweep.csv", problems)
-    conflicts = run_files.read_csvs(runs, "conflicts.csv", problems, methods=figures.surgery_methods())
-    logs = run_files.read_csvs(runs, "train_log.csv", problems, fallback="best/train_log.csv")
     # (function, its data): each writes its figures into the folder and says what it skipped
     drawings = [(figures.dice_boxplots, (subjects,)), (qualitative.qualitative, (list(pairs),)),
                 (figures.pareto, (summaries, trials, sweeps, studies)),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from gsmorph.errors import GSMorphError
+
 KEYS = ["dataset", "backbone", "method", "seed"]
 _SEED = re.compile(r"^seed(\d+)$")
 
@@ -46,9 +48,10 @@ def _run_files(root, name: str, methods: tuple[str, ...] | None, fallback: str |
 
 
 def read_csvs(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None,
-              fallback: str | None = None) -> pd.DataFrame:
+              fallback: str | None = None, numeric: tuple[str, ...] = ()) -> pd.DataFrame:
     """Concatenate `<run>/<name>` (or `<run>/<fallback>`, e.g. a tuned run's best/) of every
-    run folder (optionally only some methods)."""
+    run folder (optionally only some methods). A value of a `numeric` column that is not
+    a number (empty is NaN) is a GSMorphError naming the file, line and column."""
     frames = []
     for keys, path in _run_files(root, name, methods, fallback):
         try:
@@ -56,10 +59,22 @@ def read_csvs(root, name: str, problems: list[str], methods: tuple[str, ...] | N
         except (OSError, ValueError) as err:
             problems.append(f"{path}: unreadable ({err})")
             continue
+        check_numeric(frame, numeric, path)
         for i, key in enumerate(KEYS):
             frame.insert(i, key, keys[key])
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KEYS)
+
+
+def check_numeric(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
+    """Every present column of `columns` holds numbers or blanks; else GSMorphError."""
+    for column in (c for c in columns if c in frame.columns):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = (values.isna() & frame[column].notna()).to_numpy()
+        if bad.any():
+            i = int(bad.nonzero()[0][0])
+            raise GSMorphError(f"{path}: line {i + 2}: {column} = '{frame[column].iloc[i]}' is not a number")
+        frame[column] = values
 
 
 def read_jsons(root, name: str, problems: list[str], methods: tuple[str, ...] | None = None) -> pd.DataFrame:

@@ -244,12 +244,16 @@ def epe_notes(table: Table) -> list[str]:
 
 
 # ---------------------------------------------------------------- writers
+# every character LaTeX reads as markup, and the symbols captions use, as LaTeX text
+TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": "$<$",
+               ">": "$>$", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--"}
+
+
 def _tex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("<", "$<$"), (">", "$>$"), ("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
-                 ("–", "--")):
-        text = text.replace(a, b)
-    return text
+    """`text` as LaTeX text: each character of TEX_ESCAPES replaced, in one pass (an
+    escape's own braces are never escaped again)."""
+    return "".join(TEX_ESCAPES.get(c, c) for c in str(text))
 
 
 def _tex_cell(cell: Cell) -> str:
