@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -170,10 +171,10 @@ def method_schema() -> dict:
 
 def schema_messages(data: Any, schema: dict, where: str = "") -> list[str]:
     """Short messages, one per violation of `schema` by `data`: the key, what is wrong, and
-    for an unknown key the keys allowed there."""
+    for an unknown key the keys allowed there; and one per non-finite number (NaN, inf)."""
     import jsonschema
 
-    messages = []
+    messages = non_finite_messages(data, where)
     for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path)):
         key = ".".join([where] * bool(where) + [str(p) for p in error.absolute_path]) or "(top level)"
         text = error.message
@@ -244,6 +245,23 @@ def _merge_optim(base: dict, update: Any, where: str) -> dict:
     return out
 
 
+def _no_constant(name: str):
+    """json.loads' hook for NaN, Infinity and -Infinity: no config value may be one."""
+    raise GSMorphError(f"config overrides (--set): {name} is not a finite number")
+
+
+def non_finite_messages(data: Any, where: str = "") -> list[str]:
+    """One message per float of `data` (nested mappings and lists) that is NaN or infinite:
+    JSON Schema's `number` admits them, no config value means them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [f"config key '{where or '(top level)'}': {data!r} is not a finite number"]
+    if isinstance(data, dict):
+        return [m for k, v in data.items() for m in non_finite_messages(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(data, (list, tuple)):
+        return [m for i, v in enumerate(data) for m in non_finite_messages(v, f"{where}.{i}" if where else str(i))]
+    return []
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: str | dict | None = None,
                 device: str | None = None) -> dict[str, Any]:
     """Defaults, updated by a YAML/JSON file, updated by overrides (a dict or JSON text),
@@ -260,12 +278,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: str | dict | N
         import yaml
 
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise GSMorphError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                               f"{err.start})") from None
         except yaml.YAMLError as err:
-            raise GSMorphError(f"{path}: not valid YAML ({err})") from None
+            raise GSMorphError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
         if not isinstance(data, dict):
             raise GSMorphError(f"{path}: config must be a mapping")
         data = data.get("method", data)
+        if not isinstance(data, dict):
+            raise GSMorphError(f"{path}: the 'method:' section must be a mapping of config keys, got "
+                               f"{'nothing' if data is None else type(data).__name__}")
         try:
             cfg = _merge(cfg, data, "")
         except GSMorphError as err:
@@ -273,9 +297,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: str | dict | N
     if overrides:
         if isinstance(overrides, str):
             try:
-                overrides = json.loads(overrides)
+                overrides = json.loads(overrides, parse_constant=_no_constant)
             except json.JSONDecodeError as err:
-                raise GSMorphError(f"config overrides are not valid JSON ({err})") from None
+                raise GSMorphError(f"config overrides (--set) are not valid JSON ({err})") from None
+        if not isinstance(overrides, dict):
+            raise GSMorphError(f"config overrides (--set) must be a JSON object of config keys, e.g. "
+                               f"'{{\"epochs\": 3}}', got {type(overrides).__name__}")
         cfg = _merge(cfg, overrides, "")
     if device is not None:
         cfg["device"] = device

@@ -45,7 +45,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     An OSError on the way becomes a GSMorphError naming the file; nothing is left behind.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # '.' or 'x/..' have no name to put a sibling beside
+    if path.is_dir():
+        raise GSMorphError(f"{path}: is a folder; give the file to write (e.g. {path / 'out.csv'})")
     tmp = _tmp_sibling(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,10 @@ def atomic_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | Non
     or lies inside one of `inputs`, or when it holds files gsmorph did not write (see
     MARKER). The new folder gets its own marker. On failure nothing is left behind.
     """
-    path = Path(path)
+    given, path = path, Path(os.path.abspath(path))  # '.' or 'x/..' have no name to put a sibling beside
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise GSMorphError(f"--out {given}: is the working directory or a folder above it; refusing to replace "
+                           "it: choose another --out")
     check_not_input(path, inputs)
     check_replaceable(path)
     tmp = _tmp_sibling(path)

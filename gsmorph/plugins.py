@@ -32,6 +32,20 @@ def load() -> None:
             importlib.import_module(name)
         except ImportError as err:
             raise GSMorphError(f"{ENV}: cannot import '{name}' ({err})") from None
+        except GSMorphError as err:
+            raise GSMorphError(f"{ENV}: plugin '{name}': {err}") from None
+        except Exception as err:  # the plugin's own code failed on import: say which and how
+            where = _plugin_line(err, name)
+            raise GSMorphError(f"{ENV}: plugin '{name}' failed on import{where} ({type(err).__name__}: {err})") from None
+
+
+def _plugin_line(err: BaseException, name: str) -> str:
+    """' at <file>:<line>', the innermost frame of the plugin's module in the traceback."""
+    import traceback
+
+    module_file = name.replace(".", "/")
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if module_file in f.filename.replace("\\", "/")]
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def resolve(dotted: str):

@@ -55,8 +55,27 @@ def _journal(path: str) -> tuple[optuna.storages.BaseStorage, str]:
     if not path:
         raise GSMorphError("--storage journal: no file path given")
     file = Path(path).resolve()
+    check_journal(file)
     file.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(file))), f"journal://{file}"
+
+
+def check_journal(file: Path) -> None:
+    """Refuse an existing non-empty file whose first line is not an Optuna journal record
+    (a JSON object with an `op_code`): Optuna would append its records to a user's file."""
+    if not file.is_file() or file.stat().st_size == 0:
+        return
+    import json
+
+    try:
+        with open(file, "rb") as fh:
+            first = json.loads(fh.readline().decode("utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise GSMorphError(f"--storage {file}: not an Optuna journal file ({type(err).__name__}); "
+                           "refusing to append to it: give a new file or a journal") from None
+    if not isinstance(first, dict) or "op_code" not in first:
+        raise GSMorphError(f"--storage {file}: not an Optuna journal file (its first line is no journal record); "
+                           "refusing to append to it: give a new file or a journal")
 
 
 def _heartbeat_kwargs(heartbeat_s: float | None, stale_after_s: float | None) -> dict[str, Any]:

@@ -263,10 +263,10 @@ def tune(prepared: str, backbone: str, trials: int, storage: str, study_name: st
     check_tune_config(cfg)
     check_not_input(out, [prepared])
     train_fn = train_fn or default_train_fn()
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     t = cfg["tune"]
     store, storage_url = resolve_storage(storage, float(t["heartbeat_s"]), float(t["stale_after_s"]))
+    out_dir = Path(out)  # made once the storage opened: a refused storage leaves nothing
+    out_dir.mkdir(parents=True, exist_ok=True)
     settings = study_settings(backbone, prepared, seed, cfg)
     study = open_study(store, storage_url, study_name, seed, cfg, settings)
     stale_after_s = float(t["stale_after_s"])

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.subjects < 1:
         raise GSMorphError(f"--subjects must be at least 1, got {args.subjects}")
+    if args.seed < 0:
+        raise GSMorphError(f"--seed must be >= 0, got {args.seed}")
     start = time.perf_counter()
     with atomic_dir(args.out, made_by="synth") as tmp:
         writer = synth.write_acdc if args.format == "acdc" else synth.write_mnm

@@ -28,7 +28,7 @@ import numpy as np
 
 from gsmorph.data import acdc, mnm
 from gsmorph.data.raw import RawSubject, SubjectError
-from gsmorph.data.splits import read_split_file, stratified_split
+from gsmorph.data.splits import read_split_file, split_counts, stratified_split
 from gsmorph.errors import GSMorphError
 
 DATASETS = ("acdc", "mnm")
@@ -213,6 +213,9 @@ def prepare(dataset: str, raw_dir: str | Path, out: str | Path, size: int = 128,
         raise GSMorphError(f"--on-error must be 'fail' or 'skip', got '{on_error}'")
     if size < 8:
         raise GSMorphError(f"--size must be at least 8, got {size}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise GSMorphError(f"--seed must be an integer >= 0, got {seed!r}")
+    split_counts(1, ratios)  # finite, non-negative, positive sum: refused before any subject is read
     check_intensity(intensity)
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():

@@ -14,8 +14,8 @@ def split_counts(n: int, ratios: tuple[float, float, float]) -> dict[str, int]:
     """How many subjects go to each split: largest remainders of n * ratio, every split
     with a positive ratio getting at least one subject when n allows it."""
     r = np.asarray(ratios, dtype=float)
-    if r.shape != (3,) or (r < 0).any() or r.sum() <= 0:
-        raise GSMorphError(f"split ratios must be three non-negative numbers with a positive sum, got {list(ratios)}")
+    if r.shape != (3,) or not np.isfinite(r).all() or (r < 0).any() or r.sum() <= 0:
+        raise GSMorphError(f"split ratios must be three finite non-negative numbers with a positive sum, got {list(ratios)}")
     r = r / r.sum()
     exact = n * r
     counts = np.floor(exact).astype(int)
