@@ -158,7 +158,9 @@ def folder_meta(folder: str | os.PathLike) -> dict:
         raise GSMorphError(f"{Path(folder) / pairs.META}: missing keys {missing}")
     meta = dict(meta)
     meta["backbone"] = meta["backbone"] or "none"
-    meta["seed"] = int(meta["seed"])
+    seed = meta["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise GSMorphError(f"{Path(folder) / pairs.META}: key 'seed' is {seed!r}, not an integer >= 0")
     if not Path(meta["prepared"]).is_dir():
         raise GSMorphError(f"{Path(folder) / pairs.META}: key 'prepared' names {meta['prepared']}, not a folder")
     return meta

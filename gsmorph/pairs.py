@@ -208,14 +208,22 @@ def check_identity(folder: str | os.PathLike, meta: dict[str, Any], prepared: st
 
 
 def read_index(out_dir: str | os.PathLike):
-    """index.csv of a complete pairs folder (subject as str), checked for its columns."""
+    """index.csv of a complete pairs folder (subject as str), checked: its columns, and
+    each file the plain name `<subject>.npz`."""
     import pandas as pd
 
     out_dir = Path(out_dir)
     read_meta(out_dir)
-    index = pd.read_csv(out_dir / INDEX, dtype={"subject": str})
+    try:
+        index = pd.read_csv(out_dir / INDEX, dtype={"subject": str, "file": str}, keep_default_na=False)
+    except (OSError, ValueError) as err:  # UnicodeDecodeError, a parser error
+        raise GSMorphError(f"{out_dir / INDEX}: cannot read CSV ({type(err).__name__}: {err})") from None
     if not {"subject", "file"} <= set(index.columns):
         raise GSMorphError(f"{out_dir / INDEX}: needs columns subject and file")
+    for line, (subject, file) in enumerate(zip(index["subject"], index["file"]), start=2):
+        if file != f"{subject}.npz":  # a plain name in this folder, never a path out of it
+            raise GSMorphError(f"{out_dir / INDEX}: line {line}: file '{file}' of subject {subject} is not "
+                               f"'{subject}.npz'")
     return index
 
 

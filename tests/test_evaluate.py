@@ -298,3 +298,25 @@ def test_a_bad_number_in_subjects_csv_is_one_error_line(column, value, tmp_path,
     assert main(["evaluate", "--pairs", str(folder), "--out", str(tmp_path / "m.csv")]) == 1
     err = _one_error_line(capsys)
     assert f"{prepared / 'subjects.csv'}: line 3: {column} = '{value}' of subject s02" in err, err
+
+
+@pytest.mark.parametrize("seed", ["x", -1, 1.5])
+def test_a_pairs_json_seed_that_is_not_a_seed_is_refused(seed, tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    meta = json.loads((folder / "pairs.json").read_text())
+    (folder / "pairs.json").write_text(json.dumps({**meta, "seed": seed}))
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(tmp_path / "m.csv")]) == 1
+    assert f"{folder / 'pairs.json'}: key 'seed' is {seed!r}, not an integer >= 0" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"\xff\xfe\x00 not a CSV", "cannot read CSV (UnicodeDecodeError"),
+    (b"subject,file,n_pairs\ns01,../../elsewhere.npz,3\n", "line 2: file '../../elsewhere.npz' of subject s01 is not"),
+    (b"subject,file,n_pairs\ns01,s01.npz,3\ns02,s01.npz,3\n", "line 3: file 's01.npz' of subject s02 is not 's02.npz'"),
+])
+def test_a_bad_index_csv_is_one_error_line(content, reason, tmp_path, prepared, capsys):
+    folder = write_pairs(tmp_path, prepared, "initial", perfect=False)
+    (folder / pairs.INDEX).write_bytes(content)
+    assert main(["evaluate", "--pairs", str(folder), "--out", str(tmp_path / "m.csv")]) == 1
+    err = _one_error_line(capsys)
+    assert f"{folder / pairs.INDEX}: {reason}" in err, err

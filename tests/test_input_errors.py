@@ -142,3 +142,13 @@ def test_a_file_that_is_not_a_journal_as_storage(prepared_acdc, tmp_path, capsys
     assert f"--storage {storage}: not an Optuna journal file" in err, err
     assert storage.read_text() == "these are a user's notes, not an Optuna journal\n"
     assert not out.exists()
+
+
+def test_a_subjects_file_that_is_not_utf8(raw_acdc, tmp_path, capsys):
+    listed = tmp_path / "subjects.txt"
+    listed.write_bytes(b"patient001\n\xff\xfe\n")
+    out = tmp_path / "prepared"
+    assert main(["prepare", "--dataset", "acdc", "--raw", str(raw_acdc), "--out", str(out), "--size", "32",
+                 "--subjects-file", str(listed)]) == 1
+    assert f"{listed}: not UTF-8 text (byte 0xff at offset 11)" in one_error_line(capsys, "prepare")
+    assert not out.exists()

@@ -93,7 +93,10 @@ def read_subject_list(path: str | Path, dataset: str | None = None) -> list[str]
     path = Path(path)
     if not path.is_file():
         raise GSMorphError(f"{path}: subjects file not found")
-    lines = [line.strip() for line in path.read_text().splitlines()]
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as err:
+        raise GSMorphError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     lines = [line for line in lines if line and not line.startswith("#")]
     if not lines:
         raise GSMorphError(f"{path}: the subjects file lists no subjects")
