@@ -13,8 +13,9 @@ A pairs folder `pairs/<dataset>/<backbone>/<method>/seed<k>/` holds:
     spacing      (ndim,) f64        mm per array axis of *S
 - `provenance.json`: config, seed, code and package versions that made them.
 - `pairs.json`: what made them: dataset, backbone ("none" for non-learned methods), method,
-  seed, split, moving/fixed frames, prepared folder, method parameters (e.g. chosen
-  lambda), provenance.
+  seed, split, moving/fixed frames, prepared folder and its `prepared_identity` (a digest
+  of its subjects.csv and provenance.json: evaluation refuses the pairs once the folder
+  is prepared again), method parameters (e.g. chosen lambda), provenance.
 - `index.csv`: subject, file, n_pairs. Written last: its presence means the folder is complete.
 
 Fixed and moving images and labels are not copied: evaluation reads them from the
