@@ -36,8 +36,9 @@ smoothness gradient is taken as zero, as GSMorph's zero-gradient guard does.
 
 Scale invariance (g_reg multiplied by k > 0): ``nashmtl`` gives the same update for every k
 (the unit vector along u_sim + u_reg; its length is 1 whatever the gradients' scale);
-``config`` keeps the direction (also that of u_sim + u_reg) but not the length,
-(|g_sim| + k |g_reg|) / 2 |u_sim + u_reg|; every other rule changes direction too. GSMorph's own rule (gsmorph.surgery, UPGrad with
+``config`` and ``imtlg`` keep the direction (both fixed by the unit rows alone: ConFIG's is
+u_sim + u_reg, IMTL-G's has equal projections on u_sim and u_reg) but not the length;
+every other rule changes direction too. GSMorph's own rule (gsmorph.surgery, UPGrad with
 preference [1, 0]) is invariant: it projects g_sim along g_reg's direction only.
 """
 from __future__ import annotations
@@ -49,7 +50,8 @@ NETWORK = "-network"
 MODES = RULES + tuple(rule + NETWORK for rule in RULES)
 STATEFUL = ("gradvac",)
 # what multiplying g_reg by k > 0 keeps: "update" (the whole update), "direction", or "nothing"
-SCALE_INVARIANCE = {rule: "nothing" for rule in RULES} | {"config": "direction", "nashmtl": "update"}
+SCALE_INVARIANCE = ({rule: "nothing" for rule in RULES}
+                    | {"config": "direction", "imtlg": "direction", "nashmtl": "update"})
 NAMES = {"upgrad": "UPGrad", "mgda": "MGDA", "cagrad": "CAGrad", "nashmtl": "Nash-MTL", "alignedmtl": "Aligned-MTL",
          "imtlg": "IMTL-G", "pcgrad": "PCGrad", "gradvac": "GradVac", "dualproj": "DualProj", "config": "ConFIG"}
 CAGRAD_C = 0.5

@@ -267,7 +267,7 @@ def test_module_groups_by_owner():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="unknown surgery mode"):
-        combine(G_SIM, G_REG, "pcgrad")
+        combine(G_SIM, G_REG, "gs-pcgrad")  # a method id, not a mode
     with pytest.raises(ValueError, match="needs lam"):
         combine(G_SIM, G_REG, "weighted")
     with pytest.raises(ValueError, match="needs `groups`"):
