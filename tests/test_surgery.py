@@ -4,6 +4,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+from gsmorph import aggregators
 from gsmorph.losses import GradientL1Loss
 from gsmorph.networks import build, warp_image
 from gsmorph.surgery import MODES, ConflictTracker, GradientSurgery, combine, module_groups
@@ -287,4 +288,4 @@ def test_bad_input():
         GradientSurgery([w]).backward(w.sum())
     with pytest.raises(ValueError, match="no parameters"):
         GradientSurgery([])
-    assert set(MODES) == {"layerwise", "module", "network", "agr", "weighted"}
+    assert set(MODES) == {"layerwise", "module", "network", "agr", "weighted"} | set(aggregators.MODES)
