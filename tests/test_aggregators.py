@@ -3,6 +3,7 @@ random gradient pairs, GSMorph's rule as UPGrad with preference [1, 0], which ru
 invariant to the smoothness loss's scale, and GradVac's state per group through a resume."""
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -173,8 +174,21 @@ def test_methods_table_has_every_mode_outside_the_default_run():
     assert len({c for c, _ in styles}) == len(styles)  # one colour per method
 
 
+def small_cfg(**overrides):
+    from gsmorph.config import load_config
+
+    cfg = {"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epochs": 2, "batch_size": 4, "val_every": 1,
+           "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu", "num_threads": 1}
+    return load_config(None, {**cfg, **overrides})
+
+
+def _final_state(run):
+    return torch.load(run / "last.pt", weights_only=True)
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 def test_gradvac_state_survives_a_resume(prepared_acdc, tmp_path):
-    from tests.test_training import _final_state, small_cfg, train_run
+    from gsmorph.training import train_method as train_run
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train_run(prepared_acdc, "voxelmorph", "gradvac", 1, straight, small_cfg(epochs=2))
@@ -188,3 +202,43 @@ def test_gradvac_state_survives_a_resume(prepared_acdc, tmp_path):
     assert torch.equal(a["surgery"]["phi"], b["surgery"]["phi"])
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_report_writes_table2_and_leaves_table1_as_without_them(tmp_path):
+    from gsmorph.evaluate import COLUMNS
+    from gsmorph.report.build import make_report
+
+    rng = np.random.default_rng(0)
+    level = {"initial": 0.6, "gs-pcgrad": 0.8, "gsmorph": 0.85, "upgrad": 0.7, "mgda-network": 0.95}
+
+    def rows(method):
+        backbone = "none" if method == "initial" else "voxelmorph"
+        out = []
+        for s in range(12):
+            base = dict(dataset="acdc", backbone=backbone, method=method, seed=0, subject=f"p{s:02d}", slice=0)
+            for st in ("LV", "Myo", "RV"):
+                out.append({**base, "metric": "dice", "structure": st, "value": level[method] + 0.01 * rng.normal()})
+                out.append({**base, "metric": "hd95_mm", "structure": st, "value": 5 - 3 * level[method]})
+            out.append({**base, "metric": "mse", "structure": "", "value": 0.02 - 0.01 * level[method]})
+            out.append({**base, "metric": "njd_pct", "structure": "", "value": 0.0 if backbone == "none" else 1.0})
+        return out
+
+    frames = {m: rows(m) for m in level}
+    outs = {}
+    for name, which in (("with", list(level)), ("without", ["initial", "gs-pcgrad", "gsmorph"])):
+        csv = tmp_path / name / "acdc" / "metrics.csv"
+        csv.parent.mkdir(parents=True)
+        pd.DataFrame([r for m in which for r in frames[m]], columns=COLUMNS).to_csv(csv, index=False)
+        make_report([str(csv)], None, tmp_path / name / "results", n_boot=100)
+        outs[name] = tmp_path / name / "results"
+    tables_dir = outs["with"] / "tables"
+    for table in ("table1_voxelmorph.md", "table1_combined.md"):
+        assert (tables_dir / table).read_text() == (outs["without"] / "tables" / table).read_text()
+    assert not (outs["without"] / "tables" / "table2_aggregators_voxelmorph.md").exists()
+    table2 = pd.read_csv(tables_dir / "table2_aggregators_voxelmorph.csv")
+    assert list(dict.fromkeys(table2.method)) == ["gs-pcgrad", "gsmorph", "upgrad", "mgda-network"]
+    dice = table2[table2.metric == "dice"].set_index("method")
+    assert dice.loc["upgrad", "marker"] == "↓↓" and dice.loc["mgda-network", "marker"] == "↑↑"  # Holm over 3
+    assert (tables_dir / "table2_aggregators_voxelmorph.md").read_text().count("GSMorph and general") == 1
+    assert set(pd.read_csv(outs["with"] / "stats" / "wilcoxon.csv").method) == {"initial", "gs-pcgrad"}
+    assert "upgrad" in set(pd.read_csv(outs["with"] / "stats" / "wilcoxon_aggregators.csv").method)
