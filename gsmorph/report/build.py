@@ -99,7 +99,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
             t = tables.build(s_, w_, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
             if name in frames:
-                t = tables.titled(t, tables.TABLE2_TITLE)
+                t = tables.titled(t, tables.TABLE2_TITLE, tables.TABLE2_NOTE)
             (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
             (tmp / f"{name}.html").write_text(tables.to_html(t))

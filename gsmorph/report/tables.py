@@ -388,6 +388,11 @@ def backbones_of(summary: pd.DataFrame) -> list[str]:
 
 # ---------------------------------------------------------------- Table 2
 TABLE2_TITLE = "GSMorph and general gradient-aggregation methods"
+TABLE2_NOTE = ("The general methods are torchjd 0.18's aggregators on [g_sim; g_reg] with their defaults, per "
+               "parameter tensor or, with -network, on the whole network. UPGrad, DualProj and CAGrad zero a "
+               "group's Gramian where its trace |g_sim|^2 + |g_reg|^2 is below torchjd's norm_eps = 1e-4, so per "
+               "tensor, where gradients are that small, UPGrad and DualProj give the mean of the two gradients "
+               "and CAGrad no update (docs/aggregators.md).")
 
 
 def general_present(summary: pd.DataFrame) -> list[str]:
@@ -400,7 +405,7 @@ def table2_methods() -> list[str]:
     return methods.surgery_ids()
 
 
-def titled(table: Table, title: str) -> Table:
-    """`table` with its caption starting with `title`."""
-    table.caption = f"{title}. {table.caption}"
+def titled(table: Table, title: str, note: str = "") -> Table:
+    """`table` with its caption starting with `title` (and `note` after it)."""
+    table.caption = f"{title}. {table.caption}" + (f" {note}" if note else "")
     return table
