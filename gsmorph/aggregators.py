@@ -52,8 +52,6 @@ STATEFUL = ("gradvac",)
 # what multiplying g_reg by k > 0 keeps: "update" (the whole update), "direction", or "nothing"
 SCALE_INVARIANCE = ({rule: "nothing" for rule in RULES}
                     | {"config": "direction", "imtlg": "direction", "nashmtl": "update"})
-NAMES = {"upgrad": "UPGrad", "mgda": "MGDA", "cagrad": "CAGrad", "nashmtl": "Nash-MTL", "alignedmtl": "Aligned-MTL",
-         "imtlg": "IMTL-G", "pcgrad": "PCGrad", "gradvac": "GradVac", "dualproj": "DualProj", "config": "ConFIG"}
 CAGRAD_C = 0.5
 NORM_EPS = REG_EPS = 1e-4   # torchjd's defaults (projector, CAGrad)
 GRADVAC_BETA, GRADVAC_EPS = 0.5, 1e-8
