@@ -10,7 +10,7 @@
 #     bash benchmarks/gpu_measurements.sh --download
 # On the GPU machine, from the repository root (device tool: carry [".whl"], timeout 600):
 #     OUT=/some/folder bash benchmarks/gpu_measurements.sh
-# Results (8 files at most, flat) in $OUT:
+# Results (9 files at most, flat) in $OUT:
 #     env.txt             GPU, driver, torch, the commit
 #     tests.txt           the CUDA tests (fast steps; the surgery engine's CPU-vs-CUDA tests)
 #     times.csv           seconds per epoch of every job type and option set (paper_cost.py --measure)
@@ -18,6 +18,7 @@
 #     quality.csv         validation Dice, fp32 vs bf16-cl, GSMorph-VoxelMorph at paper scale, 2 seeds
 #     projection.md       all of it as tables, and paper.yaml projected (today and with the options and k)
 #     surgery_overhead.md the surgery engine's step cost (benchmarks/surgery_overhead.py), eager and CUDA graph
+#     aggregator_cost.md  the aggregation modes' step cost against GSMorph's (benchmarks/aggregator_cost.py; optional)
 #     log.txt             everything printed
 # Then commit them as benchmarks/results/paper_cost_<gpu>.md (projection.md, with the
 # CSVs beside it) and set the defaults the numbers choose (see that file's reading).
@@ -113,6 +114,10 @@ step "compile test" 60 python3 -m pytest -q -p no:cacheprovider -rs tests/test_g
     >> "$OUT/tests.txt" 2>&1
 step "measure compile" 70 $PC --measure --append --options bf16-cl-compile --families surgery \
     --backbones voxelmorph --time-datasets acdc --epochs 6
+
+# 9. optional: the general aggregation modes' step cost against GSMorph's (no torchjd needed there)
+step "aggregator cost" 40 python3 benchmarks/aggregator_cost.py --device cuda --case voxelmorph-8 --size 128 \
+    --rounds 5 --warmup 2 --out "$OUT/aggregator_cost.md"
 
 # the projection again, with everything measured
 RESERVE=5

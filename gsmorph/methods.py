@@ -40,13 +40,14 @@ class Method:
     colour: str                  # one matplotlib colour in every figure
     marker: str                  # one matplotlib marker in every figure
     maker: str                   # "module:attribute" of its trainer, registrar or tuner
-    surgery: str | None = None   # trained: gradient-surgery mode (gsmorph.surgery.GS_MODES)
+    surgery: str | None = None   # trained: gradient-surgery mode (gsmorph.surgery.MODES)
     lam_key: str | None = None   # trained: key of config `lambdas` holding its fixed lambda
     tunes: str | None = None     # tuned: the trained method whose lambda is searched
     backbones: tuple[str, ...] | None = None  # learned: backbones it exists for (None: all)
     sections: tuple[str, ...] = ()            # config sections it reads
     in_tables: bool = True       # part of Table 1 and the workflow (False: by hand only)
     parallel: bool = True        # classical: pairs in a pool of processes (False: too cheap to pay one)
+    general: bool = False        # a general gradient-aggregation method (Table 2 beside GSMorph, not Table 1)
 
     @property
     def learned(self) -> bool:
@@ -84,6 +85,23 @@ METHODS: list[Method] = [
     Method("weighted", "trained", "Weighted", "#c5b0d5", "s", TRAINER, in_tables=False),
 ]
 
+# The general gradient-aggregation methods (gsmorph/aggregators.py): each rule per parameter
+# tensor (GSMorph's granularity) and on the whole network ("-network"); not in config.yaml's
+# default run, but in workflow/configs/aggregators.yaml. Colours: matplotlib's tab20b, a
+# darker shade per tensor, a lighter one for the network.
+_AGGREGATORS = (("upgrad", "UPGrad"), ("mgda", "MGDA"), ("cagrad", "CAGrad"), ("nashmtl", "Nash-MTL"),
+                ("alignedmtl", "Aligned-MTL"), ("imtlg", "IMTL-G"), ("pcgrad", "PCGrad"), ("gradvac", "GradVac"),
+                ("dualproj", "DualProj"), ("config", "ConFIG"))
+_TAB20B = ("#393b79", "#6b6ecf", "#637939", "#b5cf6b", "#8c6d31", "#e7ba52", "#843c39", "#d6616b", "#7b4173",
+           "#ce6dbd", "#5254a3", "#9c9ede", "#8ca252", "#cedb9c", "#bd9e39", "#e7cb94", "#ad494a", "#e7969c",
+           "#a55194", "#de9ed6")
+_SHAPES = ("<", ">", "8", "p", "H", "d", "v", "^", "h", "o")
+for _i, (_rule, _name) in enumerate(_AGGREGATORS):
+    METHODS.append(Method(_rule, "trained", _name, _TAB20B[2 * _i], _SHAPES[_i], TRAINER, surgery=_rule,
+                          general=True))
+    METHODS.append(Method(f"{_rule}-network", "trained", f"{_name}-network", _TAB20B[2 * _i + 1],
+                          _SHAPES[(_i + 5) % 10], TRAINER, surgery=f"{_rule}-network", general=True))
+
 
 def register(method: Method) -> Method:
     """Add a method to the table (at the end of the table order); its id must be new."""
@@ -119,6 +137,11 @@ def rank(method_id: str) -> tuple[int, str]:
     """Sort key: the table order; unknown ids after the known ones, alphabetically."""
     order = [m.id for m in METHODS]
     return (order.index(method_id), "") if method_id in order else (len(order), method_id)
+
+
+def general_ids() -> list[str]:
+    """The general gradient-aggregation methods (Table 2, with GSMorph)."""
+    return [m.id for m in METHODS if m.general]
 
 
 def surgery_ids() -> list[str]:

@@ -15,7 +15,10 @@ The smoothness gradient itself is never added. Modes:
 * ``network``: the whole network is one group (GS-PCGrad);
 * ``agr``: element-wise sign agreement: keep a component of g_sim where its sign equals
   that of g_reg, else 0 (GS-Agr; a tensor whose g_reg is zero up to rounding keeps g_sim);
-* ``weighted``: g_sim + lam * g_reg (the usual weighted loss).
+* ``weighted``: g_sim + lam * g_reg (the usual weighted loss);
+* the general gradient-aggregation rules of gsmorph.aggregators (``upgrad``, ``mgda``, ...
+  per parameter tensor, ``upgrad-network``, ... on the whole network): w_sim g_sim + w_reg g_reg
+  with per-group weights from the group's sums (one auxiliary loss only).
 
 The engine copies each loss's gradients into one flat buffer of (rows, ROW) elements per
 dtype and device, every tensor starting on a new row (the rest of its last row is zero
@@ -29,12 +32,15 @@ for 10 or 1000 parameter tensors, and nothing is read back to the host.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Iterable, Sequence
 
 import torch
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-MODES = ("layerwise", "module", "network", "agr", "weighted")
+from gsmorph import aggregators
+
+MODES = ("layerwise", "module", "network", "agr", "weighted") + aggregators.MODES
 GS_MODES = ("layerwise", "module", "network", "agr")
 ZERO_EPS = 1e-12  # relative threshold on squared norms: ||g_reg||^2 <= eps * ||g_sim||^2
 ROW = 256  # elements per row of the flat gradient buffers (padding: < ROW per tensor)
@@ -71,9 +77,9 @@ def _tensor_groups(n: int, mode: str, groups: Sequence[Sequence[int]] | None) ->
     """The group of each of `n` tensors, and the number of groups."""
     if mode != "module" and mode != "weighted" and groups is not None:
         raise ValueError(f"`groups` is only used by mode 'module', not '{mode}'")
-    if mode in ("layerwise", "agr"):
+    if mode in ("layerwise", "agr") or (mode in aggregators.MODES and not aggregators.is_network(mode)):
         return list(range(n)), n
-    if mode in ("network", "weighted"):
+    if mode in ("network", "weighted") or mode in aggregators.MODES:
         return [0] * n, 1
     if groups is None:
         raise ValueError("mode 'module' needs `groups` (index lists, e.g. from module_groups(names))")
@@ -223,28 +229,32 @@ def _agree_(s: torch.Tensor, r: torch.Tensor, has_reg: torch.Tensor, row_group: 
 
 def combine(g_sim: Sequence[torch.Tensor | None], g_reg: Sequence[torch.Tensor | None], mode: str,
             lam: float | None = None, groups: Sequence[Sequence[int]] | None = None,
-            eps: float = ZERO_EPS) -> list[torch.Tensor | None]:
+            eps: float = ZERO_EPS, state: dict | None = None) -> list[torch.Tensor | None]:
     """The update for each parameter tensor from its similarity and smoothness gradients.
 
     g_sim, g_reg: equal-length lists of tensors (same shapes pairwise); None means "no
         gradient" (treated as zeros). The result is None exactly where both are None;
         the other results are new tensors (views of one buffer per dtype and device).
     mode: one of MODES. lam: the weight, for ``weighted`` only. groups: index lists that
-        partition the tensors, for ``module`` only (see `module_groups`).
+        partition the tensors, for ``module`` only (see `module_groups`). state: a dict that
+        a stateful aggregator mode (gsmorph.aggregators.STATEFUL) keeps its state in between
+        calls (updated in place; None: a fresh state for this call).
     """
-    out, _ = _combine(list(g_sim), [list(g_reg)], mode, lam, groups, eps)
+    out, _ = _combine(list(g_sim), [list(g_reg)], mode, lam, groups, eps, state=state)
     return out
 
 
-def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None, reuse=False, step=None):
+def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None, reuse=False, step=None, state=None):
     """combine() for several auxiliary gradients, projected in turn; returns (updates,
     (cosine, conflict)), each (n_aux, G). `layouts` (list of _Layout, n_groups) may be given
     precomputed for all tensors (GradientSurgery caches them). reuse: work in the layouts'
     persistent buffers and write the updates into the tensors of `g_sim` where possible
     (for a caller that owns them) instead of returning views of new buffers. step: a
-    replacement for `_step_` (e.g. a _CapturedStep)."""
+    replacement for `_step_` (e.g. a _CapturedStep). state: an aggregator's state (`combine`)."""
     if mode not in MODES:
         raise ValueError(f"unknown surgery mode '{mode}' (choose from {', '.join(MODES)})")
+    if mode in aggregators.MODES and len(g_regs) != 1:
+        raise ValueError(f"mode '{mode}' combines two gradients: one auxiliary loss, not {len(g_regs)}")
     n = len(g_sim)
     if any(len(g) != n for g in g_regs):
         raise ValueError("g_sim and g_reg must have the same number of tensors")
@@ -264,6 +274,8 @@ def _combine(g_sim, g_regs, mode, lam, groups, eps, layouts=None, reuse=False, s
 
     with torch.no_grad():
         sims = [flat(lay, g_sim, "sim") for lay in layouts]
+        if mode in aggregators.MODES:
+            step = partial(_aggregate_, state={} if state is None else state)
         step = step or _step_
         stats = [step(layouts, sims, [flat(lay, g_reg, "reg") for lay in layouts], mode, w, n_groups, eps,
                       reuse) for g_reg, w in zip(g_regs, lams)]
@@ -296,6 +308,17 @@ def _step_(layouts, sims, regs, mode, lam, n_groups, eps, reuse):
             _agree_(s, r, has_reg, lay.row_group)
         else:
             _project_(s, r, neg_coef, lay.row_group)
+    return cosine, conflict
+
+
+def _aggregate_(layouts, sims, regs, mode, lam, n_groups, eps, reuse, state):
+    """`_step_` for an aggregator mode: s <- w_sim s + w_reg r per group; state: the rule's
+    state (gsmorph.aggregators.new_state), updated in place."""
+    sums = _group_sums(layouts, sims, regs, n_groups, reuse)
+    _, cosine, conflict, _ = _rule(sums, eps)
+    w = aggregators.weights(aggregators.rule_of(mode), sums, state, eps)
+    for lay, s, r in zip(layouts, sims, regs):
+        aggregators.apply_(s, r, w, lay.row_group)
     return cosine, conflict
 
 
@@ -374,7 +397,7 @@ class GradientSurgery:
     cuda_graph: on a CUDA device, capture the surgery between the copies of the gradients
         into and out of the flat buffers in a CUDA graph on the first step and replay it
         afterwards (fewer kernel launches; the first step synchronises once). Ignored on
-        other devices, in ``weighted`` mode and for a model of several dtypes.
+        other devices, in ``weighted`` and the aggregator modes and for a model of several dtypes.
 
     Like ``loss.backward()``, the update is added to existing ``.grad`` (zero them first);
     a parameter that no loss reaches keeps its ``.grad`` (None after ``zero_grad()``).
@@ -403,6 +426,7 @@ class GradientSurgery:
         self.cuda_graph = cuda_graph
         self._layouts: dict[tuple, tuple[list[_Layout], int]] = {}
         self._captured: dict[int, _CapturedStep] = {}  # by id of a cached layout
+        self.state: dict[str, torch.Tensor] = {}  # a stateful aggregator's (see state_dict)
         if mode == "weighted" and lam is None:
             raise ValueError("mode 'weighted' needs lam")
         if mode == "module":
@@ -410,9 +434,9 @@ class GradientSurgery:
             _tensor_groups(len(self.params), mode, self.groups)  # validate now
         else:
             self.groups = None
-        if mode in ("layerwise", "agr"):
+        if mode in ("layerwise", "agr") or (mode in aggregators.MODES and not aggregators.is_network(mode)):
             self.group_names = list(self.param_names)
-        elif mode == "network":
+        elif mode == "network" or mode in aggregators.MODES:
             self.group_names = ["network"]
         elif mode == "module":
             self.group_names = [self._group_name([self.param_names[i] for i in g]) for g in self.groups]
@@ -451,7 +475,7 @@ class GradientSurgery:
         layouts = self._layout()
         update, (cosine, conflict) = _combine(grads[0], grads[1:], self.mode, None, self.groups,
                                               self.eps, layouts=layouts, reuse=True,
-                                              step=self._captured_step(layouts[0]))
+                                              step=self._captured_step(layouts[0]), state=self.state)
         del grads
         self._accumulate(update)
         return SurgeryStats(names=list(self.group_names), cosine=cosine, conflict=conflict)
@@ -467,9 +491,19 @@ class GradientSurgery:
 
     def _captured_step(self, layouts: list[_Layout]) -> _CapturedStep | None:
         """The CUDA-graph step for these layouts, if `cuda_graph` applies to them."""
-        if not self.cuda_graph or len(layouts) != 1 or layouts[0].device.type != "cuda":
+        if (not self.cuda_graph or len(layouts) != 1 or layouts[0].device.type != "cuda"
+                or self.mode in aggregators.MODES):
             return None
         return self._captured.setdefault(id(layouts[0]), _CapturedStep())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The state a stateful aggregator mode keeps between steps ({} for the others), to
+        save with a training checkpoint."""
+        return {k: v.detach().clone() for k, v in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        device = self.params[0].device
+        self.state = {k: v.to(device) for k, v in state.items()}
 
     def _accumulate(self, update: Iterable[torch.Tensor | None]) -> None:
         """Sets ``.grad`` to the update where it is None, adds it (one fused op) elsewhere."""

@@ -26,7 +26,8 @@ A run folder (`out`) holds:
                   SHA-256 of best.pt and last.pt, checked before either is loaded
 - `best.pt`       the model state dict with the best validation mean Dice
 - `last.pt`       the full training state: {"model", "optimizer", "epoch", "rng",
-                  "shuffle_rng", "best_*", "log", "conflicts", "wall_s", "fingerprint"}
+                  "shuffle_rng", "best_*", "log", "conflicts", "wall_s", "fingerprint",
+                  "surgery" (a stateful aggregator's state, when there is one)}
                   (all tensors and plain types: loads with torch.load(weights_only=True))
 - `train_log.csv` epoch, loss_sim, loss_reg, val_dice, epoch_s, wall_s, lr
 - `conflicts.csv` gradient-surgery methods: epoch, group, n_steps, conflict_frac, cosine_mean
@@ -674,6 +675,7 @@ class Trainer:
             "conflicts": self.conflict_rows,
             "wall_s": self.wall_s,
             "fingerprint": json.dumps(self.fingerprint(), sort_keys=True, default=str),
+            **({"surgery": self.surgery.state_dict()} if self.surgery is not None and self.surgery.state else {}),
         }, self.out / "last.pt")
         self.checkpoint_epoch = self.epoch
         self._write_run_info()
@@ -705,6 +707,8 @@ class Trainer:
         self.last_sha256 = (info.get("checksums") or {}).get("last.pt")
         self.log_rows = list(state["log"])
         self.conflict_rows = list(state["conflicts"])
+        if self.surgery is not None and "surgery" in state:  # a stateful aggregator's state
+            self.surgery.load_state_dict(state["surgery"])
         self.wall_s = float(state["wall_s"])
         set_rng_state(state["rng"])
         self.shuffle_gen.set_state(state["shuffle_rng"])

@@ -4,6 +4,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+from gsmorph import aggregators
 from gsmorph.losses import GradientL1Loss
 from gsmorph.networks import build, warp_image
 from gsmorph.surgery import MODES, ConflictTracker, GradientSurgery, combine, module_groups
@@ -267,7 +268,7 @@ def test_module_groups_by_owner():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="unknown surgery mode"):
-        combine(G_SIM, G_REG, "pcgrad")
+        combine(G_SIM, G_REG, "gs-pcgrad")  # a method id, not a mode
     with pytest.raises(ValueError, match="needs lam"):
         combine(G_SIM, G_REG, "weighted")
     with pytest.raises(ValueError, match="needs `groups`"):
@@ -287,4 +288,4 @@ def test_bad_input():
         GradientSurgery([w]).backward(w.sum())
     with pytest.raises(ValueError, match="no parameters"):
         GradientSurgery([])
-    assert set(MODES) == {"layerwise", "module", "network", "agr", "weighted"}
+    assert set(MODES) == {"layerwise", "module", "network", "agr", "weighted"} | set(aggregators.MODES)

@@ -67,10 +67,21 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     wilcoxon = stats.wilcoxon_vs_reference(subjects, reference=reference)
     if not (subjects.method == reference).any():
         result.skipped.append(f"Wilcoxon tests and significance markers: no '{reference}' in the metrics")
+    # Table 2 (general gradient-aggregation methods, when present): its own rows and Holm family
+    general = tables.general_present(summary)
+    summary1, frames = summary, {}
+    if general:  # wilcoxon.csv then holds Table 1's family, wilcoxon_aggregators.csv Table 2's
+        own = subjects.method.isin(tables.table2_methods())
+        wilcoxon2 = stats.wilcoxon_vs_reference(subjects[own], reference=reference)
+        summary2 = summary[summary.method.isin(tables.table2_methods())]
+        summary1 = summary[~summary.method.isin(general)]
+        wilcoxon = stats.wilcoxon_vs_reference(subjects[~subjects.method.isin(general)], reference=reference)
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
                "tuning_cost": figures.tuning_cost(summaries, studies)}
+    if general:
+        outputs["wilcoxon_aggregators"] = wilcoxon2
     with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
         for name, frame in outputs.items():
             if "dataset" in frame.columns and "data" not in frame.columns:  # say what the data are
@@ -80,14 +91,22 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         write_provenance(tmp / "provenance.json", config=config, seed=seed, method_notes=stats.__doc__)
 
     # tables
-    backbones = tables.backbones_of(summary)
+    backbones = tables.backbones_of(summary1)
     specs = [(f"table1_{b}", [b], "ours") for b in backbones] + [("table1_combined", backbones, "ours")]
-    if (summary["metric"] == "code_dice").any():
+    if (summary1["metric"] == "code_dice").any():
         specs.append(("table1_combined_code_convention", backbones, "gsmorph-code"))
+    if general:
+        which2 = [[b] for b in backbones] + ([backbones] if len(backbones) > 1 else [])
+        names2 = [f"table2_aggregators_{b[0] if len(b) == 1 else 'combined'}" for b in which2]
+        specs += [(name, which, "ours") for name, which in zip(names2, which2)]
+        frames = {name: (summary2, wilcoxon2) for name in names2}
     with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
         for name, which, convention in specs:
-            t = tables.build(summary, wilcoxon, which, name, reference=reference, convention=convention,
+            s_, w_ = frames.get(name, (summary1, wilcoxon))
+            t = tables.build(s_, w_, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
+            if name in frames:
+                t = tables.titled(t, tables.TABLE2_TITLE, tables.TABLE2_NOTE)
             (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
             (tmp / f"{name}.html").write_text(tables.to_html(t))

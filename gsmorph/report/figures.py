@@ -152,6 +152,11 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
             if not gs.empty:
                 mark(methods.REFERENCE, [gs.val_njd_pct.mean()], [gs.best_val_dice.mean()],
                      f"{names.method_name(methods.REFERENCE, backbone)} (no λ)", size=180, zorder=5)
+            for method in methods.general_ids():  # general gradient-aggregation methods (no λ either)
+                f = s[s.method == method].dropna(subset=["best_val_dice", "val_njd_pct"])
+                if not f.empty:
+                    mark(method, [f.val_njd_pct.mean()], [f.best_val_dice.mean()], names.method_name(method, backbone),
+                         size=50, edgecolors="black", linewidths=0.4)
         for method in sorted(sweeps.method.unique() if not sweeps.empty else [], key=names.method_rank):
             h = _select(sweeps, dataset, backbone, (method,))
             if h.empty or not {"lam", "val_dice", "val_njd_pct"} <= set(h.columns):
@@ -182,7 +187,9 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
         made[stem] = (f"Accuracy-smoothness trade-off on the {names.dataset_name(dataset)} validation split "
                       f"({names.backbone_name(backbone)}): mean Dice vs NJD (%) of every Optuna trial of the "
                       "weighted loss (the chosen one outlined), the fixed lambdas, HyperMorph's lambda sweep "
-                      "(the chosen lambda outlined), and GSMorph (no lambda, mean over seeds).")
+                      "(the chosen lambda outlined), and GSMorph (no lambda, mean over seeds)"
+                      + (", and the general gradient-aggregation methods (no lambda, mean over seeds)."
+                         if not s.empty and s.method.isin(methods.general_ids()).any() else "."))
     return made
 
 

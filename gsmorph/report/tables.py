@@ -9,6 +9,10 @@ averaged with the divisor fixed at 3, HD95 in pixels, NJD by SimpleITK), to set 
 the paper's numbers. On phantoms (a true displacement exists) the Markdown and CSV tables
 add an EPE column (endpoint error inside the heart, mm) and the LaTeX table a note below.
 Written as LaTeX (booktabs), Markdown and CSV.
+
+Table 2 (when the metrics hold general gradient-aggregation methods, gsmorph/aggregators.py):
+GSMorph and its ablations beside those methods, with the same columns, statistics and
+markers; Table 1 then leaves them out. Each table's Holm correction is over its own methods.
 """
 from __future__ import annotations
 
@@ -384,3 +388,28 @@ def preview_document(table_files: list[str]) -> str:
 
 def backbones_of(summary: pd.DataFrame) -> list[str]:
     return sorted({b for b in summary["backbone"].unique() if b != names.CLASSICAL}, key=names.backbone_rank)
+
+
+# ---------------------------------------------------------------- Table 2
+TABLE2_TITLE = "GSMorph and general gradient-aggregation methods"
+TABLE2_NOTE = ("The general methods are torchjd 0.18's aggregators on [g_sim; g_reg] with their defaults, per "
+               "parameter tensor or, with -network, on the whole network. UPGrad, DualProj and CAGrad zero a "
+               "group's Gramian where its trace |g_sim|^2 + |g_reg|^2 is below torchjd's norm_eps = 1e-4, so per "
+               "tensor, where gradients are that small, UPGrad and DualProj give the mean of the two gradients "
+               "and CAGrad no update (docs/aggregators.md).")
+
+
+def general_present(summary: pd.DataFrame) -> list[str]:
+    """The general gradient-aggregation methods in `summary` (Table 2's; [] for none)."""
+    return [m for m in methods.general_ids() if (summary["method"] == m).any()]
+
+
+def table2_methods() -> list[str]:
+    """Table 2's rows: every gradient-surgery method (GSMorph, its ablations, the general ones)."""
+    return methods.surgery_ids()
+
+
+def titled(table: Table, title: str, note: str = "") -> Table:
+    """`table` with its caption starting with `title` (and `note` after it)."""
+    table.caption = f"{title}. {table.caption}" + (f" {note}" if note else "")
+    return table
