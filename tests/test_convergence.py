@@ -125,3 +125,26 @@ def test_bad_thresholds_are_config_errors():
         load_config(None, {"convergence": {"val_checks": 2}})
     with pytest.raises(GSMorphError, match="unknown config key 'convergence.window'"):
         load_config(None, {"convergence": {"window": 2}})
+
+
+def test_the_report_table_has_one_row_per_diagnosed_run_in_table_order():
+    import pandas as pd
+
+    from gsmorph.report import convergence as report_table
+
+    plateau = convergence.diagnose(make_log(150, 5, decaying, rising, noise=0.01), 120, SETTINGS)
+    short = convergence.diagnose(make_log(150, 5, decaying, rising, noise=0.01)[:20], 20, SETTINGS)
+    base = {"dataset": "acdc", "backbone": "voxelmorph", "seed": 0, "selection": "best", "stopped_early": False}
+    summaries = pd.DataFrame([
+        {**base, "method": "gsmorph", "epochs_done": 20, "best_epoch": 20, **short},
+        {**base, "method": "weighted-m", "epochs_done": 150, "best_epoch": 120, **plateau},
+        {**base, "method": "weighted-tuned"},  # a tuned run's folder: no diagnostics, no row
+    ])
+    frame = report_table.table(summaries)
+    assert frame["method"].tolist() == ["weighted-m", "gsmorph"]
+    assert frame["converged"].tolist() == [True, False]
+    text = report_table.to_markdown(frame)
+    rows = [line for line in text.splitlines() if line.startswith("| ACDC")]
+    assert len(rows) == 2 and rows[0].endswith("| yes |") and "| no: loss_sim changed" in rows[1]
+    assert "| 20 (last) |" in rows[1]
+    assert report_table.table(pd.DataFrame(columns=["dataset", "backbone", "method", "seed"])).empty
