@@ -84,6 +84,13 @@ METHODS: list[Method] = [
     Method("weighted", "trained", "Weighted", "#c5b0d5", "s", TRAINER, in_tables=False),
 ]
 
+# The lambda sweep of the weighted loss (config lambdas.sweep1..6, smallest to largest;
+# half-decades from 1e-4 to 1 with s, m, l): fixed-lambda methods like weighted-s/-m/-l,
+# in no default method list (workflow/configs/study.yaml runs them)
+SWEEP_COLOURS = ("#c7e9c0", "#a1d99b", "#74c476", "#41ab5d", "#238b45", "#005a32")
+METHODS += [Method(f"weighted-sweep{i}", "trained", f"{{backbone}}-sweep{i}", colour, "d", TRAINER,
+                   lam_key=f"sweep{i}") for i, colour in enumerate(SWEEP_COLOURS, start=1)]
+
 
 def register(method: Method) -> Method:
     """Add a method to the table (at the end of the table order); its id must be new."""
