@@ -24,13 +24,17 @@ A run folder (`out`) holds:
 - `run.json`      what inference needs to rebuild the model: the trainer ("module:Class"),
                   backbone and its kwargs, method, lambda, frames, ...; `checksums`: the
                   SHA-256 of best.pt and last.pt, checked before either is loaded
-- `best.pt`       the model state dict with the best validation mean Dice
+- `best.pt`       the model state dict of the check config `selection` chose (default: the
+                  best validation mean Dice)
 - `last.pt`       the full training state: {"model", "optimizer", "epoch", "rng",
-                  "shuffle_rng", "best_*", "log", "conflicts", "wall_s", "fingerprint"}
+                  "shuffle_rng", "best_*", "selection" (model selection and early stopping,
+                  gsmorph/selection.py), "log", "conflicts", "wall_s", "fingerprint"}
                   (all tensors and plain types: loads with torch.load(weights_only=True))
 - `train_log.csv` epoch, loss_sim, loss_reg, val_dice, epoch_s, wall_s, lr
 - `conflicts.csv` gradient-surgery methods: epoch, group, n_steps, conflict_frac, cosine_mean
-- `summary.json`  best_val_dice, best_epoch, val_njd_pct, wall_s, device, epochs_done, ...
+- `summary.json`  best_val_dice, best_epoch, val_njd_pct, wall_s, device, epochs_done, ...,
+                  selection, stopped_early, the convergence diagnostics (converged, conv_*;
+                  gsmorph/convergence.py) and caveat
 - `tensorboard/`  TensorBoard event files, with config `tensorboard: true`
 - `provenance.json`
 Rerunning with the same folder resumes from last.pt and, on CPU with the same seed and
