@@ -31,6 +31,15 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 500,
     "batch_size": 32,
     "val_every": 5,
+    # model selection and early stopping (gsmorph/selection.py): which check becomes best.pt
+    "selection": "best",         # best (the paper's) | smoothed (best mean of selection_window checks) | last
+    "selection_window": 3,       # smoothed: consecutive validation checks in the mean
+    "patience": None,            # stop after this many checks without a better selection score (None: off)
+    # convergence diagnostics and caveat (gsmorph/convergence.py): a loss is flat when a line
+    # through the last loss_fraction of the epochs changes by at most loss_tol (relative);
+    # validation Dice still rises when a line through the last val_checks checks rises by more
+    # than dice_tol with one-sided p < alpha
+    "convergence": {"loss_fraction": 0.2, "loss_tol": 0.05, "val_checks": 5, "dice_tol": 0.005, "alpha": 0.05},
     "max_train_pairs": None,     # cap on training pairs (None: all)
     "max_val_pairs": None,
     "num_threads": None,         # torch CPU threads (None: torch's default)
@@ -64,8 +73,10 @@ DEFAULTS: dict[str, Any] = {
         "transmorph": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "amsgrad": True,
                        "grad_clip": None, "warmup_epochs": 0, "schedule": "poly", "poly_power": 0.9},
     },
-    # weighted-loss baseline: the paper's VoxelMorph-s / -m / -l lambdas
-    "lambdas": {"s": 0.001, "m": 0.01, "l": 0.1},
+    # weighted-loss baseline: the paper's VoxelMorph-s / -m / -l lambdas, and the lambda sweep's
+    # (methods weighted-sweep1..6: half-decades from 1e-4 to 1 between and beside s, m, l)
+    "lambdas": {"s": 0.001, "m": 0.01, "l": 0.1, "sweep1": 0.0001, "sweep2": 0.000316, "sweep3": 0.00316,
+                "sweep4": 0.0316, "sweep5": 0.316, "sweep6": 1.0},
     # HyperMorph (baselines/hypermorph.py)
     # (Hoopes et al. and voxelmorph's train_hypermorph.py: 6 x Dense(128, ReLU), l2 gradient
     # smoothness, MSE / sigma^2 with sigma 0.05, end-point over-sampling 0.2 per sample)

@@ -101,6 +101,12 @@ for _i, (_rule, _name) in enumerate(_AGGREGATORS):
                           general=True))
     METHODS.append(Method(f"{_rule}-network", "trained", f"{_name}-network", _TAB20B[2 * _i + 1],
                           _SHAPES[(_i + 5) % 10], TRAINER, surgery=f"{_rule}-network", general=True))
+# The lambda sweep of the weighted loss (config lambdas.sweep1..6, smallest to largest;
+# half-decades from 1e-4 to 1 with s, m, l): fixed-lambda methods like weighted-s/-m/-l,
+# in no default method list (workflow/configs/study.yaml runs them)
+SWEEP_COLOURS = ("#c7e9c0", "#a1d99b", "#74c476", "#41ab5d", "#238b45", "#005a32")
+METHODS += [Method(f"weighted-sweep{i}", "trained", f"{{backbone}}-sweep{i}", colour, "d", TRAINER,
+                   lam_key=f"sweep{i}") for i, colour in enumerate(SWEEP_COLOURS, start=1)]
 
 
 def register(method: Method) -> Method:

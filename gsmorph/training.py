@@ -24,14 +24,18 @@ A run folder (`out`) holds:
 - `run.json`      what inference needs to rebuild the model: the trainer ("module:Class"),
                   backbone and its kwargs, method, lambda, frames, ...; `checksums`: the
                   SHA-256 of best.pt and last.pt, checked before either is loaded
-- `best.pt`       the model state dict with the best validation mean Dice
+- `best.pt`       the model state dict of the check config `selection` chose (default: the
+                  best validation mean Dice)
 - `last.pt`       the full training state: {"model", "optimizer", "epoch", "rng",
-                  "shuffle_rng", "best_*", "log", "conflicts", "wall_s", "fingerprint",
+                  "shuffle_rng", "best_*", "selection" (model selection and early stopping,
+                  gsmorph/selection.py), "log", "conflicts", "wall_s", "fingerprint",
                   "surgery" (a stateful aggregator's state, when there is one)}
                   (all tensors and plain types: loads with torch.load(weights_only=True))
 - `train_log.csv` epoch, loss_sim, loss_reg, val_dice, epoch_s, wall_s, lr
 - `conflicts.csv` gradient-surgery methods: epoch, group, n_steps, conflict_frac, cosine_mean
-- `summary.json`  best_val_dice, best_epoch, val_njd_pct, wall_s, device, epochs_done, ...
+- `summary.json`  best_val_dice, best_epoch, val_njd_pct, wall_s, device, epochs_done, ...,
+                  selection, stopped_early, the convergence diagnostics (converged, conv_*;
+                  gsmorph/convergence.py) and caveat
 - `tensorboard/`  TensorBoard event files, with config `tensorboard: true`
 - `provenance.json`
 Rerunning with the same folder resumes from last.pt and, on CPU with the same seed and
@@ -64,7 +68,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from gsmorph import checkpoints, methods
+from gsmorph import checkpoints, convergence, methods, selection
 from gsmorph.device import (apply_precision, get_rng_state, memory_format, resolve_device, seed_everything,
                             set_rng_state, step_options)
 from gsmorph.errors import GSMorphError
@@ -77,7 +81,7 @@ warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category
 LOG_COLUMNS = ["epoch", "loss_sim", "loss_reg", "val_dice", "epoch_s", "wall_s", "lr"]
 CONFLICT_COLUMNS = ["epoch", "group", "n_steps", "conflict_frac", "cosine_mean"]
 # config keys that may change between a run and its resumption (the budget and the device)
-RESUMABLE_CHANGES = ("epochs", "num_threads", "device", "tensorboard")
+RESUMABLE_CHANGES = ("epochs", "num_threads", "device", "tensorboard", "convergence")
 # what a fresh start removes from a run folder (never any other file)
 RUN_FILES = ("run.json", "best.pt", "last.pt", "train_log.csv", "conflicts.csv", "summary.json",
              "provenance.json")
@@ -284,6 +288,11 @@ class Trainer:
         self.conflict_rows: list[dict] = []
         self.wall_s = 0.0
         self.checkpoint_epoch = 0
+        # model selection and early stopping (gsmorph/selection.py): restored by resume
+        self.tracker = selection.Tracker(str(self.cfg["selection"]), int(self.cfg["selection_window"]),
+                                         self.cfg["patience"])
+        self.selection_score = float("nan")  # the selected check's score
+        self.stopped_early = False
         self.initialized = True
 
     def check_data(self) -> None:
@@ -412,6 +421,7 @@ class Trainer:
             "config": self.cfg,
             "step_options": self.step_options.as_dict(),
             "checksums": {"best.pt": self.best_sha256, "last.pt": self.last_sha256},
+            **self.selection_record(),
         }
 
     def summary(self) -> dict:
@@ -429,13 +439,29 @@ class Trainer:
             "optim": self.optim,
             "lam": self.lam,
             "seed": self.seed,
+            **self.selection_record(),
+            **self.convergence(),
             "caveat": self.caveat(),
         }
 
+    def selection_record(self) -> dict:
+        """How best.pt was chosen (config `selection`, gsmorph/selection.py) and whether
+        patience stopped the run, for run.json and summary.json."""
+        return {"selection": self.cfg["selection"], "selection_window": int(self.cfg["selection_window"]),
+                "selection_score": getattr(self, "selection_score", None), "patience": self.cfg["patience"],
+                "stopped_early": getattr(self, "stopped_early", False)}
+
+    def convergence(self) -> dict:
+        """summary.json's convergence diagnostics (gsmorph/convergence.py) of the log so far."""
+        return convergence.diagnose(getattr(self, "log_rows", []), getattr(self, "best_epoch", 0),
+                                    self.cfg["convergence"])
+
     def caveat(self) -> str:
         """A finished run's warning for whoever reads its results ("" for none); the report
-        puts it in the captions of the tables holding the run's method."""
-        return ""
+        puts it in the captions of the tables holding the run's method. Here: the convergence
+        caveat (gsmorph/convergence.py) when the run has not reached a plateau; a subclass
+        adding its own joins it to super().caveat()."""
+        return convergence.caveat(self.convergence())
 
     # ------------------------------------------------------------------- inference
     @classmethod
@@ -500,6 +526,8 @@ class Trainer:
         events = EventLog(self.out / "tensorboard", bool(self.cfg.get("tensorboard")))
         try:
             for epoch in range(self.epoch + 1, epochs + 1):
+                if self.stopped_early:  # patience spent (config `patience`), also in a resumed run
+                    break
                 start = time.perf_counter()
                 losses = self._train_epoch()
                 self._check_finite(epoch, losses)
@@ -528,12 +556,22 @@ class Trainer:
         })
         if self.conflicts is not None:
             self.conflict_rows += self.conflicts.rows(epoch)
-        if val is not None and (math.isnan(self.best_val_dice) or val[0] > self.best_val_dice):
-            self.best_val_dice, self.best_epoch, self.best_val_njd_pct = val[0], epoch, val[1]
-            self.best_sha256 = checkpoints.save(self.model.state_dict(), self.out / "best.pt")
+        if val is not None:
+            self.select(epoch, val)
         self._write_logs()
         if val is not None or epoch == int(self.cfg["epochs"]):
             self._save_checkpoint()
+
+    def select(self, epoch: int, val: tuple[float, float]) -> None:
+        """Apply config `selection` to this check (gsmorph/selection.py): best.pt becomes these
+        weights when the rule selects them; patience spent marks the run stopped early."""
+        history = [(int(r["epoch"]), float(r["val_dice"])) for r in self.log_rows if r["val_dice"] is not None]
+        chosen, score = self.tracker.update(history)
+        if chosen:
+            self.best_val_dice, self.best_epoch, self.best_val_njd_pct = val[0], epoch, val[1]
+            self.selection_score = score
+            self.best_sha256 = checkpoints.save(self.model.state_dict(), self.out / "best.pt")
+        self.stopped_early = self.tracker.should_stop() and epoch < int(self.cfg["epochs"])
 
     @torch.no_grad()
     def evaluate_split(self, buckets: list[dict], predict: Predictor) -> tuple[float, float]:
@@ -669,6 +707,8 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "best_val_njd_pct": self.best_val_njd_pct,
             "best_sha256": self.best_sha256,
+            "selection": {**self.tracker.state(), "selection_score": self.selection_score,
+                          "stopped_early": getattr(self, "stopped_early", False)},
             "rng": get_rng_state(),
             "shuffle_rng": self.shuffle_gen.get_state(),
             "log": self.log_rows,
@@ -704,6 +744,11 @@ class Trainer:
         self.best_epoch = int(state["best_epoch"])
         self.best_val_njd_pct = float(state["best_val_njd_pct"])
         self.best_sha256 = state.get("best_sha256")
+        chosen = state.get("selection") or {"best_score": self.best_val_dice, "since_best": 0,
+                                            "selection_score": self.best_val_dice, "stopped_early": False}
+        self.tracker.load(chosen)
+        self.selection_score = float(chosen["selection_score"])
+        self.stopped_early = bool(chosen["stopped_early"])
         self.last_sha256 = (info.get("checksums") or {}).get("last.pt")
         self.log_rows = list(state["log"])
         self.conflict_rows = list(state["conflicts"])

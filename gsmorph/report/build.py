@@ -3,10 +3,11 @@
 Under `out` (the workflow passes `results`), each folder replaced whole when complete
 (gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
   stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
-            (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv
+            (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv,
+            convergence.csv (every trained run's convergence diagnostics, gsmorph/report/convergence.py)
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
             convention table1_combined_code_convention.*, and tables.tex (a standalone
-            document inputting every table)
+            document inputting every table), convergence.md (the convergence table)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
             conflicts_*, training_curves_* as PNG and PDF
   report/   captions.json ({relative path: caption}): what each table and figure shows
@@ -43,7 +44,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     drawing the figures (the same files whatever the number)."""
     from gsmorph import stats
     from gsmorph.evaluate import read_metrics, undefined_counts
-    from gsmorph.report import figures, names, qualitative, runs as run_files, tables
+    from gsmorph.report import convergence, figures, names, qualitative, runs as run_files, tables
 
     table = read_metrics(metrics_csvs)
     problems: list[str] = []
@@ -79,7 +80,8 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
-               "tuning_cost": figures.tuning_cost(summaries, studies)}
+                "tuning_cost": figures.tuning_cost(summaries, studies),
+               "convergence": convergence.table(summaries)}
     if general:
         outputs["wilcoxon_aggregators"] = wilcoxon2
     with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
@@ -114,6 +116,8 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
             for ext in ("tex", "md", "csv", "html"):
                 captions[f"tables/{name}.{ext}"] = t.caption
         (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _, _ in specs]))
+        (tmp / "convergence.md").write_text(convergence.to_markdown(outputs["convergence"]))
+        captions["tables/convergence.md"] = convergence.CAPTION
         write_provenance(tmp / "provenance.json", config=config, seed=seed)
     result.n_tables = len(specs)
 

@@ -212,7 +212,7 @@ README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
 README_FIGURE = "docs/default_run_dice_boxplot.png"
 SURGERY = methods.surgery_ids()
 PARETO = {*methods.fixed_lambdas(), *TUNED, *methods.own_lambda_ids(), methods.REFERENCE}
-STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost"]
+STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost", "convergence"]
 DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
 # figure kind -> (category in the HTML report, caption file)
 # the HTML report's categories, numbered: it lists them alphabetically
@@ -251,7 +251,7 @@ def report_files():
     tables = [f"table1_{b}" for b in learned_backbones] + ["table1_combined", "table1_combined_code_convention"]
     return {
         "tables": [f"results/tables/{t}.{ext}" for t in tables for ext in ("html", "csv", "md", "tex")],
-        "tables_doc": ["results/tables/tables.tex"],
+        "tables_doc": ["results/tables/tables.tex", "results/tables/convergence.md"],
         "figures": [f"results/figures/{f}.png" for f in FIGURE_STEMS],
         "figures_pdf": [f"results/figures/{f}.pdf" for f in FIGURE_STEMS],
         "stats": [f"results/stats/{s}.csv" for s in STATS],
