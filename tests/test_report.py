@@ -346,3 +346,38 @@ def test_figures_drawn_in_one_process_are_the_same_files(report_dir, metrics_csv
     assert captions[0] == captions[1]
     skipped = [json.loads((d / "provenance.json").read_text()).get("skipped") for d in (two, one)]
     assert skipped[0] == skipped[1]
+
+
+def test_every_statistic_is_also_a_table_page(report_dir):
+    """stats/<name>.html beside each CSV: one table row per CSV row, the same columns."""
+    import html.parser
+
+    class Cells(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.head = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+
+        def handle_data(self, data):
+            if self.rows and self.get_starttag_text().startswith(("<td", "<th")):
+                self.rows[-1].append(data)
+
+    for name in ("summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost"):
+        frame = pd.read_csv(report_dir / "stats" / f"{name}.csv")
+        parser = Cells()
+        parser.feed((report_dir / "stats" / f"{name}.html").read_text())
+        assert parser.rows[0] == list(frame.columns), name
+        assert len(parser.rows) - 1 == max(len(frame), 1), name
+    page = (report_dir / "stats" / "wilcoxon.html").read_text()
+    assert "Holm" in page and "<td" in page
+
+
+def test_a_table_page_of_no_rows_says_so():
+    from gsmorph.report.html_pages import frame_page
+
+    page = frame_page(pd.DataFrame(columns=["a", "b"]), "t <x>")
+    assert "(no rows)" in page and "t &lt;x&gt;" in page and "<th class=\"text\">a</th>" in page
+    assert ">0.1235<" in frame_page(pd.DataFrame({"v": [0.123456]}), "t")

@@ -3,7 +3,8 @@
 Under `out` (the workflow passes `results`), each folder replaced whole when complete
 (gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
   stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
-            (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv
+            (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv,
+            each also as <name>.html (the table as a page, for the HTML report)
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
             convention table1_combined_code_convention.*, and tables.tex (a standalone
             document inputting every table)
@@ -26,6 +27,16 @@ from gsmorph.io import atomic_dir, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 
+STATS_TITLES = {
+    "subject_values": "Per-subject values (each metric averaged over a subject's slices and seeds)",
+    "summary": "Mean, standard deviation and bootstrap 95% CI over test subjects",
+    "wilcoxon": "Paired Wilcoxon signed-rank tests against GSMorph (Holm-corrected)",
+    "friedman": "Friedman tests across methods",
+    "undefined": "Undefined metric values (left out of the means)",
+    "tuning_cost": "Compute spent to obtain each method's reported model",
+}
+
+
 @dataclass
 class ReportResult:
     n_tables: int = 0
@@ -42,7 +53,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     drawing the figures (the same files whatever the number)."""
     from gsmorph import stats
     from gsmorph.evaluate import read_metrics, undefined_counts
-    from gsmorph.report import figures, names, qualitative, runs as run_files, tables
+    from gsmorph.report import figures, html_pages, names, qualitative, runs as run_files, tables
 
     table = read_metrics(metrics_csvs)
     problems: list[str] = []
@@ -70,6 +81,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
                 frame = frame.copy()
                 frame.insert(frame.columns.get_loc("dataset") + 1, "data", frame["dataset"].map(names.dataset_name))
             write_csv(tmp / f"{name}.csv", frame)
+            (tmp / f"{name}.html").write_text(html_pages.frame_page(frame, STATS_TITLES.get(name, name)))
         write_provenance(tmp / "provenance.json", config=config, seed=seed, method_notes=stats.__doc__)
 
     # tables
