@@ -209,11 +209,14 @@ def test_combined_table_and_pdflatex(report_dir, tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (Debian: apt-get install texlive-latex-base texlive-latex-recommended)")
     work = tmp_path / "tex"
-    shutil.copytree(report_dir / "tables", work)
+    work.mkdir()
+    shutil.copy(report_dir / "tables" / "tables.tex", work)  # alone: it holds every table itself
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=work,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (work / "tables.pdf").stat().st_size > 1000
+    log = (work / "tables.log").read_text(errors="replace")
+    assert "Float too large" not in log and "Overfull \\hbox" not in log, log[-3000:]
     if shutil.which("pdftotext"):  # the caption's "p < 0.05" renders as "<", not a text-mode "¡"
         text = subprocess.run(["pdftotext", "tables.pdf", "-"], cwd=work, capture_output=True, text=True).stdout
         assert "p < 0.05" in text and "¡" not in text
@@ -291,7 +294,8 @@ def test_table_bold_ties_and_latex_cells():
     assert hd_bold == ["initial"]
     njd_bold = [r.method for r in t.rows if r.cells[("acdc", 3)].bold]
     assert njd_bold == ["weighted-m", "gsmorph"]  # Initial excluded
-    assert tables._tex_cell(t.rows[2].cells[("acdc", 0)]) == r"$\mathbf{80.00 \pm 1.00}$"
+    assert tables._tex_cell(t.rows[2].cells[("acdc", 0)]) == r"$\mathbf{80.0 \pm 1.0}$"  # Dice %: one decimal
+    assert tables._tex_cell(t.rows[2].cells[("acdc", 1)]) == r"$0.80 \pm 0.01$"  # HD95 mm: two
 
 
 def test_short_parameter_names_stay_unique():

@@ -7,7 +7,7 @@ Under `out` (the workflow passes `results`), each folder replaced whole when com
             each also as <name>.html (the table as a page, for the HTML report)
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
             convention table1_combined_code_convention.*, and tables.tex (a standalone
-            document inputting every table)
+            document holding every table: it compiles alone)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
             conflicts_*, training_curves_* as PNG and PDF
   report/   captions.json ({relative path: caption}): what each table and figure shows
@@ -90,16 +90,18 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     if (summary["metric"] == "code_dice").any():
         specs.append(("table1_combined_code_convention", backbones, "gsmorph-code"))
     with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
+        latex = []
         for name, which, convention in specs:
             t = tables.build(summary, wilcoxon, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
-            (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
+            latex.append(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
+            (tmp / f"{name}.tex").write_text(latex[-1])
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
             (tmp / f"{name}.html").write_text(tables.to_html(t))
             write_csv(tmp / f"{name}.csv", tables.to_frame(t))
             for ext in ("tex", "md", "csv", "html"):
                 captions[f"tables/{name}.{ext}"] = t.caption
-        (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _, _ in specs]))
+        (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _, _ in specs], latex))
         write_provenance(tmp / "provenance.json", config=config, seed=seed)
     result.n_tables = len(specs)
 
