@@ -224,15 +224,18 @@ def test_combined_table_and_pdflatex(report_dir, tmp_path):
 
 
 def test_figures_are_png_of_expected_size_with_captions(report_dir):
+    from gsmorph.report.figures import DPI
+
+    assert DPI == 300  # print resolution: a W x H inch figure is 300 W x 300 H pixels
     fig = report_dir / "figures"
-    assert png_size(fig / "dice_boxplot_acdc_voxelmorph.png") == (1200, 450)
-    assert png_size(fig / "pareto_acdc_voxelmorph.png") == (700, 550)
+    assert png_size(fig / "dice_boxplot_acdc_voxelmorph.png") == (12 * DPI, 4.5 * DPI)
+    assert png_size(fig / "pareto_acdc_voxelmorph.png") == (7 * DPI, 5.5 * DPI)
     width, height = png_size(fig / "conflicts_acdc_voxelmorph_gsmorph.png")
-    assert width == 1200 and 250 <= height <= 400  # 3 parameter rows: a short figure, not a stretched one
-    assert png_size(fig / "tuning_cost.png") == (4.2 * 1 * 100 + 100, 350)  # one panel (acdc, voxelmorph)
-    assert png_size(fig / "training_curves_acdc_voxelmorph.png") == (1300, 400)
+    assert width == 12 * DPI and 2.5 * DPI <= height <= 4 * DPI  # 3 parameter rows: a short figure
+    assert png_size(fig / "tuning_cost.png") == ((4.2 * 1 + 1) * DPI, 3.5 * DPI)  # one panel (acdc, voxelmorph)
+    assert png_size(fig / "training_curves_acdc_voxelmorph.png") == (13 * DPI, 4 * DPI)
     # qualitative: 2 cases x 2 rows, fixed/moving column + 3 methods, 1.8 inch panels
-    assert png_size(fig / "qualitative_acdc_voxelmorph.png") == (round(180 * 4), round(180 * 4))
+    assert png_size(fig / "qualitative_acdc_voxelmorph.png") == (round(1.8 * 4 * DPI), round(1.8 * 4 * DPI))
     for stem in ("dice_boxplot_mnm_transmorph", "qualitative_acdc_voxelmorph"):
         assert (fig / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
     captions = json.loads((report_dir / "report" / "captions.json").read_text())
@@ -385,3 +388,21 @@ def test_a_table_page_of_no_rows_says_so():
     page = frame_page(pd.DataFrame(columns=["a", "b"]), "t <x>")
     assert "(no rows)" in page and "t &lt;x&gt;" in page and "<th class=\"text\">a</th>" in page
     assert ">0.1235<" in frame_page(pd.DataFrame({"v": [0.123456]}), "t")
+
+
+def test_conflict_rows_are_named_by_their_place_in_the_network():
+    from gsmorph.report.layer_names import readable
+
+    # MONAI VoxelMorphUNet of 3 levels: the 'submodule.' count is the level, the index after it
+    # encoder (0) or decoder (2), the deepest level the bottleneck, net.1 the output convolution
+    paths = ["backbone.unet.net.0.0.conv.weight", "backbone.unet.net.0.1.submodule.0.1.adn.N.bias",
+             "backbone.unet.net.0.1.submodule.1.submodule.0.1.conv.bias",
+             "backbone.unet.net.0.1.submodule.2.0.conv.weight", "backbone.unet.net.0.2.conv.bias",
+             "backbone.unet.net.1.final_conv_out.weight"]
+    assert readable(paths) == ["encoder level 0 conv weight", "encoder level 1 norm bias", "bottleneck conv bias",
+                               "decoder level 1 conv weight", "decoder level 0 conv bias",
+                               "flow head conv out weight"]
+    assert readable(["stages.0", "merges.1", "up.2", "head", "patch_embed"]) == \
+        ["encoder stage 0", "patch merging 1", "decoder level 2", "flow head", "patch embedding"]
+    assert readable(["enc.0.weight", "flow.bias"]) == ["enc.0.weight", "flow.bias"]  # unknown: as given
+    assert readable(["head.weight", "head.weight.x"]) == ["flow head weight", "flow head weight x"]
