@@ -406,3 +406,60 @@ def test_conflict_rows_are_named_by_their_place_in_the_network():
         ["encoder stage 0", "patch merging 1", "decoder level 2", "flow head", "patch embedding"]
     assert readable(["enc.0.weight", "flow.bias"]) == ["enc.0.weight", "flow.bias"]  # unknown: as given
     assert readable(["head.weight", "head.weight.x"]) == ["flow head weight", "flow head weight x"]
+
+
+def code_convention_summary():
+    """A summary of Initial, SyN and GSMorph (VoxelMorph) in the code convention, ACDC and M&Ms."""
+    return pd.DataFrame([
+        {"dataset": d, "backbone": b, "method": m, "metric": met, "structure": st, "n": 5, "n_undefined": 0,
+         "mean": v, "std": 0.01, "ci_low": v, "ci_high": v}
+        for d in ("acdc", "mnm")
+        for (b, m, v) in (("none", "initial", 0.5), ("none", "syn", 0.7), ("voxelmorph", "gsmorph", 0.8))
+        for met, st in (("code_dice", "mean"), ("code_hd95_px", "mean"), ("mse", ""), ("code_njd_pct", ""))])
+
+
+def test_the_papers_table_1_as_reference_rows():
+    from gsmorph.report import paper
+
+    wil = stats.wilcoxon_vs_reference(pd.DataFrame(columns=stats.SUBJECT_KEYS + ["value"]))
+    t = tables.build(code_convention_summary(), wil, ["voxelmorph"], "t", convention="gsmorph-code")
+    t = paper.add_paper_rows(t)
+    shown = [(r.display, r.reference) for r in t.rows]
+    assert shown == [("Initial", ""), ("Initial (paper)", "paper"), ("SyN", ""), ("SyN (paper)", "paper"),
+                     ("GSMorph", ""), ("GSMorph (paper)", "paper")]
+    published = paper.read_paper_table().set_index(["dataset", "method"])
+    gs = t.rows[5]
+    assert gs.cells[("acdc", 0)].mean == float(published.loc[("ACDC", "GSMorph"), "dice_mean"])  # 87.45
+    assert gs.cells[("mnm", 2)].std == float(published.loc[("M&M", "GSMorph"), "mse_e2_std"])
+    assert gs.cells[("acdc", 0)].text() == "87.5 ± 2.3"  # Dice %: one decimal, as our rows
+    assert t.rows[1].cells[("acdc", 3)].text() == "–"  # Initial's NJD means nothing
+    assert not any(c.bold or c.level for r in t.rows if r.reference for c in r.cells.values())
+    assert "Rows '(paper)'" in t.caption
+    frame = tables.to_frame(t)
+    assert set(frame.source) == {"this run", "paper"}
+    assert "GSMorph (paper) &" in tables.to_latex(t, "x")
+
+
+def test_paper_rows_show_a_published_bound_as_written():
+    from gsmorph.report import paper
+
+    summary = code_convention_summary().replace({"method": {"gsmorph": "gs-agr"}})
+    wil = stats.wilcoxon_vs_reference(pd.DataFrame(columns=stats.SUBJECT_KEYS + ["value"]))
+    t = paper.add_paper_rows(tables.build(summary, wil, ["voxelmorph"], "t", convention="gsmorph-code"))
+    agr = next(r for r in t.rows if r.display == "GS-Agr (paper)")
+    assert agr.cells[("mnm", 3)].text() == "<0.001" and agr.cells[("acdc", 3)].text() == "0.00"
+
+
+def test_mean_ranks_by_hand():
+    from gsmorph.report.ranks import mean_ranks
+
+    # Dice of 3 methods on 2 subjects: subject a ranks C > B > A, subject b ties A and B above C
+    dice = {("a", "initial"): 0.1, ("a", "syn"): 0.5, ("a", "gsmorph"): 0.9,
+            ("b", "initial"): 0.6, ("b", "syn"): 0.6, ("b", "gsmorph"): 0.2}
+    rows = [{"dataset": d, "backbone": "none" if m != "gsmorph" else "voxelmorph", "method": m, "subject": s,
+             "metric": "dice", "structure": "mean", "value": v + (0.0 if d == "acdc" else -0.05 * (m == "gsmorph"))}
+            for d in ("acdc", "mnm") for (s, m), v in dice.items()]
+    ranks = mean_ranks(pd.DataFrame(rows)).set_index(["dataset", "method"])["mean_rank"]
+    # acdc: initial (3 + 1.5) / 2, syn (2 + 1.5) / 2, gsmorph (1 + 3) / 2; mnm the same ranks
+    assert ranks[("acdc", "initial")] == 2.25 and ranks[("acdc", "syn")] == 1.75 and ranks[("acdc", "gsmorph")] == 2.0
+    assert ranks[("all", "gsmorph")] == 2.0 and ranks[("all", "initial")] == 2.25

@@ -4,9 +4,10 @@ Under `out` (the workflow passes `results`), each folder replaced whole when com
 (gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
   stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
             (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv,
-            each also as <name>.html (the table as a page, for the HTML report)
+            mean_ranks.csv (per dataset and over datasets, gsmorph/report/ranks.py), each also as <name>.html (the table as a page, for the HTML report)
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
-            convention table1_combined_code_convention.*, and tables.tex (a standalone
+            convention table1_combined_code_convention.* (with the paper's own
+            Table 1 as "(paper)" rows, gsmorph/report/paper.py), and tables.tex (a standalone
             document holding every table: it compiles alone)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
             conflicts_*, training_curves_* as PNG and PDF
@@ -34,6 +35,8 @@ STATS_TITLES = {
     "friedman": "Friedman tests across methods",
     "undefined": "Undefined metric values (left out of the means)",
     "tuning_cost": "Compute spent to obtain each method's reported model",
+    "mean_ranks": "Mean rank of each method (1 = best) within the subjects of each Friedman block, per dataset "
+                  "and over datasets",
 }
 
 
@@ -53,7 +56,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     drawing the figures (the same files whatever the number)."""
     from gsmorph import stats
     from gsmorph.evaluate import read_metrics, undefined_counts
-    from gsmorph.report import figures, html_pages, names, qualitative, runs as run_files, tables
+    from gsmorph.report import figures, html_pages, names, paper, qualitative, ranks, runs as run_files, tables
 
     table = read_metrics(metrics_csvs)
     problems: list[str] = []
@@ -74,7 +77,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
-               "tuning_cost": figures.tuning_cost(summaries, studies)}
+               "tuning_cost": figures.tuning_cost(summaries, studies), "mean_ranks": ranks.mean_ranks(subjects)}
     with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
         for name, frame in outputs.items():
             if "dataset" in frame.columns and "data" not in frame.columns:  # say what the data are
@@ -94,6 +97,8 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         for name, which, convention in specs:
             t = tables.build(summary, wilcoxon, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
+            if convention == "gsmorph-code":  # the published numbers beside ours, same convention
+                t = paper.add_paper_rows(t)
             latex.append(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.tex").write_text(latex[-1])
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))

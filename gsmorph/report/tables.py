@@ -401,7 +401,7 @@ def to_frame(table: Table) -> pd.DataFrame:
                              "metric": col.metric, "structure": col.structure, "column": col.md,
                              "mean": math.nan if c.undefined else c.mean, "std": math.nan if c.undefined else c.std,
                              "n": c.n, "p_holm": c.p_holm, "direction": c.direction, "marker": c.marker(),
-                             "best": c.bold})
+                             "best": c.bold, "source": row.reference or "this run"})
     return pd.DataFrame(rows)
 
 
