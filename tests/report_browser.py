@@ -26,6 +26,7 @@ window.addEventListener('error', e => window.__errors.push(String(e.message || e
 window.addEventListener('unhandledrejection', e => window.__errors.push(String(e.reason)));
 """
 SEARCH = "acdc"  # a term every report of the workflow matches (its ACDC items)
+TABLE_PAGES = ("results/tables/", "results/stats/")  # pages that must show a table with cells
 SEARCH_ITEMS = 3  # items of the search results viewed (each was viewed in its category)
 
 
@@ -143,7 +144,7 @@ class _Reader:
                         " document.querySelectorAll('td').length] : ['', 0]")
                 finally:
                     self.driver.switch_to.default_content()
-                if text.strip() and (cells or not path.endswith(".html")):
+                if text.strip() and (cells or not path.startswith(TABLE_PAGES)):
                     self.visit.shown[path] = "html"
                 else:
                     self.visit.empty.append(f"{where}: the framed page is empty ({cells} table cells)")

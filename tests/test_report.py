@@ -448,6 +448,7 @@ def test_paper_rows_show_a_published_bound_as_written():
     t = paper.add_paper_rows(tables.build(summary, wil, ["voxelmorph"], "t", convention="gsmorph-code"))
     agr = next(r for r in t.rows if r.display == "GS-Agr (paper)")
     assert agr.cells[("mnm", 3)].text() == "<0.001" and agr.cells[("acdc", 3)].text() == "0.00"
+    assert tables._tex_cell(agr.cells[("mnm", 3)]) == "$<$0.001"
 
 
 def test_mean_ranks_by_hand():

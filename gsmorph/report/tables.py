@@ -276,6 +276,8 @@ def _tex_escape(text: str) -> str:
 def _tex_cell(cell: Cell) -> str:
     if cell.undefined:
         return "--"
+    if cell.note:
+        return _tex_escape(cell.note)
     if not math.isfinite(cell.mean):
         return "--"
     body = cell.text().replace("±", r"\pm")
