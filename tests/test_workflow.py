@@ -532,7 +532,7 @@ def test_tiny_run_leaves_the_clone_clean(tiny_run):
     assert sidecar["git_commit"] == head
     assert "readme_figure" not in tiny_run["stdout"]
     # the maintainer's target copies this run's figure over the tracked one
-    snakemake("--cores", "1", "--configfile", tiny_run["tiny"], "readme_figure", cwd=work,
+    snakemake("readme_figure", "--cores", "1", "--configfile", tiny_run["tiny"], cwd=work,
               snakefile=src / "Snakefile", env=tiny_run["env"])
     try:
         assert git("status", "--porcelain", cwd=src).split() == ["M", "docs/default_run_dice_boxplot.png"]
