@@ -5,6 +5,7 @@
 #   snakemake --cores all --configfile workflow/configs/paper.yaml \
 #       --config acdc_root=/data/ACDC/database mnm_root=/data/MnM
 #   snakemake --profile workflow/profiles/slurm             # GPU jobs on a SLURM cluster
+#   snakemake --cores all readme_figure                     # maintainers: refresh docs/'s figure
 from snakemake.utils import min_version
 
 from gsmorph.errors import GSMorphError
@@ -23,7 +24,8 @@ try:
     config.update(check_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"))
 except GSMorphError as err:
     raise WorkflowError(str(err)) from None
-config["git_commit"] = git_commit() or "unknown"  # for the report's front page and provenance
+# the commit of the clone this Snakefile is in, for the report's front page and provenance
+config["git_commit"] = git_commit(workflow.basedir) or "unknown"
 
 
 # Every output under config output_dir (e.g. paper.yaml's `paper/`): runs of different
@@ -56,13 +58,13 @@ rule all:
         expand("results/{dataset}/metrics.csv", dataset=DATASETS),
         report_targets(),
         "results/provenance.json",
-        README_FIGURE if README_SOURCE in report_targets() else [],
     default_target: True
 
 
 rule readme_figure:
-    """The figure the README shows, copied from this run's results (run from the
-    repository, the default run keeps docs/ in step with the code)."""
+    """A maintainer's target, not part of `all` (a run leaves the clone's tracked files as
+    they were): `snakemake --cores all readme_figure` after the default run copies its
+    figure to the repository's docs/, the figure the README shows; commit it then."""
     input:
         README_SOURCE,
     output:

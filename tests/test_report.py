@@ -209,11 +209,14 @@ def test_combined_table_and_pdflatex(report_dir, tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (Debian: apt-get install texlive-latex-base texlive-latex-recommended)")
     work = tmp_path / "tex"
-    shutil.copytree(report_dir / "tables", work)
+    work.mkdir()
+    shutil.copy(report_dir / "tables" / "tables.tex", work)  # alone: it holds every table itself
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=work,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (work / "tables.pdf").stat().st_size > 1000
+    log = (work / "tables.log").read_text(errors="replace")
+    assert "Float too large" not in log and "Overfull \\hbox" not in log, log[-3000:]
     if shutil.which("pdftotext"):  # the caption's "p < 0.05" renders as "<", not a text-mode "¡"
         text = subprocess.run(["pdftotext", "tables.pdf", "-"], cwd=work, capture_output=True, text=True).stdout
         assert "p < 0.05" in text and "¡" not in text
@@ -221,15 +224,18 @@ def test_combined_table_and_pdflatex(report_dir, tmp_path):
 
 
 def test_figures_are_png_of_expected_size_with_captions(report_dir):
+    from gsmorph.report.figures import DPI
+
+    assert DPI == 300  # print resolution: a W x H inch figure is 300 W x 300 H pixels
     fig = report_dir / "figures"
-    assert png_size(fig / "dice_boxplot_acdc_voxelmorph.png") == (1200, 450)
-    assert png_size(fig / "pareto_acdc_voxelmorph.png") == (700, 550)
+    assert png_size(fig / "dice_boxplot_acdc_voxelmorph.png") == (12 * DPI, 4.5 * DPI)
+    assert png_size(fig / "pareto_acdc_voxelmorph.png") == (7 * DPI, 5.5 * DPI)
     width, height = png_size(fig / "conflicts_acdc_voxelmorph_gsmorph.png")
-    assert width == 1200 and 250 <= height <= 400  # 3 parameter rows: a short figure, not a stretched one
-    assert png_size(fig / "tuning_cost.png") == (4.2 * 1 * 100 + 100, 350)  # one panel (acdc, voxelmorph)
-    assert png_size(fig / "training_curves_acdc_voxelmorph.png") == (1300, 400)
+    assert width == 12 * DPI and 2.5 * DPI <= height <= 4 * DPI  # 3 parameter rows: a short figure
+    assert png_size(fig / "tuning_cost.png") == ((4.2 * 1 + 1) * DPI, 3.5 * DPI)  # one panel (acdc, voxelmorph)
+    assert png_size(fig / "training_curves_acdc_voxelmorph.png") == (13 * DPI, 4 * DPI)
     # qualitative: 2 cases x 2 rows, fixed/moving column + 3 methods, 1.8 inch panels
-    assert png_size(fig / "qualitative_acdc_voxelmorph.png") == (round(180 * 4), round(180 * 4))
+    assert png_size(fig / "qualitative_acdc_voxelmorph.png") == (round(1.8 * 4 * DPI), round(1.8 * 4 * DPI))
     for stem in ("dice_boxplot_mnm_transmorph", "qualitative_acdc_voxelmorph"):
         assert (fig / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
     captions = json.loads((report_dir / "report" / "captions.json").read_text())
@@ -291,7 +297,8 @@ def test_table_bold_ties_and_latex_cells():
     assert hd_bold == ["initial"]
     njd_bold = [r.method for r in t.rows if r.cells[("acdc", 3)].bold]
     assert njd_bold == ["weighted-m", "gsmorph"]  # Initial excluded
-    assert tables._tex_cell(t.rows[2].cells[("acdc", 0)]) == r"$\mathbf{80.00 \pm 1.00}$"
+    assert tables._tex_cell(t.rows[2].cells[("acdc", 0)]) == r"$\mathbf{80.0 \pm 1.0}$"  # Dice %: one decimal
+    assert tables._tex_cell(t.rows[2].cells[("acdc", 1)]) == r"$0.80 \pm 0.01$"  # HD95 mm: two
 
 
 def test_short_parameter_names_stay_unique():
@@ -346,3 +353,114 @@ def test_figures_drawn_in_one_process_are_the_same_files(report_dir, metrics_csv
     assert captions[0] == captions[1]
     skipped = [json.loads((d / "provenance.json").read_text()).get("skipped") for d in (two, one)]
     assert skipped[0] == skipped[1]
+
+
+def test_every_statistic_is_also_a_table_page(report_dir):
+    """stats/<name>.html beside each CSV: one table row per CSV row, the same columns."""
+    import html.parser
+
+    class Cells(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.head = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+
+        def handle_data(self, data):
+            if self.rows and self.get_starttag_text().startswith(("<td", "<th")):
+                self.rows[-1].append(data)
+
+    for name in ("summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost"):
+        frame = pd.read_csv(report_dir / "stats" / f"{name}.csv")
+        parser = Cells()
+        parser.feed((report_dir / "stats" / f"{name}.html").read_text())
+        assert parser.rows[0] == list(frame.columns), name
+        assert len(parser.rows) - 1 == max(len(frame), 1), name
+    page = (report_dir / "stats" / "wilcoxon.html").read_text()
+    assert "Holm" in page and "<td" in page
+
+
+def test_a_table_page_of_no_rows_says_so():
+    from gsmorph.report.html_pages import frame_page
+
+    page = frame_page(pd.DataFrame(columns=["a", "b"]), "t <x>")
+    assert "(no rows)" in page and "t &lt;x&gt;" in page and "<th class=\"text\">a</th>" in page
+    assert ">0.1235<" in frame_page(pd.DataFrame({"v": [0.123456]}), "t")
+
+
+def test_conflict_rows_are_named_by_their_place_in_the_network():
+    from gsmorph.report.layer_names import readable
+
+    # MONAI VoxelMorphUNet of 3 levels: the 'submodule.' count is the level, the index after it
+    # encoder (0) or decoder (2), the deepest level the bottleneck, net.1 the output convolution
+    paths = ["backbone.unet.net.0.0.conv.weight", "backbone.unet.net.0.1.submodule.0.1.adn.N.bias",
+             "backbone.unet.net.0.1.submodule.1.submodule.0.1.conv.bias",
+             "backbone.unet.net.0.1.submodule.2.0.conv.weight", "backbone.unet.net.0.2.conv.bias",
+             "backbone.unet.net.1.final_conv_out.weight"]
+    assert readable(paths) == ["encoder level 0 conv weight", "encoder level 1 norm bias", "bottleneck conv bias",
+                               "decoder level 1 conv weight", "decoder level 0 conv bias",
+                               "flow head conv out weight"]
+    assert readable(["stages.0", "merges.1", "up.2", "head", "patch_embed"]) == \
+        ["encoder stage 0", "patch merging 1", "decoder level 2", "flow head", "patch embedding"]
+    assert readable(["enc.0.weight", "flow.bias"]) == ["enc.0.weight", "flow.bias"]  # unknown: as given
+    assert readable(["head.weight", "head.weight.x"]) == ["flow head weight", "flow head weight x"]
+
+
+def code_convention_summary():
+    """A summary of Initial, SyN and GSMorph (VoxelMorph) in the code convention, ACDC and M&Ms."""
+    return pd.DataFrame([
+        {"dataset": d, "backbone": b, "method": m, "metric": met, "structure": st, "n": 5, "n_undefined": 0,
+         "mean": v, "std": 0.01, "ci_low": v, "ci_high": v}
+        for d in ("acdc", "mnm")
+        for (b, m, v) in (("none", "initial", 0.5), ("none", "syn", 0.7), ("voxelmorph", "gsmorph", 0.8))
+        for met, st in (("code_dice", "mean"), ("code_hd95_px", "mean"), ("mse", ""), ("code_njd_pct", ""))])
+
+
+def test_the_papers_table_1_as_reference_rows():
+    from gsmorph.report import paper
+
+    wil = stats.wilcoxon_vs_reference(pd.DataFrame(columns=stats.SUBJECT_KEYS + ["value"]))
+    t = tables.build(code_convention_summary(), wil, ["voxelmorph"], "t", convention="gsmorph-code")
+    t = paper.add_paper_rows(t)
+    shown = [(r.display, r.reference) for r in t.rows]
+    assert shown == [("Initial", ""), ("Initial (paper)", "paper"), ("SyN", ""), ("SyN (paper)", "paper"),
+                     ("GSMorph", ""), ("GSMorph (paper)", "paper")]
+    published = paper.read_paper_table().set_index(["dataset", "method"])
+    gs = t.rows[5]
+    assert gs.cells[("acdc", 0)].mean == float(published.loc[("ACDC", "GSMorph"), "dice_mean"])  # 87.45
+    assert gs.cells[("mnm", 2)].std == float(published.loc[("M&M", "GSMorph"), "mse_e2_std"])
+    assert gs.cells[("acdc", 0)].text() == "87.5 ± 2.3"  # Dice %: one decimal, as our rows
+    assert t.rows[1].cells[("acdc", 3)].text() == "–"  # Initial's NJD means nothing
+    assert not any(c.bold or c.level for r in t.rows if r.reference for c in r.cells.values())
+    assert "Rows '(paper)'" in t.caption
+    frame = tables.to_frame(t)
+    assert set(frame.source) == {"this run", "paper"}
+    assert "GSMorph (paper) &" in tables.to_latex(t, "x")
+
+
+def test_paper_rows_show_a_published_bound_as_written():
+    from gsmorph.report import paper
+
+    summary = code_convention_summary().replace({"method": {"gsmorph": "gs-agr"}})
+    wil = stats.wilcoxon_vs_reference(pd.DataFrame(columns=stats.SUBJECT_KEYS + ["value"]))
+    t = paper.add_paper_rows(tables.build(summary, wil, ["voxelmorph"], "t", convention="gsmorph-code"))
+    agr = next(r for r in t.rows if r.display == "GS-Agr (paper)")
+    assert agr.cells[("mnm", 3)].text() == "<0.001" and agr.cells[("acdc", 3)].text() == "0.00"
+    assert tables._tex_cell(agr.cells[("mnm", 3)]) == "$<$0.001"
+
+
+def test_mean_ranks_by_hand():
+    from gsmorph.report.ranks import mean_ranks
+
+    # Dice of 3 methods on 2 subjects: subject a ranks C > B > A, subject b ties A and B above C
+    dice = {("a", "initial"): 0.1, ("a", "syn"): 0.5, ("a", "gsmorph"): 0.9,
+            ("b", "initial"): 0.6, ("b", "syn"): 0.6, ("b", "gsmorph"): 0.2}
+    rows = [{"dataset": d, "backbone": "none" if m != "gsmorph" else "voxelmorph", "method": m, "subject": s,
+             "metric": "dice", "structure": "mean", "value": v + (0.0 if d == "acdc" else -0.05 * (m == "gsmorph"))}
+            for d in ("acdc", "mnm") for (s, m), v in dice.items()]
+    ranks = mean_ranks(pd.DataFrame(rows)).set_index(["dataset", "method"])["mean_rank"]
+    # acdc: initial (3 + 1.5) / 2, syn (2 + 1.5) / 2, gsmorph (1 + 3) / 2; mnm the same ranks
+    assert ranks[("acdc", "initial")] == 2.25 and ranks[("acdc", "syn")] == 1.75 and ranks[("acdc", "gsmorph")] == 2.0
+    assert ranks[("all", "gsmorph")] == 2.0 and ranks[("all", "initial")] == 2.25

@@ -96,9 +96,9 @@ class HtmlTable(html.parser.HTMLParser):
 
 
 def snakemake(*args, cwd: Path, snakefile: Path = REPO / "Snakefile", timeout: int = 600,
-              check: bool = True) -> subprocess.CompletedProcess:
+              check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = ["snakemake", "--snakefile", str(snakefile), "--directory", str(cwd), *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -142,11 +142,10 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     grouped = grouped if len(grouped) >= 2 else set()
     trained = [bm for bm in trained if bm[1] not in grouped]
     phantoms = sum(1 for ds in cfg["datasets"] if not cfg.get(f"{ds}_root"))
-    readme = int("acdc" in cfg["datasets"] and any(b == "voxelmorph" for b, _ in learned))
     jobs = {"synth": phantoms, "prepare": d, "register": d * len(classical), "train": d * s * len(trained),
             "train_group": d * s * len(cfg["backbones"]) * bool(grouped),
             "tune_study": d * s * len(tuned), "tune": d * s * len(tuned),
-            "evaluate": d, "report": 1, "provenance": 1, "readme_figure": readme, "all": 1}
+            "evaluate": d, "report": 1, "provenance": 1, "all": 1}
     if cfg["tuning"]["workers"] > 1:
         jobs["tune_worker"] = d * s * len(tuned) * cfg["tuning"]["workers"]
     return {k: v for k, v in jobs.items() if v}
@@ -422,21 +421,38 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+def git(*args, cwd: Path) -> str:
+    cmd = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """The whole default DAG at tiny scale, with the workflow copied beside the package
-    sources (so that a test may change a verb's source without touching the repository)."""
+    """The whole default DAG at tiny scale, run as a user runs it: inside a clone (a git
+    repository of a copy of the workflow and the package sources, so that a test may change
+    a verb's source without touching the repository), every job importing that copy."""
     root = tmp_path_factory.mktemp("tiny")
     src = root / "src"
     src.mkdir()
-    for name in ("Snakefile", "config.yaml"):
+    for name in ("Snakefile", "config.yaml", ".gitignore"):
         shutil.copy(REPO / name, src / name)
-    for name in ("workflow", "gsmorph", "baselines"):
+    for name in ("workflow", "gsmorph", "baselines", "docs"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    git("init", "-q", cwd=src)
+    git("add", "-A", cwd=src)
+    git("commit", "-qm", "clone", cwd=src)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     tiny = write_config(root / "tiny.yaml", TINY)
-    work = root / "work"
-    proc = snakemake("--cores", "2", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile", timeout=1800)
-    return {"work": work, "src": src, "tiny": tiny, "stdout": proc.stdout + proc.stderr}
+    proc = snakemake("--cores", "2", "--configfile", tiny, cwd=src, snakefile=src / "Snakefile", timeout=1800, env=env)
+    return {"work": src, "src": src, "tiny": tiny, "env": env, "stdout": proc.stdout + proc.stderr}
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_run):
+    """`snakemake --report` of the tiny run: the HTML report's path."""
+    snakemake("--report", "results/report.html", "--configfile", tiny_run["tiny"], cwd=tiny_run["work"],
+              snakefile=tiny_run["src"] / "Snakefile", env=tiny_run["env"])
+    return tiny_run["work"] / "results" / "report.html"
 
 
 @pytest.mark.slow
@@ -504,11 +520,32 @@ def test_tiny_run_makes_every_artifact(tiny_run):
 
 
 @pytest.mark.slow
-def test_tiny_run_html_report(tiny_run):
+def test_tiny_run_leaves_the_clone_clean(tiny_run):
+    """A run changes no tracked file and leaves nothing unignored; its provenance names the
+    clone's commit, not '+dirty'. The README figure is a maintainer's target of its own."""
+    src, work = tiny_run["src"], tiny_run["work"]
+    head = git("rev-parse", "HEAD", cwd=src).strip()
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=src) == ""
+    prov = json.loads((work / "results/provenance.json").read_text())
+    assert prov["config"]["git_commit"] == head and prov["git_commit"] == head
+    sidecar = json.loads((work / "results/acdc/metrics.csv.provenance.json").read_text())
+    assert sidecar["git_commit"] == head
+    assert "readme_figure" not in tiny_run["stdout"]
+    # the maintainer's target copies this run's figure over the tracked one
+    snakemake("readme_figure", "--cores", "1", "--configfile", tiny_run["tiny"], cwd=work,
+              snakefile=src / "Snakefile", env=tiny_run["env"])
+    try:
+        assert git("status", "--porcelain", cwd=src).split() == ["M", "docs/default_run_dice_boxplot.png"]
+        assert (src / "docs/default_run_dice_boxplot.png").read_bytes() == \
+            (work / "results/figures/dice_boxplot_acdc_voxelmorph.png").read_bytes()
+    finally:
+        git("checkout", "--", "docs/default_run_dice_boxplot.png", cwd=src)
+
+
+@pytest.mark.slow
+def test_tiny_run_html_report(tiny_run, tiny_report):
     work = tiny_run["work"]
-    snakemake("--report", "results/report.html", "--configfile", tiny_run["tiny"], cwd=work,
-              snakefile=tiny_run["src"] / "Snakefile")
-    html = (work / "results/report.html").read_text(errors="replace")
+    html = tiny_report.read_text(errors="replace")
     assert len(html) > 100_000
     # the front page: what was run (data, scale, methods, commit) and how to read it
     front = json.loads(re.search(r"var workflow_desc = (\".*?\");\n", html, re.S).group(1))
@@ -538,6 +575,29 @@ def test_tiny_run_html_report(tiny_run):
 
 
 @pytest.mark.slow
+def test_tiny_run_html_report_in_chromium(tiny_report):
+    """Headless Chromium opens the report and visits every category, subcategory and item
+    (each label toggle's values too) and a search: no console error, no empty view, every
+    figure, table, statistic and the provenance record shown in the page (none download-only)."""
+    import report_browser
+
+    reason = report_browser.unavailable()
+    if reason:
+        pytest.skip(reason)
+    visit = report_browser.visit_report(tiny_report)
+    assert visit.errors == []
+    assert visit.empty == []
+    assert visit.download_only == []
+    html = tiny_report.read_text(errors="replace")
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S).group(1))
+    assert results and set(visit.shown) == set(results), sorted(set(results) ^ set(visit.shown))
+    viewable = set(results)
+    assert all(visit.shown[p] == "img" for p in viewable if p.endswith(".png"))
+    assert any(p.startswith("results/stats/") for p in visit.shown)  # statistics as pages
+    assert len(visit.categories) == 6 and visit.search_rows > 0
+
+
+@pytest.mark.slow
 def test_tiny_run_reruns_only_what_a_change_concerns(tiny_run):
     work, src, tiny = tiny_run["work"], tiny_run["src"], tiny_run["tiny"]
     up_to_date = snakemake("-n", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile")
@@ -546,8 +606,7 @@ def test_tiny_run_reruns_only_what_a_change_concerns(tiny_run):
     # a method-config change: only Demons' pairs and what reads them
     demons = write_config(work.parent / "demons.yaml", {"method": {"demons": {"iterations": 6}}})
     proc = snakemake("-n", "--configfile", tiny, demons, cwd=work, snakefile=src / "Snakefile")
-    assert job_counts(proc.stdout) == {"register": 2, "evaluate": 2, "report": 1, "provenance": 1,
-                                       "readme_figure": 1, "all": 1}
+    assert job_counts(proc.stdout) == {"register": 2, "evaluate": 2, "report": 1, "provenance": 1, "all": 1}
 
     # a code change in one verb's sources: only that verb's jobs and what follows
     source = src / "gsmorph" / "commands" / "evaluate.py"
@@ -555,7 +614,6 @@ def test_tiny_run_reruns_only_what_a_change_concerns(tiny_run):
     try:
         source.write_text(original + "\n# changed\n")
         proc = snakemake("-n", "--configfile", tiny, cwd=work, snakefile=src / "Snakefile")
-        assert job_counts(proc.stdout) == {"evaluate": 2, "report": 1, "provenance": 1, "readme_figure": 1,
-                                           "all": 1}
+        assert job_counts(proc.stdout) == {"evaluate": 2, "report": 1, "provenance": 1, "all": 1}
     finally:
         source.write_text(original)

@@ -4,10 +4,12 @@ Under `out` (the workflow passes `results`), each folder replaced whole when com
 (gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
   stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
             (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv,
-            convergence.csv (every trained run's convergence diagnostics, gsmorph/report/convergence.py)
+            convergence.csv (every trained run's convergence diagnostics, gsmorph/report/convergence.py),
+            mean_ranks.csv (per dataset and over datasets, gsmorph/report/ranks.py), each also as <name>.html (the table as a page, for the HTML report)
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
-            convention table1_combined_code_convention.*, and tables.tex (a standalone
-            document inputting every table), convergence.md (the convergence table)
+            convention table1_combined_code_convention.* (with the paper's own
+            Table 1 as "(paper)" rows, gsmorph/report/paper.py), and tables.tex (a standalone
+            document holding every table: it compiles alone)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
             conflicts_*, training_curves_* as PNG and PDF
   report/   captions.json ({relative path: caption}): what each table and figure shows
@@ -28,6 +30,20 @@ from gsmorph.io import atomic_dir, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 
+STATS_TITLES = {
+    "subject_values": "Per-subject values (each metric averaged over a subject's slices and seeds)",
+    "summary": "Mean, standard deviation and bootstrap 95% CI over test subjects",
+    "wilcoxon": "Paired Wilcoxon signed-rank tests against GSMorph (Holm-corrected)",
+    "friedman": "Friedman tests across methods",
+    "undefined": "Undefined metric values (left out of the means)",
+    "tuning_cost": "Compute spent to obtain each method's reported model",
+    "mean_ranks": "Mean rank of each method (1 = best) within the subjects of each Friedman block, per dataset "
+                  "and over datasets",
+    "convergence": "Convergence diagnostics of every trained run (gsmorph/convergence.py)",
+    "wilcoxon_aggregators": "Paired Wilcoxon signed-rank tests of Table 2 against GSMorph (Holm-corrected)",
+}
+
+
 @dataclass
 class ReportResult:
     n_tables: int = 0
@@ -44,7 +60,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     drawing the figures (the same files whatever the number)."""
     from gsmorph import stats
     from gsmorph.evaluate import read_metrics, undefined_counts
-    from gsmorph.report import convergence, figures, names, qualitative, runs as run_files, tables
+    from gsmorph.report import convergence, figures, html_pages, names, paper, qualitative, ranks, runs as run_files, tables
 
     table = read_metrics(metrics_csvs)
     problems: list[str] = []
@@ -80,7 +96,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
-                "tuning_cost": figures.tuning_cost(summaries, studies),
+               "tuning_cost": figures.tuning_cost(summaries, studies), "mean_ranks": ranks.mean_ranks(subjects),
                "convergence": convergence.table(summaries)}
     if general:
         outputs["wilcoxon_aggregators"] = wilcoxon2
@@ -90,6 +106,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
                 frame = frame.copy()
                 frame.insert(frame.columns.get_loc("dataset") + 1, "data", frame["dataset"].map(names.dataset_name))
             write_csv(tmp / f"{name}.csv", frame)
+            (tmp / f"{name}.html").write_text(html_pages.frame_page(frame, STATS_TITLES.get(name, name)))
         write_provenance(tmp / "provenance.json", config=config, seed=seed, method_notes=stats.__doc__)
 
     # tables
@@ -103,19 +120,23 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         specs += [(name, which, "ours") for name, which in zip(names2, which2)]
         frames = {name: (summary2, wilcoxon2) for name in names2}
     with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
+        latex = []
         for name, which, convention in specs:
             s_, w_ = frames.get(name, (summary1, wilcoxon))
             t = tables.build(s_, w_, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
             if name in frames:
                 t = tables.titled(t, tables.TABLE2_TITLE, tables.TABLE2_NOTE)
-            (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
+            if convention == "gsmorph-code":  # the published numbers beside ours, same convention
+                t = paper.add_paper_rows(t)
+            latex.append(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
+            (tmp / f"{name}.tex").write_text(latex[-1])
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
             (tmp / f"{name}.html").write_text(tables.to_html(t))
             write_csv(tmp / f"{name}.csv", tables.to_frame(t))
             for ext in ("tex", "md", "csv", "html"):
                 captions[f"tables/{name}.{ext}"] = t.caption
-        (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _, _ in specs]))
+        (tmp / "tables.tex").write_text(tables.preview_document([f"{name}.tex" for name, _, _ in specs], latex))
         (tmp / "convergence.md").write_text(convergence.to_markdown(outputs["convergence"]))
         captions["tables/convergence.md"] = convergence.CAPTION
         write_provenance(tmp / "provenance.json", config=config, seed=seed)

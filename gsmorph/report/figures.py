@@ -1,7 +1,9 @@
 """Figures from the subject-level metrics and the run folders (matplotlib Agg, seaborn).
 
-Every figure is saved as PNG (100 dpi, the figure size fixed, so a W x H inch figure is
-100W x 100H pixels) and PDF, and returned with its caption. A figure whose inputs are
+Every figure is saved as PNG (300 dpi, the figure size fixed, so a W x H inch figure is
+300W x 300H pixels) and PDF, with a small footer saying its data and scale (e.g. "ACDC-format
+phantom (24 subjects: 8 train, 4 val, 12 test), 10 training epochs ..."), so that a figure
+pasted alone keeps them, and returned with its caption. A figure whose inputs are
 missing is skipped: the function returns no figure and appends the reason to `skipped`.
 """
 from __future__ import annotations
@@ -21,9 +23,10 @@ import pandas as pd  # noqa: E402
 
 from gsmorph import methods  # noqa: E402
 from gsmorph.io import atomic_path  # noqa: E402
-from gsmorph.report import names  # noqa: E402
+from gsmorph.report import layer_names, names  # noqa: E402
 
-DPI = 100
+DPI = 300
+FOOTER_PT = 6  # font size of the footer
 STRUCTURES = ("LV", "Myo", "RV")
 
 
@@ -45,8 +48,43 @@ def one_training_methods() -> list[str]:
     return [methods.REFERENCE] + methods.own_lambda_ids()
 
 
-def save(fig, out_dir: str | os.PathLike, stem: str) -> list[Path]:
-    """Write `<stem>.png` and `<stem>.pdf` atomically; close the figure."""
+def footer_text(datasets) -> str:
+    """The data and scale of `datasets` (names.data_note), for a figure's footer."""
+    return "Data: " + "; ".join(names.data_note(d) for d in sorted(set(datasets), key=names.dataset_rank)) + "."
+
+
+def add_footer(fig, text: str) -> None:
+    """`text` in small grey type along the figure's bottom edge, wrapped to its width. The
+    figure's layout is run once, then frozen and lifted by the footer's height (axes,
+    colour bars, legends outside the axes, titles), so that nothing overlaps the footer."""
+    import textwrap
+
+    width_in, height_in = fig.get_size_inches()
+    lines = textwrap.wrap(text, width=max(20, int(width_in * 144 / FOOTER_PT / 1.1)))
+    band = (len(lines) * FOOTER_PT * 1.25 + 4) / 72 / height_in  # of the figure's height
+
+    def lift(y: float) -> float:
+        return band + y * (1 - band)
+
+    fig.canvas.draw()  # the constrained layout places everything once
+    fig.set_layout_engine("none")
+    for ax in fig.axes:
+        x0, y0, w, h = ax.get_position(original=True).bounds
+        ax.set_position([x0, lift(y0), w, h * (1 - band)])
+    for legend in fig.legends:
+        legend.set_bbox_to_anchor((0, band, 1, 1 - band), transform=fig.transFigure)
+    for label in [*fig.texts, getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None)]:
+        if label is not None:
+            x, y = label.get_position()
+            label.set_position((x, lift(y)))
+    fig.text(0.005, 0.004, "\n".join(lines), fontsize=FOOTER_PT, color="0.35", ha="left", va="bottom")
+
+
+def save(fig, out_dir: str | os.PathLike, stem: str, footer: str = "") -> list[Path]:
+    """Write `<stem>.png` and `<stem>.pdf` atomically (with `footer` along the bottom edge);
+    close the figure."""
+    if footer:
+        add_footer(fig, footer)
     out_dir = Path(out_dir)
     paths = []
     for fmt in ("png", "pdf"):
@@ -93,7 +131,8 @@ def dice_boxplots(subjects: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
             ax.get_legend().remove()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(order)), fontsize=8)
         stem = f"dice_boxplot_{dataset}_{backbone}"
-        save(fig, out_dir, stem)
+        n = part.subject.nunique() if "subject" in part.columns else 0
+        save(fig, out_dir, stem, f"n = {n} test subjects. " + footer_text([dataset]))
         made[stem] = (f"Dice (%) per structure on the {names.dataset_name(dataset)} test subjects "
                       f"({names.backbone_name(backbone)} backbone for learned methods); one value per subject "
                       "(mean over its slices and seeds); boxes: quartiles, whiskers: 1.5 IQR.")
@@ -183,7 +222,7 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
         ax.set_title(f"{names.dataset_name(dataset)}, {names.backbone_name(backbone)}")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
         stem = f"pareto_{dataset}_{backbone}"
-        save(fig, out_dir, stem)
+        save(fig, out_dir, stem, "Validation split. " + footer_text([dataset]))
         made[stem] = (f"Accuracy-smoothness trade-off on the {names.dataset_name(dataset)} validation split "
                       f"({names.backbone_name(backbone)}): mean Dice vs NJD (%) of every Optuna trial of the "
                       "weighted loss (the chosen one outlined), the fixed lambdas, HyperMorph's lambda sweep "
@@ -261,7 +300,7 @@ def tuning_cost_chart(cost: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         # two lines: the long names of one panel must not run into the next panel's
         ax.set_title(f"{names.dataset_name(dataset)}\n{names.backbone_name(backbone)}", fontsize=9)
     stem = "tuning_cost"
-    save(fig, out_dir, stem)
+    save(fig, out_dir, stem, footer_text(cost.dataset))
     return {stem: ("Compute spent to obtain each method's reported model (wall-clock time of the whole "
                    "training, data loading and validation included, mean over seeds; one shared axis): GSMorph "
                    "needs one training; the fixed lambdas need one training each; the "
@@ -303,7 +342,9 @@ def conflict_figures(conflicts: pd.DataFrame, out_dir, skipped: list[str]) -> di
         epochs = sorted(mean.epoch.unique())
         height = min(10.0, max(2.6, 0.19 * len(rows) + 1.6))
         fig, axes = plt.subplots(1, 2, figsize=(12, height), layout="constrained")
-        labels = rows if by_module else short_names(rows)
+        labels = layer_names.readable(rows)
+        if labels == rows and not by_module:
+            labels = short_names(rows)
         for ax, col, cmap, lim, label in ((axes[0], "conflict_frac", "viridis", (0, 1), "share of steps in conflict"),
                                           (axes[1], "cosine_mean", "coolwarm", (-1, 1), "mean cosine(g_sim, g_reg)")):
             grid = mean.pivot(index="row", columns="epoch", values=col).reindex(index=rows, columns=epochs)
@@ -321,7 +362,9 @@ def conflict_figures(conflicts: pd.DataFrame, out_dir, skipped: list[str]) -> di
         fig.suptitle(f"{names.method_name(method, backbone)}: {names.dataset_name(dataset)}, "
                      f"{names.backbone_name(backbone)}" + (" (one row per module)" if by_module else ""))
         stem = f"conflicts_{dataset}_{backbone}_{method}"
-        save(fig, out_dir, stem)
+        seeds = part["seed"].nunique() if "seed" in part.columns else 1
+        save(fig, out_dir, stem, f"Training split, mean over {seeds} seed{'s' if seeds != 1 else ''}. "
+             + footer_text([dataset]))
         rows_text = ("per module (mean over its parameter tensors)" if by_module else "per parameter tensor")
         made[stem] = (f"Gradient conflicts during {names.method_name(method, backbone)} training on "
                       f"{names.dataset_name(dataset)} ({names.backbone_name(backbone)}): {rows_text}, in the order "
@@ -360,7 +403,8 @@ def training_curves(logs: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str
         fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)), fontsize=8)
         fig.suptitle(f"Training: {names.dataset_name(dataset)}, {names.backbone_name(backbone)}")
         stem = f"training_curves_{dataset}_{backbone}"
-        save(fig, out_dir, stem)
+        seeds = part["seed"].nunique() if "seed" in part.columns else 1
+        save(fig, out_dir, stem, f"Mean over {seeds} seed{'s' if seeds != 1 else ''}. " + footer_text([dataset]))
         made[stem] = (f"Training of every learned method on {names.dataset_name(dataset)} "
                       f"({names.backbone_name(backbone)}): mean similarity and smoothness loss per epoch (log "
                       "scale; HyperMorph's similarity is scaled by 1/sigma^2 and its losses mix every lambda) and "

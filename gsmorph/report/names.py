@@ -37,6 +37,17 @@ def dataset_name(dataset: str) -> str:
     return f"{name}-format phantom" if _DATA.get(dataset, {}).get("phantom") else name
 
 
+def is_phantom(dataset: str) -> bool:
+    """Whether the report's data of `dataset` are the synthetic phantom (names.describe)."""
+    return bool(_DATA.get(dataset, {}).get("phantom"))
+
+
+def subject_name(dataset: str, subject: str) -> str:
+    """'phantom patient001' for a phantom's subject (its ids follow the download's layout,
+    so they would read as real ones), else the id as is."""
+    return f"phantom {subject}" if is_phantom(dataset) else subject
+
+
 def data_note(dataset: str) -> str:
     """The data and their scale for a caption: 'ACDC-format phantom (24 subjects: 8 train,
     4 val, 12 test), 10 training epochs and 64 x 64 images (the paper: 500 and 128 x 128)'."""

@@ -1,6 +1,6 @@
 """Qualitative figure: for two test cases per dataset, the fixed and moving images, each
 method's moved image and its deformation (a warped grid over the moved image), with
-label contours (LV red, Myo green, RV blue).
+label contours (LV red, Myo green, RV light blue; a legend under the panels says so).
 
 Layout per case, two rows: top: fixed | moved image of each method (moved label
 contours); bottom: moving | the method's deformation phi(x) = x + u(x) drawn as a grid.
@@ -18,9 +18,13 @@ from gsmorph import pairs
 from gsmorph.evaluate import folder_meta
 from gsmorph.data.loader import load_subject
 from gsmorph.report import names
-from gsmorph.report.figures import plt, save
+from matplotlib.lines import Line2D
 
-CONTOURS = {2: "lime", 3: "deepskyblue", 1: "red"}  # LV last: drawn over the inner Myo edge
+from gsmorph.report.figures import footer_text, plt, save
+
+# label value -> (structure, colour, its name in the caption); LV last: drawn over the inner Myo edge
+CONTOURS = {2: ("Myo", "lime", "green"), 3: ("RV", "deepskyblue", "light blue"), 1: ("LV", "red", "red")}
+CONTOUR_TEXT = ", ".join(f"{s} {name}" for s, _, name in sorted(CONTOURS.values(), key=lambda c: "LV Myo RV".index(c[0])))
 PANEL_IN = 1.8  # inches per panel
 N_CASES = 2
 
@@ -67,7 +71,7 @@ def _grid(ax, disp: np.ndarray, step: int) -> None:
 def _show(ax, image, label=None, title=None):
     ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     if label is not None:
-        for value, color in CONTOURS.items():
+        for value, (_, color, _) in CONTOURS.items():
             if np.any(label == value):
                 ax.contour(label == value, levels=[0.5], colors=color, linewidths=0.7)
     ax.set_xticks([])
@@ -92,19 +96,25 @@ def qualitative(folders: list, out_dir: str | os.PathLike, skipped: list[str]) -
         fig, axes = plt.subplots(2 * len(cases), n_cols, figsize=(PANEL_IN * n_cols, PANEL_IN * 2 * len(cases)),
                                  squeeze=False, layout="constrained")
         for c, subject in enumerate(cases):
-            _case(axes[2 * c], axes[2 * c + 1], members, subject)
+            _case(axes[2 * c], axes[2 * c + 1], members, subject, dataset)
+        legend = [Line2D([], [], color=color, lw=1.5, label=s)
+                  for s, color, _ in sorted(CONTOURS.values(), key=lambda c: "LV Myo RV".index(c[0]))]
+        fig.legend(handles=legend, loc="outside lower center", ncol=3, fontsize=7, frameon=False,
+                   title="label contours", title_fontsize=7)
         fig.suptitle(f"{names.dataset_name(dataset)}" + (f", {names.backbone_name(backbone)}"
                                                           if backbone != names.CLASSICAL else ""), fontsize=10)
         stem = f"qualitative_{dataset}_{backbone}"
-        save(fig, out_dir, stem)
-        made[stem] = (f"Two {names.dataset_name(dataset)} test cases ({', '.join(cases)}). Per case, top row: "
+        n = len(subject_sets[0]) if subject_sets else 0
+        save(fig, out_dir, stem, f"{len(cases)} of n = {n} test subjects. " + footer_text([dataset]))
+        shown = ", ".join(names.subject_name(dataset, c) for c in cases)
+        made[stem] = (f"Two {names.dataset_name(dataset)} test cases ({shown}). Per case, top row: "
                       "the fixed image (ED) and each method's moved image; bottom row: the moving image (ES) "
                       "and each method's deformation x + u(x) as a warped grid over its moved image. "
-                      "Contours: LV red, Myo green, RV blue (fixed, moving or warped labels).")
+                      f"Contours: {CONTOUR_TEXT} (fixed, moving or warped labels).")
     return made
 
 
-def _case(top, bottom, members, subject: str) -> None:
+def _case(top, bottom, members, subject: str, dataset: str) -> None:
     meta0 = members[0][0]
     moving, fixed = meta0.get("moving", "ES"), meta0.get("fixed", "ED")
     subj = load_subject(meta0["prepared"], subject)
@@ -116,7 +126,7 @@ def _case(top, bottom, members, subject: str) -> None:
         if sp.disp.shape[1] == 2:
             slices &= set(int(k) for k in sp.slice_index)
     k = max(sorted(slices), key=lambda z: int(np.count_nonzero(fixed_lab[:, :, z])))
-    _show(top[0], fixed_img[:, :, k], fixed_lab[:, :, k], f"fixed ({fixed}) {subject} z={k}")
+    _show(top[0], fixed_img[:, :, k], fixed_lab[:, :, k], f"{names.subject_name(dataset, subject)}, z={k}\nfixed ({fixed})")
     _show(bottom[0], moving_img[:, :, k], moving_lab[:, :, k], f"moving ({moving})")
     step = max(4, fixed_img.shape[0] // 16)
     for j, (meta, sp) in enumerate(loaded, start=1):

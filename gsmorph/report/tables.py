@@ -35,25 +35,29 @@ class Column:
     lower_is_better: bool
     undefined_for: tuple[str, ...] = ()  # methods for which the column means nothing ("–")
     latex: bool = True                   # False: Markdown and CSV only (LaTeX gets a note)
+    decimals: int = 2                    # shown decimals (Dice %: 1)
 
 
 NO_DEFORMATION = tuple(m.id for m in methods.METHODS if m.maker == "baselines.identity:identity")
 EPE = Column("epe_mm", "", "EPE (mm)", "EPE (mm)", 1.0, True, latex=False)
 CONVENTIONS = {
     "ours": (
-        Column("dice", "mean", r"Dice (\%)", "Dice (%)", 100.0, False),
+        Column("dice", "mean", r"Dice (\%)", "Dice (%)", 100.0, False, decimals=1),
         Column("hd95_mm", "mean", "HD95 (mm)", "HD95 (mm)", 1.0, True),
         Column("mse", "", r"MSE ($\times 10^{-2}$)", "MSE (x1e-2)", 100.0, True),
         Column("njd_pct", "", r"NJD (\%)", "NJD (%)", 1.0, True, NO_DEFORMATION),
     ),
     "gsmorph-code": (
-        Column("code_dice", "mean", r"Dice (\%)", "Dice (%)", 100.0, False),
+        Column("code_dice", "mean", r"Dice (\%)", "Dice (%)", 100.0, False, decimals=1),
         Column("code_hd95_px", "mean", "HD95 (px)", "HD95 (px)", 1.0, True),
         Column("mse", "", r"MSE ($\times 10^{-2}$)", "MSE (x1e-2)", 100.0, True),
         Column("code_njd_pct", "", r"NJD (\%)", "NJD (%)", 1.0, True, NO_DEFORMATION),
     ),
 }
-DECIMALS = 2
+DECIMALS = 2  # shown decimals of a column unless it says otherwise (Column.decimals)
+# one decimal for Dice (%): its differences of interest are tenths; NJD (%) keeps two, its values
+# are often below 0.1 (the paper's GS-PCGrad 0.11 vs VoxelMorph-l 0.10)
+WIDE_COLUMNS = 6  # LaTeX: a table with more data columns spans the page (table*)
 # Holm-adjusted p below the threshold -> that many arrows: up when the method does better
 # than the reference (higher Dice, lower HD95, MSE, NJD), down when it does worse
 LEVELS = ((0.01, 2), (0.05, 1))
@@ -70,14 +74,18 @@ class Cell:
     level: int = 0           # 0, 1 (p < 0.05) or 2 (p < 0.01)
     bold: bool = False
     undefined: bool = False  # the metric means nothing for this method (e.g. NJD of Initial)
+    decimals: int = DECIMALS
+    note: str = ""           # shown instead of a number (e.g. the paper's "<0.001")
 
     def text(self) -> str:
         if self.undefined:
             return "–"
+        if self.note:
+            return self.note
         if not math.isfinite(self.mean):
             return "--"
-        out = f"{self.mean:.{DECIMALS}f}"
-        return out + (f" ± {self.std:.{DECIMALS}f}" if math.isfinite(self.std) else "")
+        out = f"{self.mean:.{self.decimals}f}"
+        return out + (f" ± {self.std:.{self.decimals}f}" if math.isfinite(self.std) else "")
 
     def marker(self, latex: bool = False) -> str:
         return ARROWS[self.direction][latex] * self.level if self.level else ""
@@ -90,6 +98,7 @@ class Row:
     display: str
     block: str                       # "" for classical rows, else the backbone
     cells: dict = field(default_factory=dict)  # (dataset, column index) -> Cell
+    reference: str = ""              # a row of published numbers (e.g. "paper"), not of this run
 
 
 @dataclass
@@ -100,6 +109,7 @@ class Table:
     rows: list[Row]
     caption: str
     notes: list[str] = field(default_factory=list)  # lines under the table (LaTeX: EPE)
+    short_caption: str = ""          # LaTeX's caption; the long one becomes a note below
 
 
 def significance(p_holm: float, median_diff: float, rank_biserial: float, col: Column) -> tuple[str, int]:
@@ -140,7 +150,7 @@ def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], n
         vs = row.backbone if row.backbone != names.CLASSICAL else ref_backbone
         for dataset in datasets:
             for i, col in enumerate(columns):
-                cell = Cell(undefined=row.method in col.undefined_for)
+                cell = Cell(undefined=row.method in col.undefined_for, decimals=col.decimals)
                 key = (dataset, row.backbone, row.method, col.metric, col.structure)
                 if key in s.index and not cell.undefined:
                     rec = s.loc[key]
@@ -159,14 +169,25 @@ def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], n
     if caveats:
         table.caption += " Caveats of the runs: " + "; ".join(caveats) + "."
     table.notes = epe_notes(table)
+    table.short_caption = short_caption(backbones, reference, convention)
     return table
+
+
+def short_caption(backbones: list[str], reference: str, convention: str) -> str:
+    """The LaTeX caption: what the table shows, in two sentences (data, scale, tests and
+    caveats follow in the note below it)."""
+    which = " and ".join(names.backbone_name(b) for b in backbones) or "classical methods"
+    conv = " (metric convention of the GSMorph authors' code)" if convention != "ours" else ""
+    return (f"Registration of ES to ED, {which}{conv}: mean ± standard deviation over test subjects. "
+            f"Bold: best per column; ↑/↓: better/worse than {names.method_name(reference)} "
+            "(paired Wilcoxon, Holm-corrected).")
 
 
 def _mark_best(rows: list[Row], datasets: list[str], columns: tuple[Column, ...]) -> None:
     """Bold every row whose shown (rounded) mean equals the column's best."""
     for dataset in datasets:
         for i, col in enumerate(columns):
-            shown = {id(r): round(r.cells[(dataset, i)].mean, DECIMALS) for r in rows
+            shown = {id(r): round(r.cells[(dataset, i)].mean, col.decimals) for r in rows
                      if not r.cells[(dataset, i)].undefined and math.isfinite(r.cells[(dataset, i)].mean)}
             if not shown:
                 continue
@@ -263,6 +284,8 @@ def _tex_escape(text: str) -> str:
 def _tex_cell(cell: Cell) -> str:
     if cell.undefined:
         return "--"
+    if cell.note:
+        return _tex_escape(cell.note)
     if not math.isfinite(cell.mean):
         return "--"
     body = cell.text().replace("±", r"\pm")
@@ -272,18 +295,29 @@ def _tex_cell(cell: Cell) -> str:
     return f"${body}{sup}$"
 
 
+def latex_note(table: Table) -> str:
+    """The caption's details (data, scale, tests, caveats) for the note under the LaTeX
+    table: the long caption without its first sentence, which the short caption says."""
+    first = table.caption.split(". ", 1)
+    return first[1] if table.short_caption and len(first) == 2 else table.caption
+
+
 def to_latex(table: Table, label: str) -> str:
+    """A drop-in table float (needs booktabs): the short caption above, the body at its own
+    size (\\footnotesize, no resize box), the details in a note below; `table*` when wide."""
     cols = [c for c in table.columns if c.latex]
     index = [i for i, c in enumerate(table.columns) if c.latex]
     k = len(cols)
     ncols = 1 + k * len(table.datasets)
+    env = "table*" if k * len(table.datasets) > WIDE_COLUMNS else "table"
     lines = [
-        r"% needs \usepackage{booktabs} and \usepackage{graphicx}",
-        r"\begin{table}[t]",
+        r"% needs \usepackage{booktabs}",
+        r"\begin{%s}[tbp]" % env,
         r"\centering",
-        r"\caption{" + _tex_escape(table.caption) + "}",
+        r"\caption{" + _tex_escape(table.short_caption or table.caption) + "}",
         r"\label{" + label + "}",
-        r"\resizebox{\textwidth}{!}{%",
+        r"\footnotesize",
+        r"\setlength{\tabcolsep}{2pt}",
         r"\begin{tabular}{l" + (" " + "c" * k) * len(table.datasets) + "}",
         r"\toprule",
         " & ".join([""] + [r"\multicolumn{%d}{c}{%s}" % (k, _tex_escape(names.dataset_name(d)))
@@ -304,9 +338,11 @@ def to_latex(table: Table, label: str) -> str:
             current = row.block
         cells = [_tex_cell(row.cells[(d, i)]) for d in table.datasets for i in index]
         lines.append(" & ".join([_tex_escape(row.display)] + cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}}"]
-    lines += [r"\par\smallskip{\footnotesize " + _tex_escape(note) + "}" for note in table.notes]
-    lines += [r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    notes = ([latex_note(table)] if table.short_caption else []) + table.notes
+    lines += [r"\par\smallskip\begin{minipage}{\linewidth}\footnotesize\raggedright " + _tex_escape(note)
+              + r"\end{minipage}" for note in notes]
+    lines += [r"\end{%s}" % env, ""]
     return "\n".join(lines)
 
 
@@ -375,15 +411,20 @@ def to_frame(table: Table) -> pd.DataFrame:
                              "metric": col.metric, "structure": col.structure, "column": col.md,
                              "mean": math.nan if c.undefined else c.mean, "std": math.nan if c.undefined else c.std,
                              "n": c.n, "p_holm": c.p_holm, "direction": c.direction, "marker": c.marker(),
-                             "best": c.bold})
+                             "best": c.bold, "source": row.reference or "this run"})
     return pd.DataFrame(rows)
 
 
-def preview_document(table_files: list[str]) -> str:
-    """A standalone LaTeX document that inputs every table (compile with pdflatex)."""
-    body = "\n".join(r"\input{" + f + "}" for f in table_files)
-    return "\n".join([r"\documentclass{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage{booktabs}",
-                      r"\usepackage{graphicx}", r"\begin{document}", body, r"\end{document}", ""])
+def preview_document(table_files: list[str], bodies: list[str] | None = None) -> str:
+    """A standalone LaTeX document of every table (compile with pdflatex): the tables'
+    text itself when `bodies` are given (the file compiles alone), else \\input of the files."""
+    if bodies is None:
+        body = "\n".join(r"\input{" + f + "}" for f in table_files)
+    else:
+        body = "\n".join(f"% {name}\n{text}" + r"\clearpage" for name, text in zip(table_files, bodies))
+    return "\n".join([r"\documentclass{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
+                      r"\usepackage[margin=2cm]{geometry}", r"\usepackage{booktabs}", r"\begin{document}", body,
+                      r"\end{document}", ""])
 
 
 def backbones_of(summary: pd.DataFrame) -> list[str]:

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from gsmorph import methods
+from gsmorph.backbones import display as backbone_display
 from gsmorph.cli import VERBS
 from gsmorph.code_version import code_version as module_version
 from gsmorph.config import DEFAULTS as METHOD_DEFAULTS
@@ -209,10 +210,10 @@ def tune_workers(w):
 # {{ snakemake.params.scale }}); the front page is workflow/report/workflow.rst.
 
 README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
-README_FIGURE = "docs/default_run_dice_boxplot.png"
+README_FIGURE = str(REPO / "docs" / "default_run_dice_boxplot.png")  # the repository's, whatever output_dir
 SURGERY = methods.surgery_ids()
 PARETO = {*methods.fixed_lambdas(), *TUNED, *methods.own_lambda_ids(), methods.REFERENCE}
-STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost", "convergence"]
+STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost", "convergence", "mean_ranks"]
 DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
 # figure kind -> (category in the HTML report, caption file)
 # the HTML report's categories, numbered: it lists them alphabetically
@@ -226,20 +227,24 @@ FIGURES = {
     "conflicts": (CATEGORIES["diagnostics"], "figure_conflicts.rst"),
     "training_curves": (CATEGORIES["diagnostics"], "figure_training_curves.rst"),
 }
+FIGURE_TITLES = {"dice_boxplot": "Dice box plot", "qualitative": "qualitative registrations",
+                 "pareto": "accuracy-smoothness trade-off", "tuning_cost": "compute per method",
+                 "conflicts": "gradient conflicts", "training_curves": "training curves"}
 
 
 def figure_stems():
-    """{stem: (kind, dataset, backbone)} of the figures `gsmorph report` makes for this config."""
+    """{stem: (kind, dataset, backbone, method)} of the figures `gsmorph report` makes for this
+    config (method: the surgery method of a conflict map, else "")."""
     learned_backbones = BACKBONES if LEARNED_METHODS else []
     groups = [(d, b) for d in DATASETS for b in learned_backbones]
-    stems = {f"dice_boxplot_{d}_{b}": ("dice_boxplot", d, b) for d, b in groups}
-    stems |= {f"qualitative_{d}_{b}": ("qualitative", d, b) for d, b in groups}
+    stems = {f"dice_boxplot_{d}_{b}": ("dice_boxplot", d, b, "") for d, b in groups}
+    stems |= {f"qualitative_{d}_{b}": ("qualitative", d, b, "") for d, b in groups}
     if PARETO & set(LEARNED_METHODS):
-        stems |= {f"pareto_{d}_{b}": ("pareto", d, b) for d, b in groups}
-        stems["tuning_cost"] = ("tuning_cost", "all", "all")
-    stems |= {f"conflicts_{d}_{b}_{m}": ("conflicts", d, b) for d, b in groups for m in SURGERY
+        stems |= {f"pareto_{d}_{b}": ("pareto", d, b, "") for d, b in groups}
+        stems["tuning_cost"] = ("tuning_cost", "all", "all", "")
+    stems |= {f"conflicts_{d}_{b}_{m}": ("conflicts", d, b, m) for d, b in groups for m in SURGERY
               if m in METHODS and methods.get(m).supports(b)}
-    stems |= {f"training_curves_{d}_{b}": ("training_curves", d, b) for d, b in groups}
+    stems |= {f"training_curves_{d}_{b}": ("training_curves", d, b, "") for d, b in groups}
     return stems
 
 
@@ -255,7 +260,23 @@ def report_files():
         "figures": [f"results/figures/{f}.png" for f in FIGURE_STEMS],
         "figures_pdf": [f"results/figures/{f}.pdf" for f in FIGURE_STEMS],
         "stats": [f"results/stats/{s}.csv" for s in STATS],
+        "stats_pages": [f"results/stats/{s}.html" for s in STATS],
     }
+
+
+def report_labels(stem):
+    """The labels of a figure in the HTML report: {figure, backbone} and, for a conflict map,
+    the method. The report's viewer makes a label (bar the first) a toggle when it has two
+    values, each on half of the items; every figure exists for every backbone of the config,
+    so a backbone toggle always finds the other backbone's figure. (A label unique to each
+    item, such as the file name, beside such a toggle leaves rows without a figure: the
+    viewer then fails, "Cannot read properties of undefined (reading 'mime_type')".)"""
+    figure, dataset, backbone, method = FIGURE_STEMS[stem]
+    labels = {"figure": FIGURE_TITLES[figure],
+              "backbone": "all" if backbone == "all" else backbone_display(backbone)}
+    if method:
+        labels["method"] = methods.get(method).name(backbone_display(backbone))
+    return labels
 
 
 def report_entry(path, kind):
@@ -263,17 +284,16 @@ def report_entry(path, kind):
     stem = Path(path).stem
     captions = REPO / "workflow" / "report"
     if kind == "figures":
-        figure, dataset, backbone = FIGURE_STEMS[stem]
+        figure, dataset = FIGURE_STEMS[stem][:2]
         category, caption = FIGURES[figure]
         return report(path, caption=str(captions / caption), category=category,
-                      subcategory=DATASET_NAMES.get(dataset, "All datasets"),
-                      labels={"figure": figure.replace("_", " "), "backbone": backbone, "file": stem})
+                      subcategory=DATASET_NAMES.get(dataset, "All datasets"), labels=report_labels(stem))
     if kind == "tables" and path.endswith(".html"):  # rendered in the report; CSV, Markdown, LaTeX beside
         return report(path, caption=str(captions / "table1.rst"), category=CATEGORIES["tables"],
                       labels={"table": stem.replace("table1_", "").replace("_", " ")})
-    if kind == "stats":
+    if kind == "stats_pages":  # each statistic as a table page; its CSV beside it
         return report(path, caption=str(captions / f"stats_{stem}.rst"), category=CATEGORIES["stats"],
-                      labels={"file": stem})
+                      labels={"statistic": stem.replace("_", " ")})
     return path
 
 
@@ -288,3 +308,26 @@ def scale_text():
     size = config["prepare"]["size"]
     epochs = f"{m['epochs']} training epoch" + ("s" if m["epochs"] != 1 else "")
     return f"Data: {', '.join(data)}; {epochs}, {size} x {size} images."
+
+
+# ---------------------------------------------------------------- notices when planning
+# Printed before any job (dry runs too): which datasets are phantoms, and that the GPU jobs
+# will train on the CPU where they run on this machine and it shows no CUDA GPU.
+from snakemake.logging import logger
+
+from gsmorph.device import visible_gpus
+from gsmorph.workflow_notices import gpu_notice, phantom_notices
+
+
+def planning_notices():
+    gpu_runs = len(run_summaries()) if (RES["train"]["gpu"] or RES["tune"]["gpu"]) else 0
+    try:
+        gpus = visible_gpus()
+    except GSMorphError as err:
+        raise WorkflowError(str(err)) from None
+    return phantom_notices(config) + gpu_notice(gpu_runs, gpus, workflow.local_exec)
+
+
+if workflow.is_main_process:
+    for line in planning_notices():
+        logger.warning(f"Notice: {line}")

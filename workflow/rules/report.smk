@@ -33,7 +33,8 @@ rule report:
 
 
 rule provenance:
-    """results/provenance.json: config, seeds, package versions, git commit, code versions.
+    """results/provenance.json: config, seeds, package versions, git commit, code versions
+    (and the same as a page, provenance.html, for the HTML report).
 
     Written after every result it describes, so it is rewritten whenever they are.
     """
@@ -41,7 +42,8 @@ rule provenance:
         expand("results/{dataset}/metrics.csv", dataset=DATASETS),
         report_targets(),
     output:
-        report("results/provenance.json", caption="../report/provenance.rst", category=CATEGORIES["provenance"]),
+        "results/provenance.json",
+        report("results/provenance.html", caption="../report/provenance.rst", category=CATEGORIES["provenance"]),
     params:
         # the config decides reruns, bar the commit: a new commit that changes no verb's code
         # (code_versions) leaves the results, and the provenance of the commit that made them
