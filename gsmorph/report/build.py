@@ -2,8 +2,10 @@
 
 Under `out` (the workflow passes `results`), each folder replaced whole when complete
 (gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
-  stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
-            (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv
+  stats/    subject_values.csv, summary.csv (mean, std, CI, seed sd), wilcoxon.csv
+            (subject-level: n, statistic, p, p_holm, reason), comparisons.csv (what the
+            markers use: over seeds when there are two or more, docs/statistics.md),
+            friedman.csv, undefined.csv, tuning_cost.csv
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
             convention table1_combined_code_convention.*, and tables.tex (a standalone
             document inputting every table)
@@ -56,12 +58,14 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     # statistics
     result.undefined = undefined_counts(table)
     subjects = stats.subject_values(table)
-    summary = stats.summarise(subjects, seed=seed, n_resamples=n_boot)
+    seed_values = stats.seed_subject_values(table)
+    summary = stats.summarise(subjects, seed=seed, n_resamples=n_boot, seed_values=seed_values)
     wilcoxon = stats.wilcoxon_vs_reference(subjects, reference=reference)
+    comparisons = stats.compare_to_reference(seed_values, wilcoxon, reference=reference)
     if not (subjects.method == reference).any():
         result.skipped.append(f"Wilcoxon tests and significance markers: no '{reference}' in the metrics")
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
-    outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
+    outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon, "comparisons": comparisons,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
                "tuning_cost": figures.tuning_cost(summaries, studies)}
     with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
@@ -79,7 +83,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         specs.append(("table1_combined_code_convention", backbones, "gsmorph-code"))
     with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
         for name, which, convention in specs:
-            t = tables.build(summary, wilcoxon, which, name, reference=reference, convention=convention,
+            t = tables.build(summary, comparisons, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
             (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
