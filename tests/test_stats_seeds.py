@@ -1,0 +1,123 @@
+"""Seeds as replicates: the seed-level comparisons by hand, and by simulation (each
+retraining shifts all subjects by one common draw) that they hold their level where the
+subject-level Wilcoxon does not, and still find a real effect of a few seed sds."""
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from gsmorph import stats
+from gsmorph.report import tables
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "seed_noise_simulation.py"
+spec = importlib.util.spec_from_file_location("seed_noise_simulation", SCRIPT)
+sim = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sim)
+
+SUBJECTS = ["p1", "p2", "p3"]
+
+
+def runs(rows):
+    """seed x subject values."""
+    return pd.DataFrame(rows, columns=SUBJECTS)
+
+
+def test_welch_on_run_means_by_hand():
+    method = runs([[0.8, 0.9, 1.0], [0.7, 0.8, 0.9]])          # run means 0.9, 0.8
+    reference = runs([[0.5, 0.6, 0.7], [0.6, 0.7, 0.8], [0.7, 0.8, 0.9]])  # 0.6, 0.7, 0.8
+    res = stats.seed_test(method, reference)
+    expected = sps.ttest_ind([0.9, 0.8], [0.6, 0.7, 0.8], equal_var=False)
+    assert res["procedure"] == stats.BY_SEEDS and res["n_seeds"] == 2 and res["n_seeds_reference"] == 3
+    assert res["mean_diff"] == pytest.approx(0.85 - 0.7)
+    assert res["p"] == pytest.approx(expected.pvalue) and res["df"] == pytest.approx(expected.df)
+    # Welch-Satterthwaite df by hand: s^2/n = 0.005/2, 0.01/3
+    v1, v2 = 0.005 / 2, 0.01 / 3
+    assert res["df"] == pytest.approx((v1 + v2) ** 2 / (v1 ** 2 / 1 + v2 ** 2 / 2))
+    assert res["ci_low"] < res["mean_diff"] < res["ci_high"]
+
+
+def test_a_subject_undefined_in_one_run_leaves_every_run_mean():
+    method = runs([[0.8, 0.9, np.nan], [0.7, 0.8, 0.9]])
+    reference = runs([[0.5, 0.6, 0.7], [0.6, 0.7, 0.8]])
+    res = stats.seed_test(method, reference)
+    assert res["n"] == 2  # p3 dropped from every run of both
+    assert res["mean_diff"] == pytest.approx(np.mean([0.85, 0.75]) - np.mean([0.55, 0.65]))
+    assert stats.seed_test(runs([[np.nan] * 3, [0.7, 0.8, 0.9]]), reference)["reason"].startswith("no subject")
+
+
+def test_a_method_that_is_not_trained_is_a_fixed_value():
+    initial = runs([[0.4, 0.5, 0.6]])                            # mean 0.5
+    reference = runs([[0.5, 0.6, 0.7], [0.6, 0.7, 0.8], [0.8, 0.9, 1.0]])  # 0.6, 0.7, 0.9
+    res = stats.seed_test(initial, reference, trained=False)
+    expected = sps.ttest_1samp(0.5 - np.array([0.6, 0.7, 0.9]), 0.0)
+    assert res["p"] == pytest.approx(expected.pvalue) and res["df"] == 2
+    assert res["mean_diff"] == pytest.approx(0.5 - np.mean([0.6, 0.7, 0.9]))
+
+
+def test_one_seed_falls_back_to_the_subject_level_wilcoxon():
+    reference = runs([[0.5, 0.6, 0.7], [0.6, 0.7, 0.8]])
+    assert stats.seed_test(runs([[0.8, 0.9, 1.0]]), reference) is None
+    assert stats.seed_test(runs([[0.8, 0.9, 1.0]]), reference.iloc[:1], trained=False) is None
+    table = sim.simulated_metrics(np.random.default_rng(0), 2, 1)
+    wilcoxon = stats.wilcoxon_vs_reference(stats.subject_values(table))
+    comparisons = stats.compare_to_reference(stats.seed_subject_values(table), wilcoxon)
+    assert set(comparisons["procedure"]) == {stats.BY_SUBJECTS}
+    assert np.allclose(comparisons["p_holm"], wilcoxon["p_holm"], equal_nan=True)
+
+
+def test_seed_sd_and_the_ci_over_run_means():
+    rows = [{"dataset": "acdc", "backbone": "voxelmorph", "method": "gsmorph", "seed": k, "subject": s,
+             "slice": 0, "metric": "mse", "structure": "", "value": v + shift}
+            for k, shift in enumerate((0.0, 0.1, 0.2)) for s, v in zip(SUBJECTS, (0.7, 0.8, 0.9))]
+    table = pd.DataFrame(rows)
+    summary = stats.summarise(stats.subject_values(table), seed_values=stats.seed_subject_values(table)).iloc[0]
+    half = sps.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)            # run means 0.8, 0.9, 1.0
+    assert summary["n_seeds"] == 3 and summary["seed_sd"] == pytest.approx(0.1)
+    assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((0.9 - half, 0.9 + half))
+    assert summary["ci_over"] == "seeds"
+    one = stats.summarise(stats.subject_values(table[table.seed == 0]),
+                          seed_values=stats.seed_subject_values(table[table.seed == 0])).iloc[0]
+    assert one["ci_over"] == "subjects" and math.isnan(one["seed_sd"])
+
+
+def test_under_the_null_with_seed_noise_few_cells_are_marked_and_wilcoxon_marks_most():
+    # 40 columns x 8 methods against GSMorph (7 learned, 3 seeds each, and Initial)
+    rates = sim.marker_rates(sim.simulated_metrics(np.random.default_rng(7), 40, 3))
+    assert rates["n_null_cells"] == 320 and rates["procedures"] == stats.BY_SEEDS
+    assert rates["seed_level_marked"] <= 0.05
+    assert rates["seed_level_raw_p_below_005"] <= 0.075  # the level before Holm, binomial slack
+    assert rates["wilcoxon_marked"] > 0.5                  # the subject-level test: the bug fixed
+
+
+def test_a_real_effect_of_four_seed_sds_is_found():
+    effect = -4 * 0.02  # lower mse: better
+    rates = sim.marker_rates(sim.simulated_metrics(np.random.default_rng(11), 30, 5, effect=effect), "weighted-m")
+    assert rates["effect_found"] >= 0.75
+    assert rates["seed_level_marked"] <= 0.05
+
+
+def test_table_cells_show_the_seed_sd_and_the_caption_says_what_markers_count():
+    table = sim.simulated_metrics(np.random.default_rng(3), 1, 3, effect=-0.2)
+    seed_values = stats.seed_subject_values(table)
+    subjects = stats.subject_values(table)
+    summary = stats.summarise(subjects, seed_values=seed_values, n_resamples=200)
+    comparisons = stats.compare_to_reference(seed_values, stats.wilcoxon_vs_reference(subjects))
+    # Holm within each table column over the seed-level p-values
+    assert np.allclose(comparisons["p_holm"], stats.holm(comparisons["p"]))  # one column: one family
+    t = tables.build(summary, comparisons, ["voxelmorph"], "t")
+    md = tables.to_markdown(t)
+    row = next(line for line in md.splitlines() if line.startswith("| VoxelMorph-m |"))
+    sd = summary[(summary.method == "weighted-m")].iloc[0]["seed_sd"] * 100
+    assert f"[{sd:.2f}]" in row and "↑" in row
+    assert "unit of replication" in t.caption and "3 seeds" in t.caption
+    one = sim.simulated_metrics(np.random.default_rng(3), 1, 1)
+    s1 = stats.subject_values(one)
+    c1 = stats.compare_to_reference(stats.seed_subject_values(one), stats.wilcoxon_vs_reference(s1))
+    t1 = tables.build(stats.summarise(s1, seed_values=stats.seed_subject_values(one), n_resamples=200), c1,
+                      ["voxelmorph"], "t1")
+    rows = [line for line in tables.to_markdown(t1).splitlines() if line.startswith("| ") and "---" not in line]
+    assert "cannot include training noise" in t1.caption and not any("[" in line for line in rows[1:])
