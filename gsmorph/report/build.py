@@ -5,12 +5,13 @@ Under `out` (the workflow passes `results`), each folder replaced whole when com
   stats/    subject_values.csv, summary.csv (mean, std, CI, seed sd), wilcoxon.csv
             (subject-level: n, statistic, p, p_holm, reason), comparisons.csv (what the
             markers use: over seeds when there are two or more, docs/statistics.md),
-            friedman.csv, undefined.csv, tuning_cost.csv
+            friedman.csv, undefined.csv, tuning_cost.csv, frontier_points.csv and
+            frontier_gap.csv (the weighted loss's frontier on test, GSMorph's gap: gsmorph.frontier)
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
             convention table1_combined_code_convention.*, and tables.tex (a standalone
             document inputting every table)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
-            conflicts_*, training_curves_* as PNG and PDF
+            conflicts_*, training_curves_*, frontier_* as PNG and PDF
   report/   captions.json ({relative path: caption}): what each table and figure shows
 Each of stats/, tables/, figures/ gets a provenance.json. Optional figures whose inputs
 are missing are skipped with the reason returned and recorded in the provenance.
@@ -42,7 +43,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     """Statistics, tables, figures and captions under `out` (see the module docstring).
     runs: the runs folder, or None to make only what the metrics give; workers: processes
     drawing the figures (the same files whatever the number)."""
-    from gsmorph import stats
+    from gsmorph import frontier, stats
     from gsmorph.evaluate import read_metrics, undefined_counts
     from gsmorph.report import figures, names, qualitative, runs as run_files, tables
 
@@ -65,9 +66,12 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     if not (subjects.method == reference).any():
         result.skipped.append(f"Wilcoxon tests and significance markers: no '{reference}' in the metrics")
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
+    frontier_points = frontier.test_points(seed_values, frontier.lambdas(summaries, studies))
+    frontier_gap = frontier.gaps(frontier_points, reference=reference)
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon, "comparisons": comparisons,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
-               "tuning_cost": figures.tuning_cost(summaries, studies)}
+               "tuning_cost": figures.tuning_cost(summaries, studies),
+               "frontier_points": frontier_points, "frontier_gap": frontier_gap}
     with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
         for name, frame in outputs.items():
             if "dataset" in frame.columns and "data" not in frame.columns:  # say what the data are
@@ -105,7 +109,8 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     drawings = [(figures.dice_boxplots, (subjects,)), (qualitative.qualitative, (list(pairs),)),
                 (figures.pareto, (summaries, trials, sweeps, studies)),
                 (figures.tuning_cost_chart, (outputs["tuning_cost"],)),
-                (figures.conflict_figures, (conflicts,)), (figures.training_curves, (logs,))]
+                (figures.conflict_figures, (conflicts,)), (figures.training_curves, (logs,)),
+                (figures.frontier_figure, (frontier_points, frontier_gap))]
     with atomic_dir(out / "figures", inputs=inputs, made_by="report") as tmp:
         for made_part, skipped_part in draw(drawings, tmp, workers):
             made.update(made_part)

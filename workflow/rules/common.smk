@@ -212,7 +212,8 @@ README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
 README_FIGURE = "docs/default_run_dice_boxplot.png"
 SURGERY = methods.surgery_ids()
 PARETO = {*methods.fixed_lambdas(), *TUNED, *methods.own_lambda_ids(), methods.REFERENCE}
-STATS = ["summary", "wilcoxon", "comparisons", "friedman", "subject_values", "undefined", "tuning_cost"]
+STATS = ["summary", "wilcoxon", "comparisons", "friedman", "subject_values", "undefined", "tuning_cost",
+         "frontier_points", "frontier_gap"]
 DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
 # figure kind -> (category in the HTML report, caption file)
 # the HTML report's categories, numbered: it lists them alphabetically
