@@ -63,6 +63,8 @@ def test_points(seed_values: pd.DataFrame, lams: dict | None = None) -> pd.DataF
     keys = ["dataset", "backbone", "method", "seed"]
     d = dice.groupby(keys)["value"].mean() * 100
     n = njd.groupby(keys)["value"].mean()
+    if d.empty or n.empty:
+        return pd.DataFrame(columns=POINT_COLUMNS)
     both = pd.concat({"dice_pct": d, "njd_pct": n}, axis=1).dropna().reset_index()
     both = both[both.method.map(is_weighted_loss) | (both.method == methods.REFERENCE)].copy()
     both["lam"] = [lams.get(tuple(k), np.nan) for k in both[keys].itertuples(index=False)]
