@@ -109,3 +109,24 @@ def lambdas(summaries: pd.DataFrame, studies: pd.DataFrame) -> dict:
         for r in frame.dropna(subset=[column]).itertuples():
             out.setdefault((r.dataset, r.backbone, r.method, int(r.seed)), float(getattr(r, column)))
     return out
+
+
+def gap_text(gap: pd.DataFrame, backbones: list[str]) -> str:
+    """' GSMorph's gap to the weighted loss's frontier on test ...' for a table caption
+    ("" when there is none)."""
+    from gsmorph.report import names
+
+    every = gap[(gap.seed.astype(str) == "all") & gap.backbone.isin(list(backbones))] if not gap.empty else gap
+    parts = []
+    for r in every.itertuples():
+        if not np.isfinite(r.gap_dice_pct):
+            parts.append(f"{names.dataset_name(r.dataset)}, {names.backbone_name(r.backbone)}: undefined "
+                         f"({r.where})")
+            continue
+        ci = f", 95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}" if np.isfinite(r.ci_low) else ", no CI"
+        parts.append(f"{names.dataset_name(r.dataset)}, {names.backbone_name(r.backbone)}: "
+                     f"{r.gap_dice_pct:+.2f} ({int(r.n_seeds)} seed(s){ci})")
+    if not parts:
+        return ""
+    return (" GSMorph's gap to the weighted loss's accuracy-smoothness frontier on test (its Dice minus the "
+            "frontier's at its NJD, Dice points; stats/frontier_gap.csv): " + "; ".join(parts) + ".")

@@ -174,3 +174,15 @@ def test_frontier_points_come_from_weighted_loss_runs_only():
     assert not points[points.method == "gsmorph"].on_frontier.any()
     lam = points.set_index(["method", "seed"]).lam
     assert lam[("weighted-m", 1)] == 0.01 and math.isnan(lam[("weighted-m", 0)])
+
+
+def test_the_gap_line_of_a_table_caption():
+    from gsmorph import frontier
+
+    gap = pd.DataFrame([{"dataset": "acdc", "backbone": "voxelmorph", "seed": "all", "gap_dice_pct": -1.5,
+                         "where": "inside", "n_seeds": 3, "ci_low": -2.5, "ci_high": -0.5},
+                        {"dataset": "mnm", "backbone": "voxelmorph", "seed": "all", "gap_dice_pct": np.nan,
+                         "where": "below", "n_seeds": 0, "ci_low": np.nan, "ci_high": np.nan}])
+    text = frontier.gap_text(gap, ["voxelmorph"])
+    assert "-1.50 (3 seed(s), 95% CI -2.50 to -0.50)" in text and "undefined (below)" in text
+    assert frontier.gap_text(gap, ["transmorph"]) == ""

@@ -89,6 +89,8 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         for name, which, convention in specs:
             t = tables.build(summary, comparisons, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
+            if convention == "ours":
+                t.caption += frontier.gap_text(frontier_gap, which)
             (tmp / f"{name}.tex").write_text(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
             (tmp / f"{name}.md").write_text(tables.to_markdown(t))
             (tmp / f"{name}.html").write_text(tables.to_html(t))
