@@ -21,6 +21,21 @@ Tests, each run per dataset:
 - Friedman across all methods of a backbone (with Initial and classical methods), on the
   subjects every method has; NaN with a reason for fewer than 3 methods or 2 subjects.
 - Bootstrap percentile 95% confidence intervals of the mean over subjects (seeded).
+
+Seeds are replicates (docs/statistics.md): with two or more seeds, a training run is the
+unit of replication and subjects are repeated measures inside it.
+- `seed_subject_values`: per subject and seed means over slices; a run's mean is the mean
+  over the subjects it shares with what it is compared with.
+- `compare_to_reference` (the table markers, stats/comparisons.csv): Welch's t-test on
+  the runs' means (method's seeds against GSMorph's), df by Welch-Satterthwaite, so they
+  follow the number of seeds; a method that is not trained (backbone "none": Initial,
+  classical) has no training noise and is a fixed value: a one-sample t-test of GSMorph's
+  run means against it (df = seeds - 1). With fewer than two seeds on a side that has
+  training noise, the subject-level Wilcoxon above is used, and it cannot count training
+  noise. Holm runs within each table column over whatever tests that column holds.
+- `summarise` with seed values: `seed_sd`, the sd over seeds of the runs' means, and with
+  two or more seeds the 95% CI is the t-interval over the runs' means (ci_over "seeds");
+  with one seed the bootstrap over subjects (ci_over "subjects").
 """
 from __future__ import annotations
 
@@ -33,6 +48,10 @@ from gsmorph.methods import REFERENCE  # the method every other one is tested ag
 MIN_PAIRS = 2
 SUBJECT_KEYS = ["dataset", "backbone", "method", "subject", "metric", "structure"]
 SUMMARY_KEYS = ["dataset", "backbone", "method", "metric", "structure"]
+SEED_KEYS = ["dataset", "backbone", "method", "seed", "subject", "metric", "structure"]
+NOT_TRAINED = "none"  # the backbone of Initial and the classical methods: no training noise
+BY_SEEDS = "welch-t over seed means"  # `procedure` of a comparison that counts training noise
+BY_SUBJECTS = "wilcoxon over subjects"  # one seed: the trained networks taken as fixed
 
 
 def holm(p) -> np.ndarray:
@@ -49,8 +68,9 @@ def holm(p) -> np.ndarray:
     return out
 
 
-def subject_values(table: pd.DataFrame) -> pd.DataFrame:
-    """Per subject means over slices and seeds (SUBJECT_KEYS + value, n_pairs defined)."""
+def subject_values(table: pd.DataFrame, keys: list[str] = SUBJECT_KEYS) -> pd.DataFrame:
+    """Per subject means over slices and seeds (SUBJECT_KEYS + value, n_pairs defined);
+    with keys=SEED_KEYS per subject and seed (see seed_subject_values)."""
     table = table.copy()
     table["structure"] = table["structure"].fillna("").astype(str)
     table["backbone"] = table["backbone"].fillna("none").replace("", "none").astype(str)
@@ -61,10 +81,24 @@ def subject_values(table: pd.DataFrame) -> pd.DataFrame:
         mean = per_structure.groupby(pair_keys, sort=False)["value"].mean().reset_index()
         mean["structure"] = "mean"
         table = pd.concat([table, mean[table.columns]], ignore_index=True)
-    grouped = table.groupby(SUBJECT_KEYS, sort=True)["value"]
+    grouped = table.groupby(keys, sort=True)["value"]
     out = grouped.mean().reset_index()
     out["n_pairs"] = grouped.count().to_numpy()
     return out
+
+
+def seed_subject_values(table: pd.DataFrame) -> pd.DataFrame:
+    """Per subject and seed means over slices (SEED_KEYS + value, n_pairs defined)."""
+    table = table.copy()
+    table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(0).astype(int)
+    return subject_values(table, keys=SEED_KEYS)
+
+
+def run_means(values: pd.DataFrame) -> pd.Series:
+    """{seed: mean over subjects} of one method's seed x subject values (rows seeds,
+    columns subjects), over the subjects defined in every seed; empty if none is."""
+    complete = values.dropna(axis=1, how="any")
+    return complete.mean(axis=1) if complete.shape[1] else pd.Series(dtype=float)
 
 
 def bootstrap_ci(values, seed: int = 0, n_resamples: int = 2000, confidence: float = 0.95) -> tuple[float, float]:
@@ -81,19 +115,46 @@ def bootstrap_ci(values, seed: int = 0, n_resamples: int = 2000, confidence: flo
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def summarise(subjects: pd.DataFrame, seed: int = 0, n_resamples: int = 2000) -> pd.DataFrame:
-    """Mean, sample std, n and bootstrap 95% CI over subjects per SUMMARY_KEYS."""
+def summarise(subjects: pd.DataFrame, seed: int = 0, n_resamples: int = 2000,
+              seed_values: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean, sample std, n and 95% CI over subjects per SUMMARY_KEYS; with seed_values
+    (seed_subject_values) also n_seeds and seed_sd (sd over seeds of the runs' means over
+    subjects), and with two or more seeds the CI is the t-interval over the runs' means."""
+    runs = _by_run(seed_values)
     rows = []
     for key, group in subjects.groupby(SUMMARY_KEYS, sort=True):
         v = group["value"].to_numpy(dtype=np.float64)
         v = v[np.isfinite(v)]
-        low, high = bootstrap_ci(v, seed=seed, n_resamples=n_resamples)
+        means = run_means(runs[key]) if key in runs else pd.Series(dtype=float)
+        if len(means) >= 2:
+            low, high, over = *mean_ci(means.to_numpy()), "seeds"
+        else:
+            low, high, over = *bootstrap_ci(v, seed=seed, n_resamples=n_resamples), "subjects"
         rows.append({**dict(zip(SUMMARY_KEYS, key)), "n": len(v),
                      "n_undefined": int(len(group) - len(v)),
                      "mean": float(np.mean(v)) if len(v) else np.nan,
                      "std": float(np.std(v, ddof=1)) if len(v) > 1 else np.nan,
-                     "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=SUMMARY_KEYS + ["n", "n_undefined", "mean", "std", "ci_low", "ci_high"])
+                     "ci_low": low, "ci_high": high, "ci_over": over, "n_seeds": len(means) if runs else 1,
+                     "seed_sd": float(np.std(means, ddof=1)) if len(means) >= 2 else np.nan})
+    return pd.DataFrame(rows, columns=SUMMARY_KEYS + ["n", "n_undefined", "mean", "std", "ci_low", "ci_high",
+                                                      "ci_over", "n_seeds", "seed_sd"])
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of >= 2 values (the value itself when all are equal)."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    ci = sps.ttest_1samp(values, 0.0).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def _by_run(seed_values: pd.DataFrame | None) -> dict[tuple, pd.DataFrame]:
+    """{SUMMARY_KEYS tuple: seed x subject values} of seed_subject_values output."""
+    if seed_values is None or seed_values.empty:
+        return {}
+    return {key: part.pivot(index="seed", columns="subject", values="value")
+            for key, part in seed_values.groupby(SUMMARY_KEYS, sort=True)}
 
 
 def rank_biserial(d) -> float:
@@ -228,3 +289,80 @@ def friedman(subjects: pd.DataFrame) -> pd.DataFrame:
             rows.append(row)
     return pd.DataFrame(rows, columns=["dataset", "metric", "structure", "backbone", "k_methods", "methods",
                                        "n", "statistic", "p", "reason"])
+
+
+def seed_test(method: pd.DataFrame, reference: pd.DataFrame, trained: bool = True,
+              confidence: float = 0.95) -> dict | None:
+    """Method vs reference with a training run as the unit of replication.
+
+    method, reference: seed x subject values (rows seeds). Each run's mean is taken over
+    the subjects defined in every run of both. trained: Welch's t-test of the method's run
+    means against the reference's; not trained (Initial, classical: no training noise):
+    its subject values are averaged over its rows and held fixed, and the reference's run
+    means are tested against that value (one-sample t, df = seeds - 1). Returns None when
+    a side with training noise has fewer than two seeds (the caller falls back to the
+    subject-level test). mean_diff and the CI are method - reference.
+    """
+    subjects = reference.columns.intersection(method.columns)
+    ref = reference[subjects].to_numpy(dtype=np.float64)
+    own = method[subjects].to_numpy(dtype=np.float64)
+    if not trained:  # per subject, over its rows: a fixed value
+        count = np.isfinite(own).sum(axis=0)
+        own = np.where(count > 0, np.nansum(own, axis=0) / np.maximum(count, 1), np.nan)[None]
+    keep = np.isfinite(ref).all(axis=0) & np.isfinite(own).all(axis=0)
+    out = {"procedure": BY_SEEDS, "n_seeds": len(own), "n_seeds_reference": len(ref), "n": int(keep.sum()),
+           "mean_diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "df": np.nan, "statistic": np.nan,
+           "p": np.nan, "reason": ""}
+    if len(ref) < 2 or (trained and len(own) < 2):
+        return None
+    if not keep.any():
+        out["reason"] = "no subject defined in every run of both"
+        return out
+    g = ref[:, keep].mean(axis=1)
+    a = own[:, keep].mean(axis=1)
+    out["mean_diff"] = float(a.mean() - g.mean())
+    if np.all(g == g[0]) and np.all(a == a[0]):
+        out["reason"] = "no variation between the runs' means"
+        return out
+    res = sps.ttest_ind(a, g, equal_var=False) if trained else sps.ttest_1samp(a[0] - g, 0.0)
+    ci = res.confidence_interval(confidence)
+    out.update(statistic=float(res.statistic), p=float(res.pvalue), df=float(res.df),
+               ci_low=float(ci.low), ci_high=float(ci.high))
+    return out
+
+
+COMPARISON_COLUMNS = ["dataset", "metric", "structure", "backbone", "method", "method_backbone", "procedure",
+                      "n_seeds", "n_seeds_reference", "n", "mean_diff", "ci_low", "ci_high", "df", "statistic",
+                      "p", "reason", "median_diff", "rank_biserial", "min_p", "family", "p_holm"]
+
+
+def compare_to_reference(seed_values: pd.DataFrame, wilcoxon: pd.DataFrame,
+                         reference: str = REFERENCE) -> pd.DataFrame:
+    """The comparisons behind the table markers: for every row of wilcoxon_vs_reference,
+    seed_test when both sides have the seeds it needs, else that subject-level Wilcoxon
+    row (procedure BY_SUBJECTS; its training noise is not counted). Holm within each
+    family (one table column) over the p-values used. Columns: COMPARISON_COLUMNS."""
+    runs = _by_run(seed_values)
+    rows = []
+    for w in wilcoxon.to_dict("records"):
+        ref_key = (w["dataset"], w["backbone"], reference, w["metric"], w["structure"])
+        key = (w["dataset"], w["method_backbone"], w["method"], w["metric"], w["structure"])
+        res = None
+        if key in runs and ref_key in runs:
+            res = seed_test(runs[key], runs[ref_key], trained=w["method_backbone"] != NOT_TRAINED)
+        row = {c: w.get(c, np.nan) for c in ("dataset", "metric", "structure", "backbone", "method",
+                                              "method_backbone", "family")}
+        if res is None:
+            k = lambda kk: len(runs[kk]) if kk in runs else 1  # noqa: E731
+            row.update(procedure=BY_SUBJECTS, n_seeds=k(key), n_seeds_reference=k(ref_key), n=w["n"],
+                       mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan, statistic=w["statistic"],
+                       p=w["p"], reason=w["reason"], median_diff=w["median_diff"],
+                       rank_biserial=w["rank_biserial"], min_p=w["min_p"])
+        else:
+            row.update(res, median_diff=np.nan, rank_biserial=np.nan, min_p=np.nan)
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    out["p_holm"] = np.nan
+    for _, idx in out.groupby("family").groups.items():
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].to_numpy())
+    return out

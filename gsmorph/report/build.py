@@ -2,16 +2,19 @@
 
 Under `out` (the workflow passes `results`), each folder replaced whole when complete
 (gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
-  stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
-            (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv,
+  stats/    subject_values.csv, summary.csv (mean, std, CI, seed sd), wilcoxon.csv
+            (subject-level: n, statistic, p, p_holm, reason), comparisons.csv (what the
+            markers use: over seeds when there are two or more, docs/statistics.md),
+            friedman.csv, undefined.csv, tuning_cost.csv, frontier_points.csv and
+            frontier_gap.csv (the weighted loss's frontier on test, GSMorph's gap: gsmorph.frontier),
             convergence.csv (every trained run's convergence diagnostics, gsmorph/report/convergence.py),
-            mean_ranks.csv (per dataset and over datasets, gsmorph/report/ranks.py), each also as <name>.html (the table as a page, for the HTML report)
+            mean_ranks.csv (per dataset and over datasets, gsmorph/report/ranks.py); each also as <name>.html (the table as a page, for the HTML report)
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
             convention table1_combined_code_convention.* (with the paper's own
             Table 1 as "(paper)" rows, gsmorph/report/paper.py), and tables.tex (a standalone
             document holding every table: it compiles alone)
   figures/  dice_boxplot_*, qualitative_* (with pairs folders), pareto_*, tuning_cost,
-            conflicts_*, training_curves_* as PNG and PDF
+            conflicts_*, training_curves_*, frontier_* as PNG and PDF
   report/   captions.json ({relative path: caption}): what each table and figure shows
 Each of stats/, tables/, figures/ gets a provenance.json. Optional figures whose inputs
 are missing are skipped with the reason returned and recorded in the provenance.
@@ -39,6 +42,10 @@ STATS_TITLES = {
     "tuning_cost": "Compute spent to obtain each method's reported model",
     "mean_ranks": "Mean rank of each method (1 = best) within the subjects of each Friedman block, per dataset "
                   "and over datasets",
+    "comparisons": "The comparisons behind the table markers (over seeds when there are two or more)",
+    "comparisons_aggregators": "The comparisons behind Table 2's markers",
+    "frontier_points": "The weighted loss's test points (Dice, NJD) per lambda and seed",
+    "frontier_gap": "GSMorph's gap to the weighted loss's accuracy-smoothness frontier",
     "convergence": "Convergence diagnostics of every trained run (gsmorph/convergence.py)",
     "wilcoxon_aggregators": "Paired Wilcoxon signed-rank tests of Table 2 against GSMorph (Holm-corrected)",
 }
@@ -58,7 +65,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     """Statistics, tables, figures and captions under `out` (see the module docstring).
     runs: the runs folder, or None to make only what the metrics give; workers: processes
     drawing the figures (the same files whatever the number)."""
-    from gsmorph import stats
+    from gsmorph import frontier, stats
     from gsmorph.evaluate import read_metrics, undefined_counts
     from gsmorph.report import convergence, figures, html_pages, names, paper, qualitative, ranks, runs as run_files, tables
 
@@ -80,7 +87,8 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     # statistics
     result.undefined = undefined_counts(table)
     subjects = stats.subject_values(table)
-    summary = stats.summarise(subjects, seed=seed, n_resamples=n_boot)
+    seed_values = stats.seed_subject_values(table)
+    summary = stats.summarise(subjects, seed=seed, n_resamples=n_boot, seed_values=seed_values)
     wilcoxon = stats.wilcoxon_vs_reference(subjects, reference=reference)
     if not (subjects.method == reference).any():
         result.skipped.append(f"Wilcoxon tests and significance markers: no '{reference}' in the metrics")
@@ -93,13 +101,19 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         summary2 = summary[summary.method.isin(tables.table2_methods())]
         summary1 = summary[~summary.method.isin(general)]
         wilcoxon = stats.wilcoxon_vs_reference(subjects[~subjects.method.isin(general)], reference=reference)
+        comparisons2 = stats.compare_to_reference(seed_values, wilcoxon2, reference=reference)
+    comparisons = stats.compare_to_reference(seed_values, wilcoxon, reference=reference)
     studies = run_files.read_jsons(runs, "study.json", problems, methods=figures.tuned_methods())
-    outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
+    frontier_points = frontier.test_points(seed_values, frontier.lambdas(summaries, studies))
+    frontier_gap = frontier.gaps(frontier_points, reference=reference)
+    outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon, "comparisons": comparisons,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
                "tuning_cost": figures.tuning_cost(summaries, studies), "mean_ranks": ranks.mean_ranks(subjects),
-               "convergence": convergence.table(summaries)}
+               "convergence": convergence.table(summaries),
+               "frontier_points": frontier_points, "frontier_gap": frontier_gap}
     if general:
         outputs["wilcoxon_aggregators"] = wilcoxon2
+        outputs["comparisons_aggregators"] = comparisons2
     with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
         for name, frame in outputs.items():
             if "dataset" in frame.columns and "data" not in frame.columns:  # say what the data are
@@ -118,15 +132,17 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         which2 = [[b] for b in backbones] + ([backbones] if len(backbones) > 1 else [])
         names2 = [f"table2_aggregators_{b[0] if len(b) == 1 else 'combined'}" for b in which2]
         specs += [(name, which, "ours") for name, which in zip(names2, which2)]
-        frames = {name: (summary2, wilcoxon2) for name in names2}
+        frames = {name: (summary2, comparisons2) for name in names2}
     with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
         latex = []
         for name, which, convention in specs:
-            s_, w_ = frames.get(name, (summary1, wilcoxon))
-            t = tables.build(s_, w_, which, name, reference=reference, convention=convention,
+            s_, c_ = frames.get(name, (summary1, comparisons))
+            t = tables.build(s_, c_, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
             if name in frames:
                 t = tables.titled(t, tables.TABLE2_TITLE, tables.TABLE2_NOTE)
+            elif convention == "ours":
+                t.caption += frontier.gap_text(frontier_gap, which)
             if convention == "gsmorph-code":  # the published numbers beside ours, same convention
                 t = paper.add_paper_rows(t)
             latex.append(tables.to_latex(t, label=f"tab:{name.replace('_', '-')}"))
@@ -148,7 +164,8 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     drawings = [(figures.dice_boxplots, (subjects,)), (qualitative.qualitative, (list(pairs),)),
                 (figures.pareto, (summaries, trials, sweeps, studies)),
                 (figures.tuning_cost_chart, (outputs["tuning_cost"],)),
-                (figures.conflict_figures, (conflicts,)), (figures.training_curves, (logs,))]
+                (figures.conflict_figures, (conflicts,)), (figures.training_curves, (logs,)),
+                (figures.frontier_figure, (frontier_points, frontier_gap))]
     with atomic_dir(out / "figures", inputs=inputs, made_by="report") as tmp:
         for made_part, skipped_part in draw(drawings, tmp, workers):
             made.update(made_part)

@@ -410,3 +410,58 @@ def training_curves(logs: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str
                       "scale; HyperMorph's similarity is scaled by 1/sigma^2 and its losses mix every lambda) and "
                       "the validation Dice at each validation; mean over seeds.")
     return made
+
+
+def frontier_figure(points: pd.DataFrame, gap: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str, str]:
+    """Test Dice (%) vs test NJD (%) of every weighted-loss run (mean over seeds per
+    method), the frontier through those means, GSMorph, and its gap (gsmorph.frontier)."""
+    from gsmorph import frontier
+
+    if points.empty or not (points.method != methods.REFERENCE).any():
+        skipped.append("frontier figure: no weighted-loss run on test")
+        return {}
+    made = {}
+    for dataset, backbone in _groups(points):
+        part = points[(points.dataset == dataset) & (points.backbone == backbone)]
+        means = part.groupby("method", as_index=False)[["dice_pct", "njd_pct", "lam"]].mean()
+        weighted = means[means.method != methods.REFERENCE]
+        if weighted.empty:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
+        on = weighted[frontier.pareto_mask(weighted.njd_pct, weighted.dice_pct)].sort_values("njd_pct")
+        ax.plot(on.njd_pct, on.dice_pct, "-", c="#555555", lw=1.2, label="weighted-loss frontier (test)", zorder=1)
+        for r in weighted.itertuples():
+            ax.scatter([r.njd_pct], [r.dice_pct], s=50, c=names.method_colour(r.method),
+                       marker=names.method_marker(r.method), label=names.method_name(r.method, backbone), zorder=3)
+            if np.isfinite(r.lam):
+                ax.annotate(f"λ={r.lam:.2g}", (r.njd_pct, r.dice_pct), fontsize=8, xytext=(5, 4),
+                            textcoords="offset points")
+        text = ""
+        gs = means[means.method == methods.REFERENCE]
+        if not gs.empty:
+            x, y = float(gs.njd_pct.iloc[0]), float(gs.dice_pct.iloc[0])
+            ax.scatter([x], [y], s=180, c=names.method_colour(methods.REFERENCE),
+                       marker=names.method_marker(methods.REFERENCE), label=names.method_name(methods.REFERENCE),
+                       zorder=5)
+            at, where = frontier.dice_at(on.njd_pct, on.dice_pct, x)
+            if np.isfinite(at):
+                ax.plot([x, x], [at, y], ":", c="black", lw=1, zorder=4)
+            g = gap[(gap.dataset == dataset) & (gap.backbone == backbone) & (gap.seed.astype(str) == "all")]
+            if not g.empty and np.isfinite(g.gap_dice_pct.iloc[0]):
+                r = g.iloc[0]
+                ci = (f", 95% CI {r.ci_low:.2f} to {r.ci_high:.2f}" if np.isfinite(r.ci_low)
+                      else ", one seed: no CI")
+                text = (f" GSMorph's gap to the frontier at its NJD: {r.gap_dice_pct:+.2f} Dice points "
+                        f"(mean over {int(r.n_seeds)} seed(s) of the per-seed gaps{ci}; {r['where']}).")
+                ax.set_title(f"{names.dataset_name(dataset)}, {names.backbone_name(backbone)}: "
+                             f"gap {r.gap_dice_pct:+.2f} Dice points", fontsize=10)
+        ax.set_xlabel("test NJD (%)")
+        ax.set_ylabel("test Dice (%)")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+        stem = f"frontier_{dataset}_{backbone}"
+        save(fig, out_dir, stem)
+        made[stem] = (f"The weighted loss's accuracy-smoothness frontier on the {names.dataset_name(dataset)} test "
+                      f"subjects ({names.backbone_name(backbone)}): test Dice vs NJD (%) of every weighted-loss "
+                      "run (fixed lambdas, lambda sweep, the tuned lambda; mean over seeds), the frontier through "
+                      "the undominated ones (linear between them), and GSMorph; dotted: its gap." + text)
+    return made

@@ -23,6 +23,7 @@ import pandas as pd
 
 from gsmorph import backbones, methods
 from gsmorph.report import names
+from gsmorph.stats import BY_SEEDS
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Cell:
     undefined: bool = False  # the metric means nothing for this method (e.g. NJD of Initial)
     decimals: int = DECIMALS
     note: str = ""           # shown instead of a number (e.g. the paper's "<0.001")
+    seed_sd: float = math.nan  # sd over seeds of the method's mean over subjects (>= 2 seeds)
+    n_seeds: int = 1
 
     def text(self) -> str:
         if self.undefined:
@@ -85,7 +88,8 @@ class Cell:
         if not math.isfinite(self.mean):
             return "--"
         out = f"{self.mean:.{self.decimals}f}"
-        return out + (f" ± {self.std:.{self.decimals}f}" if math.isfinite(self.std) else "")
+        out += f" ± {self.std:.{self.decimals}f}" if math.isfinite(self.std) else ""
+        return out + (f" [{self.seed_sd:.{self.decimals}f}]" if math.isfinite(self.seed_sd) else "")
 
     def marker(self, latex: bool = False) -> str:
         return ARROWS[self.direction][latex] * self.level if self.level else ""
@@ -127,7 +131,8 @@ def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], n
           caveats: list[str] = ()) -> Table:
     """Table rows for `backbones` (one: a per-backbone table; several: the combined one).
 
-    summary: stats.summarise output; wilcoxon: stats.wilcoxon_vs_reference output;
+    summary: stats.summarise output; wilcoxon: stats.compare_to_reference output (or
+    stats.wilcoxon_vs_reference's, the subject-level tests alone);
     undefined: evaluate.undefined_counts output (lost structures go in the caption);
     caveats: the runs' warnings (summary.json `caveat`), ending the caption.
     Classical rows are compared with the reference method of backbones[0].
@@ -156,12 +161,16 @@ def build(summary: pd.DataFrame, wilcoxon: pd.DataFrame, backbones: list[str], n
                     rec = s.loc[key]
                     cell.mean, cell.std, cell.n = float(rec["mean"]) * col.scale, float(rec["std"]) * col.scale, \
                         int(rec["n"])
+                    if "seed_sd" in rec:  # stats.summarise with seed values
+                        cell.seed_sd, cell.n_seeds = float(rec["seed_sd"]) * col.scale, int(rec["n_seeds"])
                 wkey = (dataset, col.metric, col.structure, vs, row.method, row.backbone)
                 if row.method != reference and wkey in w.index and not cell.undefined:
                     rec = w.loc[wkey]
                     cell.p_holm = float(rec["p_holm"])
-                    cell.direction, cell.level = significance(cell.p_holm, float(rec["median_diff"]),
-                                                              float(rec["rank_biserial"]), col)
+                    by_seeds = rec.get("procedure") == BY_SEEDS  # stats.compare_to_reference
+                    cell.direction, cell.level = significance(
+                        cell.p_holm, float(rec["mean_diff"] if by_seeds else rec["median_diff"]),
+                        math.nan if by_seeds else float(rec["rank_biserial"]), col)
                 row.cells[(dataset, i)] = cell
     _mark_best(rows, datasets, columns)
     table = Table(name, datasets, columns, rows, "")
@@ -227,19 +236,49 @@ def caption(table: Table, backbones: list[str], reference: str, convention: str,
         text += ("In the metric convention of the GSMorph authors' code, for comparison with the paper: Dice and "
                  "HD95 summed over the structures present in both the moved and the fixed labels and divided by "
                  "3, HD95 in pixels (no voxel spacing), NJD from SimpleITK's Jacobian determinant filter. ")
-    text += ("Bold: best per column (highest Dice, lowest otherwise). ↑ / ↓ (↑↑ / ↓↓): better / worse than "
-             f"{ref} with the same backbone, paired two-sided Wilcoxon signed-rank test over subjects, "
-             "Holm-corrected over the methods of each column, p < 0.05 (p < 0.01).")
+    text += "Bold: best per column (highest Dice, lowest otherwise). " + markers_text(table, backbones, ref, wilcoxon)
     if len(backbones) > 1:
         text += (f" Initial and classical methods are compared with the {ref} of the "
                  f"{names.backbone_name(backbones[0])} backbone.")
-    reachable = wilcoxon["min_p"].dropna() if "min_p" in wilcoxon else pd.Series(dtype=float)
-    if len(reachable) and (reachable >= 0.05).all():
+    by_subjects = wilcoxon[wilcoxon["procedure"] != BY_SEEDS] if "procedure" in wilcoxon else wilcoxon
+    reachable = by_subjects["min_p"].dropna() if "min_p" in by_subjects else pd.Series(dtype=float)
+    if len(reachable) and (reachable >= 0.05).all() and len(by_subjects) == len(wilcoxon):
         text += (" With this few subjects the test cannot reach p < 0.05 at all (smallest possible p "
                  f"{reachable.min():.3g}): no marker can appear.")
     lost = _lost_text(undefined, convention)
     if lost:
         text += f" Structures lost by the warp (Dice 0, HD95 undefined, left out of HD95): {lost}."
+    return text
+
+
+def markers_text(table: Table, backbones: list[str], ref: str, comparisons: pd.DataFrame) -> str:
+    """What the markers are and what they can claim: with >= 2 seeds a training run is the
+    unit of replication (stats.compare_to_reference); with one seed they compare the
+    trained networks over subjects and cannot include training noise."""
+    shown = comparisons
+    if "backbone" in comparisons and backbones:
+        shown = comparisons[comparisons["backbone"].isin(list(backbones))]
+    by_seeds = shown[shown["procedure"] == BY_SEEDS] if "procedure" in shown else shown.iloc[:0]
+    one_seed = shown[~shown.index.isin(by_seeds.index)]
+    arrows = (f"↑ / ↓ (↑↑ / ↓↓): better / worse than {ref} with the same backbone, Holm-corrected over the "
+              "methods of each column, p < 0.05 (p < 0.01)")
+    wilcoxon = "paired two-sided Wilcoxon signed-rank test over subjects"
+    if by_seeds.empty:
+        return (f"{arrows}, {wilcoxon}. Every run here was trained with one seed: the markers compare these "
+                "trained networks and cannot include training noise (a retrained network shifts a method's "
+                "mean over all subjects at once), so they do not say that a difference survives retraining; "
+                "with two or more seeds the markers count it (docs/statistics.md).")
+    k = sorted(set(by_seeds["n_seeds_reference"].astype(int)))
+    seeds = f"{k[0]}" if len(k) == 1 else f"{k[0]}-{k[-1]}"
+    text = (f"{arrows}, with a training run as the unit of replication: Welch's t-test on the runs' means over "
+            f"the test subjects ({seeds} seeds of {ref}; Initial and classical methods, which are not trained, "
+            f"as a fixed value against {ref}'s run means). In brackets: the standard deviation over seeds of the "
+            "method's mean; ± is over subjects. A marker says the difference outlasts retraining on these test "
+            "subjects.")
+    if not one_seed.empty:
+        which = sorted({names.method_name(m, b) for m, b in zip(one_seed["method"], one_seed["method_backbone"])})
+        text += (f" Trained with one seed (on its side or {ref}'s), compared by the {wilcoxon}, which cannot "
+                 f"include training noise: {', '.join(which)}.")
     return text
 
 

@@ -213,7 +213,8 @@ README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
 README_FIGURE = str(REPO / "docs" / "default_run_dice_boxplot.png")  # the repository's, whatever output_dir
 SURGERY = methods.surgery_ids()
 PARETO = {*methods.fixed_lambdas(), *TUNED, *methods.own_lambda_ids(), methods.REFERENCE}
-STATS = ["summary", "wilcoxon", "friedman", "subject_values", "undefined", "tuning_cost", "convergence", "mean_ranks"]
+STATS = ["summary", "wilcoxon", "comparisons", "friedman", "subject_values", "undefined", "tuning_cost",
+         "convergence", "mean_ranks", "frontier_points", "frontier_gap"]
 DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
 # figure kind -> (category in the HTML report, caption file)
 # the HTML report's categories, numbered: it lists them alphabetically
