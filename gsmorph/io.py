@@ -13,7 +13,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -29,8 +29,50 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+TMP_PREFIX = ".tmp-"
+
+
+def _host_tag() -> str:
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    """`.tmp-<pid>-<host>-<random>-<name>` beside `path`: the writer's process id and host
+    let a later run tell a killed writer's leftover from a live one's (clean_stale_temps)."""
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders a killed writer left in `folder` (those of a
+    process of this host that no longer runs); return what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed, host = [], _host_tag()
+    for entry in folder.iterdir():
+        parts = entry.name[len(TMP_PREFIX):].split("-", 3)
+        if not entry.name.startswith(TMP_PREFIX) or len(parts) < 4 or not parts[0].isdigit():
+            continue
+        if parts[1] != host or _alive(int(parts[0])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 def _os_error(err: OSError, path: Path) -> GSMorphError:
@@ -67,7 +109,7 @@ MARKER = ".gsmorph-output.json"
 
 
 def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
-    """Refuse an output folder that is, contains or lies inside one of the input folders."""
+    """Refuse an output (folder or file) that is, contains or lies inside one of the inputs."""
     out_r = Path(out).resolve()
     for given in inputs:
         if given is None:
@@ -87,8 +129,26 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
 
 
-def check_replaceable(path: str | os.PathLike) -> None:
-    """Raise unless `path` is absent, empty, or a folder holding only files gsmorph wrote."""
+def _marker_of(path: Path) -> dict:
+    marker = path / MARKER
+    try:
+        content = json.loads(marker.read_text())
+        if not isinstance(content, dict):
+            raise TypeError
+        return content
+    except (OSError, ValueError, TypeError):
+        raise GSMorphError(f"{marker}: unreadable; refusing to replace {path}") from None
+
+
+def _check_made_by(path: Path, found: Any, made_by: str | None) -> None:
+    if made_by is not None and found != made_by:
+        raise GSMorphError(f"{path}: was written by `gsmorph {found}`, not `gsmorph {made_by}`; refusing to "
+                           "replace it: choose another --out")
+
+
+def check_replaceable(path: str | os.PathLike, made_by: str | None = None) -> None:
+    """Raise unless `path` is absent, empty, or a folder holding only files gsmorph wrote
+    (by the verb `made_by`, when given)."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return
@@ -101,9 +161,11 @@ def check_replaceable(path: str | os.PathLike) -> None:
     if not marker.is_file():
         raise GSMorphError(f"{path}: exists and was not written by gsmorph (no {MARKER} in it); refusing to "
                            "replace it: choose another --out, or empty the folder yourself")
+    content = _marker_of(path)
+    _check_made_by(path, content.get("made_by"), made_by)
     try:
-        written = set(json.loads(marker.read_text())["files"])
-    except (OSError, ValueError, KeyError, TypeError):
+        written = set(content["files"])
+    except (KeyError, TypeError):
         raise GSMorphError(f"{marker}: unreadable; refusing to replace {path}") from None
     foreign = [f for f in present if f != MARKER and f not in written]
     if foreign:
@@ -127,14 +189,15 @@ def atomic_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | Non
     """
     path = Path(path)
     check_not_input(path, inputs)
-    check_replaceable(path)
+    clean_stale_temps(path.parent)
+    check_replaceable(path, made_by)
     tmp = _tmp_sibling(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         yield tmp
         _write_marker(tmp, made_by)
-        check_replaceable(path)  # again: a user may have added files meanwhile
+        check_replaceable(path, made_by)  # again: a user may have added files meanwhile
         if path.exists():
             old = _tmp_sibling(path)
             os.replace(path, old)
@@ -147,6 +210,131 @@ def atomic_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | Non
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _is_temp(name: str) -> bool:
+    parts = name[len(TMP_PREFIX):].split("-", 3)
+    return name.startswith(TMP_PREFIX) and len(parts) == 4 and parts[0].isdigit()
+
+
+def claim_folder(path: str | os.PathLike, made_by: str, owns: Iterable[str],
+                 adopt: Callable[[Path], bool] | None = None) -> None:
+    """Make `path` a folder the verb `made_by` writes into file by file (train's run
+    folder, tune's output folder), or check that it already is one.
+
+    owns: the names it writes at its top level ("name/" for a sub-folder, everything under
+    it). An absent or empty folder is created with a MARKER {"made_by", "owns"}. An existing
+    one must carry such a marker by the same verb and hold only owned names; otherwise (a
+    user's files, another verb's folder) GSMorphError naming the path, nothing touched.
+    adopt(path): True for a folder without a marker that an earlier gsmorph wrote (it
+    then gets its marker). A killed writer's temporary files are removed first."""
+    path = Path(path)
+    owns = list(owns)
+    if path.exists() and (not path.is_dir() or path.is_symlink()):
+        raise GSMorphError(f"{path}: exists and is not a folder; choose another --out")
+    clean_stale_temps(path)
+    if path.is_dir() and (path / MARKER).is_file():
+        content = _marker_of(path)
+        _check_made_by(path, content.get("made_by"), made_by)
+    elif path.is_dir() and any(path.iterdir()) and not (adopt is not None and adopt(path)):
+        raise GSMorphError(f"{path}: exists and was not written by `gsmorph {made_by}` (no {MARKER} in it); "
+                           "refusing to write into it: choose another --out, or empty the folder yourself")
+    names = {o.rstrip("/") for o in owns if not o.endswith("/")}
+    folders = {o.rstrip("/") for o in owns if o.endswith("/")}
+    if path.is_dir():
+        for entry in sorted(path.iterdir()):
+            name = entry.name
+            if name == MARKER or _is_temp(name):
+                continue
+            owned = (name in names and (entry.is_file() or entry.is_symlink())) or \
+                (name in folders and entry.is_dir() and not entry.is_symlink())
+            if not owned:
+                raise GSMorphError(f"{path}: holds {name}, which `gsmorph {made_by}` does not write; refusing to "
+                                   "write into it: move it away or choose another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / MARKER).is_file():
+        write_json(path / MARKER, {"made_by": made_by, "owns": sorted(owns)})
+
+
+@contextlib.contextmanager
+def folder_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the folder `path` (on its MARKER, made by claim_folder)
+    while the block runs; a second holder is refused with GSMorphError. The kernel drops
+    the lock of a process that dies, so a killed run's lock is taken over by the next."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX: no lock
+        yield
+        return
+    marker = Path(path) / MARKER
+    try:
+        fh = open(marker, "rb")
+    except OSError as err:
+        raise _os_error(err, marker) from None
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GSMorphError(f"{path}: another {what} is writing into this folder now; wait for it to "
+                               "finish, or choose another --out") from None
+        yield
+    finally:
+        fh.close()
+
+
+def check_file_replaceable(path: str | os.PathLike, made_by: str) -> None:
+    """Raise unless the file `path` is absent or was written by `gsmorph made_by` as its
+    provenance sidecar (`<file>.provenance.json`) records: the verb and the file's
+    SHA-256 (`sha256`, or `replaces` of a write killed between its two renames)."""
+    path = Path(path)
+    side = path.with_name(path.name + ".provenance.json")
+    if not path.exists() and not path.is_symlink():
+        if side.exists() or side.is_symlink():  # a sidecar alone: ours only if it says so
+            try:
+                ours = json.loads(side.read_text()).get("made_by") == made_by
+            except (OSError, ValueError, AttributeError):
+                ours = False
+            if not ours:
+                raise GSMorphError(f"{side}: exists and was not written by `gsmorph {made_by}`; refusing to "
+                                   "replace it: choose another --out")
+        return
+    if path.is_dir() or path.is_symlink():
+        raise GSMorphError(f"{path}: exists and is not a file gsmorph wrote; choose another --out")
+    refuse = GSMorphError(f"{path}: exists and was not written by `gsmorph {made_by}` (its {side.name} does not "
+                          "record it); refusing to replace it: choose another --out")
+    try:
+        record = json.loads(side.read_text())
+    except (OSError, ValueError):
+        raise refuse from None
+    if not isinstance(record, dict) or record.get("made_by") != made_by:
+        raise refuse
+    if sha256(path) not in (record.get("sha256"), record.get("replaces")):
+        raise GSMorphError(f"{path}: changed since `gsmorph {made_by}` wrote it (SHA-256 differs from its "
+                           f"{side.name}); refusing to replace it: choose another --out")
+
+
+def write_with_sidecar(path: str | os.PathLike, write: Callable[[Path], None], record: dict, made_by: str) -> None:
+    """Write a file (write(tmp_path)) and its provenance sidecar (`record` + made_by, the
+    file's sha256 and the one it replaces) so that neither appears without the other: both
+    go to temporary names first (a full disk fails here, nothing replaced), then the
+    sidecar and the file are renamed into place."""
+    path = Path(path)
+    side = path.with_name(path.name + ".provenance.json")
+    replaces = sha256(path) if path.is_file() else None
+    tmp, tmp_side = _tmp_sibling(path), _tmp_sibling(side)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        record = {**record, "made_by": made_by, "sha256": sha256(tmp), "replaces": replaces}
+        tmp_side.write_text(json.dumps(record, indent=2, sort_keys=True, default=_json_default) + "\n")
+        os.replace(tmp_side, side)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise _os_error(err, path) from None
+    finally:
+        for leftover in (tmp, tmp_side):
+            if leftover.exists():
+                leftover.unlink()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

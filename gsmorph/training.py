@@ -67,7 +67,7 @@ from gsmorph import checkpoints, methods
 from gsmorph.device import (apply_precision, get_rng_state, memory_format, resolve_device, seed_everything,
                             set_rng_state, step_options)
 from gsmorph.errors import GSMorphError
-from gsmorph.io import check_not_input, read_json, write_csv, write_json
+from gsmorph.io import check_not_input, claim_folder, folder_lock, read_json, sha256, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 # MONAI's finite-difference losses trigger a torch deprecation warning on every call.
@@ -488,7 +488,24 @@ class Trainer:
         self._session_start = time.perf_counter()
         self._wall_before = 0.0
         self.initialize()
-        self.out.mkdir(parents=True, exist_ok=True)
+        # only a run folder gsmorph train made (or an empty one), one training at a time
+        claim_folder(self.out, "train", self.owned_files(), adopt=self._written_before)
+        with folder_lock(self.out, "gsmorph train"):
+            return self._fit(report, fresh_if_changed)
+
+    def owned_files(self) -> list[str]:
+        """The names a run folder may hold (claim_folder): the run's files and tensorboard/."""
+        return [*RUN_FILES, *self.extra_files, "tensorboard/"]
+
+    def _written_before(self, folder: Path) -> bool:
+        """A run folder of an earlier gsmorph (no marker): its run.json records last.pt's SHA-256."""
+        try:
+            recorded = (read_json(folder / "run.json").get("checksums") or {}).get("last.pt")
+            return recorded is not None and sha256(folder / "last.pt") == recorded
+        except (GSMorphError, OSError, AttributeError):
+            return False
+
+    def _fit(self, report: Report | None, fresh_if_changed: bool) -> dict:
         if not self._resume(fresh_if_changed):
             self._remove_run_files()  # a fresh start: no stale weights from an earlier attempt
         self._wall_before = self.wall_s

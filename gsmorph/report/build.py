@@ -49,7 +49,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     summaries = run_files.read_jsons(runs, "summary.json", problems)
     names.describe(read_data_descriptions(metrics_csvs), backbone_variants(summaries))
     out = Path(out)
-    inputs = [runs, *pairs]
+    inputs = [runs, *pairs, *metrics_csvs]
     result = ReportResult()
     captions: dict[str, str] = {}
 
