@@ -337,6 +337,17 @@ def write_with_sidecar(path: str | os.PathLike, write: Callable[[Path], None], r
                 leftover.unlink()
 
 
+def check_plain_name(name: Any, where: str | os.PathLike, what: str = "subject id") -> str:
+    """`name` as a str if it is a plain file name (no '/', '\\', '..', NUL, not absolute, not
+    empty, not '.'), so that `<folder>/<name>...` stays inside the folder; GSMorphError
+    naming `where` otherwise."""
+    text = str(name)
+    if (not text or text in (".", "..") or any(c in text for c in "/\\\0")
+            or Path(text).is_absolute() or text != text.strip()):
+        raise GSMorphError(f"{where}: {what} {text!r} is not a plain name (no '/', '..' or absolute paths)")
+    return text
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_dir, read_json, write_csv, write_json, write_npz
+from gsmorph.io import atomic_dir, check_plain_name, read_json, write_csv, write_json, write_npz
 
 KEYS = ("slice_index", "disp", "moved_image", "moved_label", "runtime_s", "spacing")
 INDEX = "index.csv"
@@ -75,7 +75,7 @@ class SubjectPairs:
 def save_subject(out_dir: str | os.PathLike, pairs: SubjectPairs) -> Path:
     """Validate and write `<out_dir>/<subject>.npz` atomically; return its path."""
     pairs.validate()
-    path = Path(out_dir) / f"{pairs.subject}.npz"
+    path = Path(out_dir) / f"{check_plain_name(pairs.subject, out_dir)}.npz"
     write_npz(
         path,
         slice_index=np.asarray(pairs.slice_index, dtype=np.int32),
@@ -144,6 +144,9 @@ def read_index(out_dir: str | os.PathLike):
     index = pd.read_csv(out_dir / INDEX, dtype={"subject": str})
     if not {"subject", "file"} <= set(index.columns):
         raise GSMorphError(f"{out_dir / INDEX}: needs columns subject and file")
+    for subject, file in zip(index["subject"], index["file"]):  # never a path outside the folder
+        check_plain_name(subject, out_dir / INDEX)
+        check_plain_name(file, out_dir / INDEX, what="file")
     return index
 
 

@@ -64,6 +64,10 @@ def read_subjects(prepared: str | Path):
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise GSMorphError(f"{path}: missing column(s) {missing}")
+    from gsmorph.io import check_plain_name
+
+    for subject in table["subject"]:  # ids name folders and output files: never a path
+        check_plain_name(subject, path)
     return table
 
 
