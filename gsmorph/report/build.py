@@ -130,10 +130,13 @@ def draw(drawings: list[tuple], folder: Path, workers: int = 1) -> list[tuple[di
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from gsmorph.workers import watch_parent
+
     if workers <= 1 or len(drawings) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [_draw_one(function, data, folder) for function, data in drawings]
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(workers, len(drawings)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(drawings)), mp_context=context,
+                             initializer=watch_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_draw_one, function, data, folder) for function, data in drawings]
         return [future.result() for future in futures]
 
