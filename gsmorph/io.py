@@ -212,6 +212,83 @@ def atomic_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | Non
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class FolderSet:
+    """Sub-folders `names` of `out` replaced together (the report's stats/, tables/,
+    figures/, report/): each is built with `part(name)` in one temporary folder inside
+    `out`, and `commit()` swaps them all in at once (each old one kept until every new one
+    is in place, put back on a failure). Checked as atomic_dir checks one folder (inputs,
+    MARKER, made_by), before anything is built and again before the swap. A failure while
+    building leaves every old folder as it was and removes the temporary one."""
+
+    def __init__(self, out: str | os.PathLike, names: Iterable[str], inputs: Iterable[str | os.PathLike | None] = (),
+                 made_by: str = "gsmorph"):
+        import weakref
+
+        self.out, self.names, self.made_by = Path(out), list(names), made_by
+        inputs = list(inputs)
+        for name in self.names:
+            check_not_input(self.out / name, inputs)
+        clean_stale_temps(self.out)
+        self._check()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.staging = _tmp_sibling(self.out / "parts")
+            self.staging.mkdir()
+        except OSError as err:
+            raise _os_error(err, self.out) from None
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.staging), True)
+
+    def _check(self) -> None:
+        for name in self.names:
+            check_replaceable(self.out / name, self.made_by)
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[Path]:
+        """The temporary folder in which the sub-folder `name` is built."""
+        folder = self.staging / name
+        try:
+            folder.mkdir()
+            yield folder
+            _write_marker(folder, self.made_by)
+        except OSError as err:
+            self._remove()
+            raise _os_error(err, self.out / name) from None
+        except BaseException:
+            self._remove()
+            raise
+
+    def commit(self) -> None:
+        """Swap every built sub-folder into `out`."""
+        missing = [n for n in self.names if not (self.staging / n).is_dir()]
+        if missing:
+            self._remove()
+            raise GSMorphError(f"{self.out}: {', '.join(missing)} not built; nothing replaced")
+        try:
+            self._check()  # again: a user may have added files meanwhile
+        except GSMorphError:
+            self._remove()
+            raise
+        swapped: list[tuple[str, Path | None]] = []
+        try:
+            for name in self.names:
+                target, old = self.out / name, None
+                if target.exists() or target.is_symlink():
+                    old = self.staging / f"old-{name}"
+                    os.replace(target, old)
+                swapped.append((name, old))
+                os.replace(self.staging / name, target)
+        except OSError as err:
+            for name, old in reversed(swapped):  # put every old folder back
+                target = self.out / name
+                if target.exists() and not (self.staging / name).exists():
+                    os.replace(target, self.staging / name)
+                if old is not None:
+                    os.replace(old, target)
+            raise _os_error(err, self.out) from None
+        finally:
+            self._remove()
+
+
 def _is_temp(name: str) -> bool:
     parts = name[len(TMP_PREFIX):].split("-", 3)
     return name.startswith(TMP_PREFIX) and len(parts) == 4 and parts[0].isdigit()

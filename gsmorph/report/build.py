@@ -1,7 +1,7 @@
 """Everything `gsmorph report` writes, from the metrics tables and the run folders.
 
 Under `out` (the workflow passes `results`), each folder replaced whole when complete
-(gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
+(gsmorph.io.FolderSet: never one holding files gsmorph did not write; the four replaced together):
   stats/    subject_values.csv, summary.csv (mean, std, bootstrap CI), wilcoxon.csv
             (n, statistic, p, p_holm, reason), friedman.csv, undefined.csv, tuning_cost.csv
   tables/   table1_<backbone>.{tex,md,csv,html}, table1_combined.*, in the authors' code's
@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from gsmorph import methods
-from gsmorph.io import atomic_dir, write_csv, write_json
+from gsmorph.io import FolderSet, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 
@@ -53,6 +53,9 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     result = ReportResult()
     captions: dict[str, str] = {}
 
+    # every folder built apart, then all four replace the old ones together (one unit)
+    unit = FolderSet(out, ("stats", "tables", "figures", "report"), inputs=inputs, made_by="report")
+
     # statistics
     result.undefined = undefined_counts(table)
     subjects = stats.subject_values(table)
@@ -64,7 +67,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     outputs = {"subject_values": subjects, "summary": summary, "wilcoxon": wilcoxon,
                "friedman": stats.friedman(subjects), "undefined": result.undefined,
                "tuning_cost": figures.tuning_cost(summaries, studies)}
-    with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
+    with unit.part("stats") as tmp:
         for name, frame in outputs.items():
             if "dataset" in frame.columns and "data" not in frame.columns:  # say what the data are
                 frame = frame.copy()
@@ -77,7 +80,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     specs = [(f"table1_{b}", [b], "ours") for b in backbones] + [("table1_combined", backbones, "ours")]
     if (summary["metric"] == "code_dice").any():
         specs.append(("table1_combined_code_convention", backbones, "gsmorph-code"))
-    with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
+    with unit.part("tables") as tmp:
         for name, which, convention in specs:
             t = tables.build(summary, wilcoxon, which, name, reference=reference, convention=convention,
                              undefined=result.undefined, caveats=run_caveats(summaries, which))
@@ -102,7 +105,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
                 (figures.pareto, (summaries, trials, sweeps, studies)),
                 (figures.tuning_cost_chart, (outputs["tuning_cost"],)),
                 (figures.conflict_figures, (conflicts,)), (figures.training_curves, (logs,))]
-    with atomic_dir(out / "figures", inputs=inputs, made_by="report") as tmp:
+    with unit.part("figures") as tmp:
         for made_part, skipped_part in draw(drawings, tmp, workers):
             made.update(made_part)
             result.skipped += skipped_part
@@ -113,8 +116,9 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
             captions[f"figures/{stem}.{ext}"] = text
     result.n_figures = len(made)
 
-    with atomic_dir(out / "report", inputs=inputs, made_by="report") as tmp:
+    with unit.part("report") as tmp:
         write_json(tmp / "captions.json", captions)
+    unit.commit()
     return result
 
 
