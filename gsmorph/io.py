@@ -301,10 +301,10 @@ def claim_folder(path: str | os.PathLike, made_by: str, owns: Iterable[str],
 
     owns: the names it writes at its top level ("name/" for a sub-folder, everything under
     it). An absent or empty folder is created with a MARKER {"made_by", "owns"}. An existing
-    one must carry such a marker by the same verb and hold only owned names; otherwise (a
-    user's files, another verb's folder) GSMorphError naming the path, nothing touched.
-    adopt(path): True for a folder without a marker that an earlier gsmorph wrote (it
-    then gets its marker). A killed writer's temporary files are removed first."""
+    one must carry such a marker by the same verb (other files a user puts beside the owned
+    ones are left alone); otherwise (a user's files, another verb's folder) GSMorphError
+    naming the path, nothing touched. adopt(path): True for a folder without a marker that
+    an earlier gsmorph wrote; holding only owned names, it then gets its marker. A killed writer's temporary files are removed first."""
     path = Path(path)
     owns = list(owns)
     if path.exists() and (not path.is_dir() or path.is_symlink()):
@@ -313,7 +313,8 @@ def claim_folder(path: str | os.PathLike, made_by: str, owns: Iterable[str],
     if path.is_dir() and (path / MARKER).is_file():
         content = _marker_of(path)
         _check_made_by(path, content.get("made_by"), made_by)
-    elif path.is_dir() and any(path.iterdir()) and not (adopt is not None and adopt(path)):
+        return  # its own folder: files a user put beside the run's are never touched
+    if path.is_dir() and any(path.iterdir()) and not (adopt is not None and adopt(path)):
         raise GSMorphError(f"{path}: exists and was not written by `gsmorph {made_by}` (no {MARKER} in it); "
                            "refusing to write into it: choose another --out, or empty the folder yourself")
     names = {o.rstrip("/") for o in owns if not o.endswith("/")}

@@ -70,10 +70,13 @@ def test_train_writes_beside_nothing_but_its_own_files(prepared_acdc, tmp_path, 
     assert main(train_args(prepared_acdc, out)) == 0
     assert json.loads((out / MARKER).read_text())["made_by"] == "train"
     assert main(train_args(prepared_acdc, out) + ["--fresh-if-changed"]) == 0  # its own folder: rerun is fine
-    (out / "notes.txt").write_text("mine")  # a user's file in a gsmorph run folder stops the rerun
+    (out / "notes.txt").write_text("mine")  # a user's file beside a gsmorph run: left alone
+    assert main(train_args(prepared_acdc, out) + ["--fresh-if-changed"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / MARKER).unlink()  # without the marker (and with a file train does not write): not adopted
     capsys.readouterr()
-    assert main(train_args(prepared_acdc, out) + ["--fresh-if-changed"]) == 1
-    assert "notes.txt" in one_error(capsys, "train") and (out / "notes.txt").read_text() == "mine"
+    assert main(train_args(prepared_acdc, out)) == 1
+    assert "holds notes.txt" in one_error(capsys, "train") and (out / "notes.txt").is_file()
 
 
 @pytest.fixture(scope="module")
