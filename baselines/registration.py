@@ -24,6 +24,7 @@ import numpy as np
 from gsmorph import methods
 from gsmorph.cli_options import SPLITS, workers as default_workers
 from gsmorph.errors import GSMorphError
+from gsmorph.workers import watch_parent
 
 
 def register_split(method: str, prepared: str | os.PathLike, split: str, out: str | os.PathLike,
@@ -133,7 +134,8 @@ def _register_all(method, pair_list, params, seed, n_workers: int, in_pool: bool
     # before ITK is loaded, whatever the parent process has imported.
     context = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_single_threaded) as pool:
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=watch_parent,
+                                 initargs=(os.getpid(), _single_threaded)) as pool:
             return list(pool.map(task, *columns))
     except BrokenProcessPool as err:
         raise GSMorphError(f"a {method} worker process died before finishing ({err}); out of memory, "

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gsmorph.errors import GSMorphError
 from gsmorph.io import atomic_path, sha256
 
 
-def save(obj: Any, path: str | os.PathLike) -> str:
-    """torch.save `obj` to `path` atomically; return the file's SHA-256."""
+def save(obj: Any, path: str | os.PathLike, before_rename: Callable[[str], None] | None = None) -> str:
+    """torch.save `obj` to `path` atomically; return the file's SHA-256. before_rename(digest)
+    runs once the complete file is written and before it replaces `path` (the run records
+    the new digest beside the old one there, so a kill at any instant leaves a last.pt the
+    record names)."""
     import torch
 
     path = Path(path)
@@ -25,6 +28,8 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         except RuntimeError as err:  # torch reports a full disk as an iostream error
             raise GSMorphError(f"{path}: cannot write checkpoint ({err}); is the disk full?") from None
         digest = sha256(tmp)
+        if before_rename is not None:
+            before_rename(digest)
     return digest
 
 

@@ -326,7 +326,11 @@ def claim_gpu_slot(folder: str | os.PathLike, owner: int, gpus: list[str]) -> tu
 def slot_shell_prefix(python: str = "python") -> str:
     """The shell the workflow's GPU rules run before their verb (ends in '&& '): claim a
     slot for this job's shell ($$) and export its CUDA_VISIBLE_DEVICES."""
-    return (f"GSMORPH_SLOT=$({python} -m gsmorph.device gpu-slot --owner $$) && "
+    # not `python -m` (it puts the job's working folder first on sys.path, so a data
+    # folder's shlex.py would run): -c with sys.path's first entry (the working folder)
+    # dropped before gsmorph is imported; works on every Python >= 3.10 (-P needs 3.11)
+    command = "import sys; del sys.path[0]; from gsmorph.device import main; sys.exit(main())"
+    return (f"GSMORPH_SLOT=$({python} -c '{command}' gpu-slot --owner $$) && "
             'eval "$GSMORPH_SLOT" && ')
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from gsmorph import metrics, pairs
 from gsmorph.errors import GSMorphError
+from gsmorph.workers import watch_parent
 
 COLUMNS = ["dataset", "backbone", "method", "seed", "subject", "slice", "metric", "structure", "value"]
 PER_STRUCTURE = ("dice", "hd95_mm")
@@ -207,7 +208,7 @@ def evaluate(folders: list[str | os.PathLike], workers: int = 1, split: str | No
             by_subject.setdefault((frames[0], subject, *frames[1:]), []).append((str(folder), file, meta))
     tasks = [(*key, tuple(conventions), entries) for key, entries in sorted(by_subject.items())]
     if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=watch_parent, initargs=(os.getpid(),)) as pool:
             frames = list(pool.map(_evaluate_subject, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
     else:
         frames = [_evaluate_subject(t) for t in tasks]

@@ -42,12 +42,23 @@ def read_run_info(run_dir: str | os.PathLike) -> dict:
 
 
 def trainer_of(info: dict, run_dir: Path):
-    """The trainer class that made a run: run.json's `trainer`, else the method table's."""
-    name = info.get("trainer") or methods.get(info["method"]).maker
+    """The trainer class of a run's method, from the method table (gsmorph/methods.py, with
+    the registered plugins) only: run.json is data, its `trainer` string is never imported,
+    only compared with the table's."""
+    where = run_dir / "run.json"
+    method = info.get("method")
+    spec = methods.find(method) if isinstance(method, str) else None
+    if spec is None or spec.family != "trained":
+        raise GSMorphError(f"{where}: method {method!r} is not a trained method of the method table; known: "
+                           f"{', '.join(methods.ids('trained', None))}")
+    named = info.get("trainer")
+    if named is not None and named != spec.maker:
+        raise GSMorphError(f"{where}: names the trainer {named!r}, but method '{spec.id}' is trained by "
+                           f"{spec.maker}; refusing to load it")
     try:
-        return plugins.resolve(name)
+        return plugins.resolve(spec.maker)
     except GSMorphError as err:
-        raise GSMorphError(f"{run_dir / 'run.json'}: {err}") from None
+        raise GSMorphError(f"{where}: {err}") from None
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predictor, dict, torch.device]:

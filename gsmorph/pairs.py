@@ -34,7 +34,7 @@ import numpy as np
 
 from gsmorph.data.labels import BACKGROUND, STRUCTURES
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_dir, read_json, write_csv, write_json, write_npz
+from gsmorph.io import atomic_dir, check_plain_name, read_json, write_csv, write_json, write_npz
 
 LABEL_IDS = (BACKGROUND, *STRUCTURES.values())  # canonical label ids
 IDENTITY = "prepared_identity"  # pairs.json key: gsmorph.data.loader.prepared_identity of the prepared folder
@@ -107,7 +107,7 @@ class SubjectPairs:
 def save_subject(out_dir: str | os.PathLike, pairs: SubjectPairs) -> Path:
     """Validate and write `<out_dir>/<subject>.npz` atomically; return its path."""
     pairs.validate()
-    path = Path(out_dir) / f"{pairs.subject}.npz"
+    path = Path(out_dir) / f"{check_plain_name(pairs.subject, out_dir)}.npz"
     write_npz(
         path,
         slice_index=np.asarray(pairs.slice_index, dtype=np.int32),
@@ -222,7 +222,8 @@ def read_index(out_dir: str | os.PathLike):
     if not {"subject", "file"} <= set(index.columns):
         raise GSMorphError(f"{out_dir / INDEX}: needs columns subject and file")
     for line, (subject, file) in enumerate(zip(index["subject"], index["file"]), start=2):
-        if file != f"{subject}.npz":  # a plain name in this folder, never a path out of it
+        check_plain_name(subject, out_dir / INDEX)  # never a path outside the folder
+        if file != f"{subject}.npz":
             raise GSMorphError(f"{out_dir / INDEX}: line {line}: file '{file}' of subject {subject} is not "
                                f"'{subject}.npz'")
     return index

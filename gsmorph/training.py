@@ -72,7 +72,7 @@ from gsmorph import checkpoints, convergence, methods, selection
 from gsmorph.device import (apply_precision, get_rng_state, memory_format, resolve_device, seed_everything,
                             set_rng_state, step_options)
 from gsmorph.errors import GSMorphError
-from gsmorph.io import check_not_input, read_json, write_csv, write_json
+from gsmorph.io import check_not_input, claim_folder, folder_lock, read_json, sha256, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 # MONAI's finite-difference losses trigger a torch deprecation warning on every call.
@@ -515,7 +515,25 @@ class Trainer:
         self._session_start = time.perf_counter()
         self._wall_before = 0.0
         self.initialize()
-        self.out.mkdir(parents=True, exist_ok=True)
+        # only a run folder gsmorph train made (or an empty one), one training at a time
+        claim_folder(self.out, "train", self.owned_files(), adopt=self._written_before)
+        with folder_lock(self.out, "gsmorph train"):
+            return self._fit(report, fresh_if_changed)
+
+    def owned_files(self) -> list[str]:
+        """The names a run folder may hold (claim_folder): the run's files and tensorboard/."""
+        return [*RUN_FILES, *self.extra_files, "tensorboard/"]
+
+    def _written_before(self, folder: Path) -> bool:
+        """A run folder of an earlier gsmorph (no marker): its run.json records last.pt's SHA-256."""
+        try:
+            info = read_json(folder / "run.json")
+            named = {(info.get(key) or {}).get("last.pt") for key in ("checksums", "previous_checksums")} - {None}
+            return sha256(folder / "last.pt") in named
+        except (GSMorphError, OSError, AttributeError):
+            return False
+
+    def _fit(self, report: Report | None, fresh_if_changed: bool) -> dict:
         if not self._resume(fresh_if_changed):
             self._remove_run_files()  # a fresh start: no stale weights from an earlier attempt
         self._wall_before = self.wall_s
@@ -642,6 +660,9 @@ class Trainer:
                 for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
                     group["lr"] = lr * factor
             self.optimizer.step()
+            if self.device.type == "cpu" and not self._weights_finite():  # free on CPU: stop before the next step
+                raise GSMorphError(self._stopped(f"non-finite weights after step {steps} of epoch {epoch} (is the "
+                                                 "learning rate too large?)"))
         keys = list(sums)
         values = (torch.stack([sums[k] for k in keys]) / steps).cpu().tolist()  # the epoch's one sync
         return dict(zip(keys, values))
@@ -654,13 +675,19 @@ class Trainer:
                 if p.grad is not None:
                     p.grad = torch.where(finite, p.grad, torch.zeros((), dtype=p.grad.dtype, device=p.grad.device))
 
+    def _weights_finite(self) -> bool:
+        return bool(torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all())
+
+    def _stopped(self, reason: str) -> str:
+        kept = f"last good checkpoint {self.out / 'last.pt'} (epoch {self.checkpoint_epoch})" \
+            if self.checkpoint_epoch else "no checkpoint was written yet"
+        return f"{reason}; training stopped, {kept}"
+
     def _check_finite(self, epoch: int, losses: dict[str, float]) -> None:
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if bad:
-            kept = f"last good checkpoint {self.out / 'last.pt'} (epoch {self.checkpoint_epoch})" \
-                if self.checkpoint_epoch else "no checkpoint was written yet"
-            raise GSMorphError(f"non-finite loss at epoch {epoch} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
-                               f"training stopped, {kept}")
+            raise GSMorphError(self._stopped(f"non-finite loss at epoch {epoch} "
+                                             f"({', '.join(f'{k}={v}' for k, v in bad.items())})"))
 
     def _write_logs(self) -> None:
         import pandas as pd
@@ -671,8 +698,11 @@ class Trainer:
         if self.surgery is not None:
             write_csv(self.out / "conflicts.csv", pd.DataFrame(self.conflict_rows, columns=CONFLICT_COLUMNS))
 
-    def _write_run_info(self) -> None:
-        write_json(self.out / "run.json", self.run_info())
+    def _write_run_info(self, previous: dict | None = None) -> None:
+        info = self.run_info()
+        if previous is not None:  # the checksums of files being replaced now (see _record_checkpoint)
+            info["previous_checksums"] = previous
+        write_json(self.out / "run.json", info)
 
     def _remove_run_files(self) -> None:
         import shutil
@@ -716,9 +746,14 @@ class Trainer:
             "wall_s": self.wall_s,
             "fingerprint": json.dumps(self.fingerprint(), sort_keys=True, default=str),
             **({"surgery": self.surgery.state_dict()} if self.surgery is not None and self.surgery.state else {}),
-        }, self.out / "last.pt")
+        }, self.out / "last.pt", before_rename=self._record_checkpoint)
         self.checkpoint_epoch = self.epoch
-        self._write_run_info()
+
+    def _record_checkpoint(self, digest: str) -> None:
+        """run.json names the new last.pt and the one it replaces before the rename: a kill
+        at any instant leaves a last.pt that run.json names (resumed on rerun)."""
+        previous, self.last_sha256 = self.last_sha256, digest
+        self._write_run_info(previous={"last.pt": previous})
 
     def _resume(self, fresh_if_changed: bool) -> bool:
         """Restore the training state from out/last.pt; False when there is none (or when
@@ -727,7 +762,11 @@ class Trainer:
         if not path.is_file():
             return False
         info = read_json(self.out / "run.json") if (self.out / "run.json").is_file() else {}
-        state = checkpoints.load(path, self.device, (info.get("checksums") or {}).get("last.pt"))
+        recorded = (info.get("checksums") or {}).get("last.pt")
+        found = sha256(path)  # the new last.pt, or the one a killed checkpoint was replacing
+        if found in (recorded, (info.get("previous_checksums") or {}).get("last.pt")):
+            recorded = found
+        state = checkpoints.load(path, self.device, recorded)
         stored = json.loads(state.get("fingerprint") or "{}")
         changed = sorted(k for k, v in self.fingerprint().items() if json.loads(json.dumps(v, default=str))
                          != stored.get(k))
@@ -749,7 +788,7 @@ class Trainer:
         self.tracker.load(chosen)
         self.selection_score = float(chosen["selection_score"])
         self.stopped_early = bool(chosen["stopped_early"])
-        self.last_sha256 = (info.get("checksums") or {}).get("last.pt")
+        self.last_sha256 = recorded
         self.log_rows = list(state["log"])
         self.conflict_rows = list(state["conflicts"])
         if self.surgery is not None and "surgery" in state:  # a stateful aggregator's state

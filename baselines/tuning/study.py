@@ -40,7 +40,7 @@ from baselines.tuning.outputs import write_outputs
 from baselines.tuning.storage import file_lock, resolve_storage
 from gsmorph import methods
 from gsmorph.errors import GSMorphError
-from gsmorph.io import check_not_input
+from gsmorph.io import check_not_input, claim_folder
 
 OBJECTIVES = ("dice", "dice-njd")
 POLL_S = 1.0
@@ -248,6 +248,24 @@ def _device_of(run_dir: Path, cfg: dict) -> str:
     return str(resolve_device(cfg.get("device", "auto")))
 
 
+# what a tune output folder may hold: the outputs, the trial run folders, the outputs' lock,
+# and what the workflow's rules write there (the study's name, the workers' done files)
+WORKFLOW_FILES = ("study_name.txt", "workers")
+TUNE_FILES = ("trials.csv", "study.json", "pareto.csv", "provenance.json", "best/", "trials/", ".tune.lock",
+              "study_name.txt", "workers/")
+
+
+def storage_files(storage: str, out: Path) -> list[str]:
+    """The names of a storage file (and its lock and journal files) that lies in `out`."""
+    spec = str(storage).strip()
+    spec = spec.split("://", 1)[1] if "://" in spec else spec
+    spec = spec[1:] if spec.startswith("//") else spec
+    path = Path(spec)
+    if not spec or path.resolve().parent != out.resolve():
+        return []
+    return [path.name + suffix for suffix in ("", ".lock", "-journal", "-wal", "-shm")]
+
+
 def tune(prepared: str, backbone: str, trials: int, storage: str, study_name: str, seed: int, out: str,
          cfg: dict, train_fn: TrainFn | None = None, method: str | None = None) -> dict:
     """One tuning worker of the tuned `method` (default: the table's only tuned method): run
@@ -266,6 +284,9 @@ def tune(prepared: str, backbone: str, trials: int, storage: str, study_name: st
     t = cfg["tune"]
     store, storage_url = resolve_storage(storage, float(t["heartbeat_s"]), float(t["stale_after_s"]))
     out_dir = Path(out)  # made once the storage opened: a refused storage leaves nothing
+    # only a folder gsmorph tune made, an empty one, or one holding only the workflow's files
+    claim_folder(out_dir, "tune", [*TUNE_FILES, *storage_files(storage, out_dir)],
+                 adopt=lambda folder: all(p.name in WORKFLOW_FILES for p in folder.iterdir()))
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = study_settings(backbone, prepared, seed, cfg)
     study = open_study(store, storage_url, study_name, seed, cfg, settings)

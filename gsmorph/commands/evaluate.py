@@ -5,7 +5,6 @@ import argparse
 from pathlib import Path
 
 from gsmorph.cli_options import SPLITS, add_common, workers
-from gsmorph.provenance import sidecar, write_provenance
 
 CONVENTION_NAMES = ("learn2reg", "gsmorph-code")
 
@@ -23,16 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gsmorph.evaluate import describe_data, evaluate, undefined_counts
-    from gsmorph.io import write_csv
+    from gsmorph.evaluate import describe_data, evaluate, folder_meta, undefined_counts
+    from gsmorph.io import check_file_replaceable, check_not_input, write_with_sidecar
+    from gsmorph.provenance import provenance
 
+    out = Path(args.out)
+    # never onto an input: a pairs folder or the prepared folder it names (checked before any work)
+    check_not_input(out, [*args.pairs, *(folder_meta(p)["prepared"] for p in args.pairs)])
+    check_file_replaceable(out, "evaluate")
     table = evaluate(args.pairs, workers=workers(args.workers), split=args.split,
                      conventions=tuple(args.conventions))
     undefined = undefined_counts(table)
-    out = Path(args.out)
-    write_csv(out, table)
-    write_provenance(
-        sidecar(out),
+    record = provenance(
         config={"pairs": [str(p) for p in args.pairs], "workers": args.workers, "split": args.split,
                 "conventions": args.conventions},
         data=describe_data(args.pairs),
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         n_pairs=int(table.groupby(["dataset", "backbone", "method", "seed", "subject", "slice"]).ngroups),
         undefined=undefined.to_dict(orient="records"),
     )
+    check_file_replaceable(out, "evaluate")  # again: a user may have put a file there meanwhile
+    write_with_sidecar(out, lambda tmp: table.to_csv(tmp, index=False), record, made_by="evaluate")
     print(f"wrote {out}: {len(table)} rows")
     if undefined.empty:
         print("undefined (NaN) values: none")

@@ -77,6 +77,10 @@ def read_subjects(prepared: str | Path):
                                f"{table['subject'].iloc[i]} is not a positive " +
                                ("integer" if column == "n_slices" else "number"))
         table[column] = values.astype(int) if column == "n_slices" else values
+    from gsmorph.io import check_plain_name
+
+    for subject in table["subject"]:  # ids name folders and output files: never a path
+        check_plain_name(subject, path)
     dupes = table["subject"][table["subject"].duplicated()]
     if len(dupes):
         raise GSMorphError(f"{path}: subject {dupes.iloc[0]} is listed twice")

@@ -1,7 +1,7 @@
 """Everything `gsmorph report` writes, from the metrics tables and the run folders.
 
 Under `out` (the workflow passes `results`), each folder replaced whole when complete
-(gsmorph.io.atomic_dir: never one holding files gsmorph did not write):
+(gsmorph.io.FolderSet: never one holding files gsmorph did not write; the four replaced together):
   stats/    subject_values.csv, summary.csv (mean, std, CI, seed sd), wilcoxon.csv
             (subject-level: n, statistic, p, p_holm, reason), comparisons.csv (what the
             markers use: over seeds when there are two or more, docs/statistics.md),
@@ -29,7 +29,7 @@ import pandas as pd
 
 from gsmorph import methods
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_dir, write_csv, write_json
+from gsmorph.io import FolderSet, write_csv, write_json
 from gsmorph.provenance import write_provenance
 
 
@@ -80,9 +80,12 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
                                numeric=("epoch", "loss_sim", "loss_reg", "val_dice"))
     names.describe(read_data_descriptions(metrics_csvs), backbone_variants(summaries))
     out = Path(out)
-    inputs = [runs, *pairs]
+    inputs = [runs, *pairs, *metrics_csvs]
     result = ReportResult()
     captions: dict[str, str] = {}
+
+    # every folder built apart, then all four replace the old ones together (one unit)
+    unit = FolderSet(out, ("stats", "tables", "figures", "report"), inputs=inputs, made_by="report")
 
     # statistics
     result.undefined = undefined_counts(table)
@@ -114,7 +117,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
     if general:
         outputs["wilcoxon_aggregators"] = wilcoxon2
         outputs["comparisons_aggregators"] = comparisons2
-    with atomic_dir(out / "stats", inputs=inputs, made_by="report") as tmp:
+    with unit.part("stats") as tmp:
         for name, frame in outputs.items():
             if "dataset" in frame.columns and "data" not in frame.columns:  # say what the data are
                 frame = frame.copy()
@@ -133,7 +136,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
         names2 = [f"table2_aggregators_{b[0] if len(b) == 1 else 'combined'}" for b in which2]
         specs += [(name, which, "ours") for name, which in zip(names2, which2)]
         frames = {name: (summary2, comparisons2) for name in names2}
-    with atomic_dir(out / "tables", inputs=inputs, made_by="report") as tmp:
+    with unit.part("tables") as tmp:
         latex = []
         for name, which, convention in specs:
             s_, c_ = frames.get(name, (summary1, comparisons))
@@ -166,7 +169,7 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
                 (figures.tuning_cost_chart, (outputs["tuning_cost"],)),
                 (figures.conflict_figures, (conflicts,)), (figures.training_curves, (logs,)),
                 (figures.frontier_figure, (frontier_points, frontier_gap))]
-    with atomic_dir(out / "figures", inputs=inputs, made_by="report") as tmp:
+    with unit.part("figures") as tmp:
         for made_part, skipped_part in draw(drawings, tmp, workers):
             made.update(made_part)
             result.skipped += skipped_part
@@ -177,8 +180,9 @@ def make_report(metrics_csvs: list[str], runs: str | os.PathLike | None, out: st
             captions[f"figures/{stem}.{ext}"] = text
     result.n_figures = len(made)
 
-    with atomic_dir(out / "report", inputs=inputs, made_by="report") as tmp:
+    with unit.part("report") as tmp:
         write_json(tmp / "captions.json", captions)
+    unit.commit()
     return result
 
 
@@ -194,10 +198,13 @@ def draw(drawings: list[tuple], folder: Path, workers: int = 1) -> list[tuple[di
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from gsmorph.workers import watch_parent
+
     if workers <= 1 or len(drawings) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [_draw_one(function, data, folder) for function, data in drawings]
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(workers, len(drawings)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(drawings)), mp_context=context,
+                             initializer=watch_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_draw_one, function, data, folder) for function, data in drawings]
         return [future.result() for future in futures]
 
