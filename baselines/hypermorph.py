@@ -1,5 +1,12 @@
 """HyperMorph baseline: one network for every smoothness weight, lambda chosen on validation.
 
+Config `hypermorph.variant` (VARIANTS; docs/hypermorph.md holds the ablation behind them):
+default (the published loss with sigma estimated from the training pairs, `estimate_sigma`,
+and a log-uniform equivalent weight, `LambdaScale`), published (below), gsmorph (the GSMorph
+authors' update sim / 0.05^2 + lambda reg, one lambda per batch, l1 gradient loss, lambda
+on [0, 1]). The hypernetwork's input is t in [0, 1]; `LambdaScale` maps it to the loss's
+lambda (t = lambda for uniform sampling); the validation grids below are even in t.
+
 As published (Hoopes et al. 2021/2022; voxelmorph's train_hypermorph.py, the TensorFlow code):
 - hypernetwork: `hypermorph.layers` x Dense(`hypermorph.hidden`, ReLU), 6 x 128;
 - each sample of a batch draws its own lambda: with probability `hypermorph.endpoint_prob`
@@ -328,11 +335,10 @@ class HyperMorphTrainer(Trainer):
         net = self.model.backbone
         dependent = net.hyper_parameters() + [c.generate.weight for c in list(net.encoder) + list(net.decoder)]
         ids = {id(p) for p in dependent}
-        group = dict(optimizer.param_groups[0])
-        lr = float(group.pop("lr"))
-        group.pop("params")
+        s, lr = self.optim, float(self.optim["lr"])
         others = [p for p in self.model.parameters() if id(p) not in ids]
-        return type(optimizer)([{"params": others, "lr": lr}, {"params": dependent, "lr": lr * factor}], **group)
+        return type(optimizer)([{"params": others, "lr": lr}, {"params": dependent, "lr": lr * factor}],
+                               weight_decay=float(s["weight_decay"]), amsgrad=bool(s["amsgrad"]))
 
     def backbone_display(self) -> str:
         from gsmorph import backbones
