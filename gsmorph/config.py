@@ -81,12 +81,23 @@ DEFAULTS: dict[str, Any] = {
     # (Hoopes et al. and voxelmorph's train_hypermorph.py: 6 x Dense(128, ReLU), l2 gradient
     # smoothness, MSE / sigma^2 with sigma 0.05, end-point over-sampling 0.2 per sample)
     "hypermorph": {
+        # default (learns lambda) | published (Hoopes et al.) | gsmorph (the GSMorph authors'
+        # code); each key below that is null takes the variant's value (baselines/hypermorph.py
+        # VARIANTS), a value set here replaces it
+        "variant": "default",
         "hidden": 128,
         "layers": 6,
-        "smoothness": "l2",      # HyperMorph's own smoothness loss (the published l2 gradient), not
-                                 # the top-level `smoothness` (l1: the paper's GSMorph loss)
+        "parametrisation": None,  # scaled | dense | offset: how each convolution is generated
+        "encoding": None,         # lambda | cos-sin: the hypernetwork's input code
+        "loss": None,             # hoopes: (1 - lam) sim / s + lam reg; gsmorph: sim / s + lam reg
+        "sampling": None,         # uniform (lambda ~ U) | log-weight (log-uniform equivalent weight)
+        "weight_range": None,     # [low, high] equivalent weights of log-weight sampling
+        "lambda_max": None,       # gsmorph loss with uniform sampling: lambda on [0, lambda_max]
+        "lambda_per": None,       # sample | batch: one lambda per sample or one per batch
+        "lambda_lr_factor": None,  # lr factor of the lambda-dependent parameters (MLP, generating maps)
+        "smoothness": None,       # HyperMorph's own smoothness loss, not the top-level `smoothness`
         "endpoint_prob": 0.2,    # P(a sample's lambda is drawn from {0, 1}), per sample of a batch
-        "mse_sigma": 0.05,       # MSE similarity scaled by 1 / sigma^2
+        "mse_sigma": None,       # MSE similarity scaled by 1 / sigma^2; "estimate": from the train pairs
         "val_lambdas": 11,       # coarse validation grid: this many lambdas evenly on [0, 1]
         "fine_lambdas": 10,      # fine grid between the coarse neighbours of the coarse best (0: none)
         "features": None,        # U-Net level widths; None: those of backbones.voxelmorph
