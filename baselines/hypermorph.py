@@ -422,6 +422,11 @@ class HyperMorphTrainer(Trainer):
         return None if math.isnan(effect) else effect
 
     def caveat(self) -> str:
+        """The convergence caveat (Trainer.caveat) joined with whether lambda was learned."""
+        return "; ".join(c for c in (super().caveat(), self.lambda_caveat()) if c)
+
+    def lambda_caveat(self) -> str:
+        """What a reader must know when the hypernetwork did not learn lambda ("" if it did)."""
         dice = self._end_dice()
         if self.identity_dice is not None and 0.0 in dice and 1.0 in dice:
             if dice[0.0] <= self.identity_dice:
