@@ -41,6 +41,7 @@ from baselines.tuning.storage import file_lock, resolve_storage
 from gsmorph import methods
 from gsmorph.errors import GSMorphError
 from gsmorph.io import check_not_input
+from gsmorph.locations import relative, resolve
 
 OBJECTIVES = ("dice", "dice-njd")
 POLL_S = 1.0
@@ -80,11 +81,13 @@ class TrialSeededTPE(BaseSampler):
         self._tpe.reseed_rng()
 
 
-def study_settings(backbone: str, prepared: str, seed: int, cfg: dict) -> dict[str, Any]:
-    """What a study is bound to; a rerun with other settings is refused."""
+def study_settings(backbone: str, prepared: str, seed: int, cfg: dict, out: str | None = None) -> dict[str, Any]:
+    """What a study is bound to; a rerun with other settings is refused. `prepared` is
+    recorded relative to the tuning folder `out` when given (gsmorph/locations.py)."""
     t = cfg["tune"]
     return {
-        "backbone": backbone, "prepared": str(Path(prepared).resolve()), "seed": int(seed),
+        "backbone": backbone, "prepared": relative(prepared, out) if out is not None else str(Path(prepared).resolve()),
+        "seed": int(seed),
         "objective": t["objective"], "lam_low": float(t["lam_low"]), "lam_high": float(t["lam_high"]),
         "tune_lr": bool(t["tune_lr"]),
         "lr_low": float(t["lr_low"]) if t["tune_lr"] else None,
@@ -113,8 +116,10 @@ def check_tune_config(cfg: dict) -> None:
                            "0 < heartbeat_s < stale_after_s")
 
 
-def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, settings: dict) -> optuna.Study:
-    """Create or load the study `name`; refuse one made with other settings."""
+def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, settings: dict,
+               folder: str | Path | None = None) -> optuna.Study:
+    """Create or load the study `name`; refuse one made with other settings (a prepared
+    folder compared as the path it names from the tuning `folder`, relative or absolute)."""
     t = cfg["tune"]
     multi = t["objective"] == "dice-njd"
     directions = ["maximize", "minimize"] if multi else ["maximize"]
@@ -138,6 +143,9 @@ def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, setti
                            f"{[d.name.lower() for d in study.directions]}, config tune.objective "
                            f"'{t['objective']}' needs {directions}: use another --study")
     stored = study.user_attrs.get("settings")
+    if stored is not None and folder is not None and isinstance(stored.get("prepared"), str):
+        same = resolve(stored["prepared"], folder) == resolve(settings["prepared"], folder)
+        stored = {**stored, "prepared": settings["prepared"]} if same else stored
     if stored is None:
         study.set_user_attr("settings", settings)
     elif stored != settings:
@@ -267,8 +275,8 @@ def tune(prepared: str, backbone: str, trials: int, storage: str, study_name: st
     out_dir.mkdir(parents=True, exist_ok=True)
     t = cfg["tune"]
     store, storage_url = resolve_storage(storage, float(t["heartbeat_s"]), float(t["stale_after_s"]))
-    settings = study_settings(backbone, prepared, seed, cfg)
-    study = open_study(store, storage_url, study_name, seed, cfg, settings)
+    settings = study_settings(backbone, prepared, seed, cfg, out_dir)
+    study = open_study(store, storage_url, study_name, seed, cfg, settings, out_dir)
     stale_after_s = float(t["stale_after_s"])
     identity = worker_identity()
     with sigterm_raises():

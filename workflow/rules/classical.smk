@@ -27,4 +27,4 @@ rule register:
     shell:
         "gsmorph register --method {wildcards.method} --prepared {params.prepared}"
         " --split {params.split} --out {params.out} --set {params.cfg:q}"
-        " --workers {threads} --seed {wildcards.seed} > {log} 2>&1"
+        " --workers {threads} --seed {wildcards.seed}" + NIFTI + " > {log} 2>&1"

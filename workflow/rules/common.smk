@@ -24,6 +24,7 @@ CLASSICAL_SEED = SEEDS[0]  # classical methods and Initial are run once, with th
 LEARNED_METHODS = [m for m in METHODS if m not in CLASSICAL]
 CLASSICAL_METHODS = [m for m in METHODS if m in CLASSICAL]
 METHOD_CFG = config.get("method") or {}
+NIFTI = " --nifti" if config.get("nifti") else ""  # config nifti: pairs also as NIfTI (gsmorph/pairs.py)
 RES = config["resources"]
 
 

@@ -21,7 +21,7 @@ GPU_SLOT = slot_shell_prefix("python3")
 TRAIN_SHELL = (
     "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
     " --method {params.methods} --seed {wildcards.seed} --out {params.out:q}"
-    " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs:q} --split {params.split} > {log} 2>&1"
+    " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs:q} --split {params.split}" + NIFTI + " > {log} 2>&1"
 )
 
 
