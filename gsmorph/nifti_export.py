@@ -76,10 +76,12 @@ def save(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> Path
 
 
 def write_volumes(out_dir: str | os.PathLike, name: str, vols: dict[str, np.ndarray], affine: np.ndarray) -> list[Path]:
-    """`<out_dir>/<name>_<moved_image|moved_label|disp>.nii.gz` (those of `vols`)."""
+    """`<out_dir>/<name>_<moved_image|moved_label|disp>.nii.gz` (those of `vols`; no
+    prefix for an empty name)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [save(out_dir / f"{name}_{key}.nii.gz", vols[key], affine) for key in SUFFIXES if key in vols]
+    prefix = f"{name}_" if name else ""
+    return [save(out_dir / f"{prefix}{key}.nii.gz", vols[key], affine) for key in SUFFIXES if key in vols]
 
 
 def reference_grid(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
