@@ -39,7 +39,7 @@ def tree(prepared_acdc, tmp_path_factory):
     assert main(["train", "--prepared", str(prepared), "--backbone", "voxelmorph", "--method", "weighted",
                  "--lam", "0.01", "--seed", "0", "--out", str(run), "--set", SET]) == 0
     assert main(["infer", "--run", str(run), "--prepared", str(prepared), "--split", "test",
-                 "--out", str(learned), "--device", "cpu"]) == 0
+                 "--out", str(learned), "--device", "cpu", "--nifti"]) == 0
     assert main(["register", "--method", "initial", "--prepared", str(prepared), "--split", "test",
                  "--out", str(initial)]) == 0
     return root
@@ -185,3 +185,18 @@ def test_a_study_recorded_with_an_absolute_data_path_resumes(tmp_path):
 
     with pytest.raises(GSMorphError, match="other settings"):
         tuning.tune(str(other), "voxelmorph", 3, str(journal), "s", 0, str(out), cfg, train_fn=run_writing_train)
+
+
+def test_infer_nifti_holds_the_pairs_with_the_prepared_affine(tree):
+    import nibabel as nib
+
+    learned, prepared = folders(tree)[0], tree / "prepared" / "acdc"
+    subjects = list(pairs.iter_subjects(learned))
+    assert sorted(p.name for p in (learned / "nifti").iterdir()) == sorted(
+        f"{sp.subject}_{kind}.nii.gz" for sp in subjects for kind in ("moved_image", "moved_label", "disp"))
+    for sp in subjects:
+        reference = nib.load(str(prepared / sp.subject / "ED.nii.gz"))
+        image = nib.load(str(learned / "nifti" / f"{sp.subject}_moved_image.nii.gz"))
+        np.testing.assert_allclose(image.affine, reference.affine)
+        for k, index in enumerate(sp.slice_index):
+            np.testing.assert_allclose(np.asarray(image.dataobj)[:, :, index], sp.moved_image[k])
