@@ -69,3 +69,16 @@ def test_a_run_killed_after_its_last_checkpoint_keeps_the_checkpoint_time(prepar
     checkpoint_wall = float(checkpoints.load(run / "last.pt")["wall_s"])
     again = train_method(prepared_acdc, "voxelmorph", "weighted", 0, run, cfg(1), lam=0.01)
     assert again["wall_s"] == checkpoint_wall  # last.pt's time; the final steps were lost, no start-up added
+
+
+def test_a_tuning_trial_costs_its_training_time(prepared_acdc, tmp_path):
+    """The tuning cost sums trials' wall_s in the same scope as a training run's."""
+    from baselines import tuning
+
+    trial_cfg = load_config(None, {**{k: v for k, v in cfg(1).items() if k != "tune"},
+                                   "tune": {"heartbeat_s": 0.2, "stale_after_s": 5.0}})
+    out = tmp_path / "tune"
+    info = tuning.tune(str(prepared_acdc), "voxelmorph", 1, str(tmp_path / "s.log"), "s", 0, str(out), trial_cfg)
+    trials = pd.read_csv(out / "trials.csv")
+    summary = read_json(out / "trials" / "trial_0000" / "summary.json")
+    assert trials["wall_s"].tolist() == [summary["wall_s"]] and info["total_wall_s"] == summary["wall_s"]

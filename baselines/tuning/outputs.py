@@ -1,6 +1,7 @@
 """What a tuning study leaves in its output folder (atomic, under a lock so parallel
 workers do not collide): `trials.csv`, `study.json` (total_wall_s = the tuning cost:
-wall seconds of every trial, pruned, failed and interrupted ones included), `best/` (a
+training seconds of every trial as a run's wall_s counts them, pruned, failed and
+interrupted ones included), `best/` (a
 copy of the best trial's run folder), for the multi-objective study `pareto.csv`, and
 `provenance.json`."""
 from __future__ import annotations

@@ -199,8 +199,11 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
         if trial.should_prune():
             raise optuna.TrialPruned(f"epoch {epoch}: val Dice {val_dice:.4f} below the median")
 
-    def record(**attrs: Any) -> None:
-        attrs["wall_s"] = time.monotonic() - start
+    def record(summary_wall_s: float | None = None, **attrs: Any) -> None:
+        # the trainer's training time (summary.json, else train_log.csv up to where it stopped),
+        # the scope of a training run's wall_s; the trial's whole time when it has neither
+        trained = summary_wall_s if summary_wall_s is not None else logged_training_s(run_dir)
+        attrs["wall_s"] = float(trained) if trained is not None else time.monotonic() - start
         if attrs.get("epochs_done") is None and epochs_seen:
             attrs["epochs_done"] = max(epochs_seen)  # the loop's epochs count from 1
         for key, value in attrs.items():
@@ -231,13 +234,27 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
             return
     dice = summary.get("best_val_dice")
     njd = summary.get("val_njd_pct")
-    record(val_dice=dice, val_njd_pct=njd, device=summary.get("device"), epochs_done=summary.get("epochs_done"))
+    record(summary.get("wall_s"), val_dice=dice, val_njd_pct=njd, device=summary.get("device"),
+           epochs_done=summary.get("epochs_done"))
     values = [dice, njd] if multi else [dice]
     if any(v is None or not math.isfinite(float(v)) for v in values):
         trial.set_user_attr("error", f"run {run_dir} gave no finite validation Dice/NJD: {values}")
         study.tell(trial, state=TrialState.FAIL)
         return
     study.tell(trial, [float(v) for v in values])
+
+
+def logged_training_s(run_dir: Path) -> float | None:
+    """The training seconds a trial's run folder logged (train_log.csv's last wall_s), or None."""
+    import pandas as pd
+
+    path = run_dir / "train_log.csv"
+    try:
+        log = pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+    values = pd.to_numeric(log.get("wall_s", pd.Series(dtype=float)), errors="coerce").dropna()
+    return float(values.iloc[-1]) if len(values) else None
 
 
 def _device_of(run_dir: Path, cfg: dict) -> str:
