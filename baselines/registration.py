@@ -28,8 +28,9 @@ from gsmorph.workers import watch_parent
 
 
 def register_split(method: str, prepared: str | os.PathLike, split: str, out: str | os.PathLike,
-                   cfg: dict[str, Any], workers: int | None = None, seed: int = 0) -> Path:
-    """Register all pairs of `split` with `method`; write the pairs folder `out`; return it."""
+                   cfg: dict[str, Any], workers: int | None = None, seed: int = 0, nifti: bool = False) -> Path:
+    """Register all pairs of `split` with `method`; write the pairs folder `out` (with
+    nifti: also as NIfTI in `<out>/nifti/`, gsmorph/pairs.py); return it."""
     from gsmorph import pairs as pairs_format
     from gsmorph.data import loader
     from gsmorph.provenance import provenance
@@ -92,7 +93,8 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
         runtime_s=np.array([results[i][3] for i in idx], dtype=np.float64),
         spacing=np.asarray(pair_list[idx[0]].spacing, dtype=np.float64),
     ) for subject, idx in by_subject.items())
-    return pairs_format.write_folder(out, meta, subjects, inputs=[prepared], made_by="register")
+    return pairs_format.write_folder(out, meta, subjects, inputs=[prepared], made_by="register",
+                                     nifti=nifti)
 
 
 def register_pair(method: str, params: dict[str, Any], seed: int, subject: str, slice_index: int,

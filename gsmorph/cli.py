@@ -20,6 +20,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("gsmorph.commands.infer", "register the pairs of a split with a trained run and write per-pair outputs"),
     "tune": ("baselines.commands.tune", "tune the weighted-loss lambda with an Optuna study"),
     "register": ("baselines.commands.register", "register a split with a classical method (demons, syn) or identity"),
+    "register-pair": ("gsmorph.commands.register_pair", "register your own moving/fixed NIfTI pair with a trained "
+                      "run or a non-learned method; NIfTI outputs"),
     "evaluate": ("gsmorph.commands.evaluate", "compute metrics of per-pair outputs into a long-format CSV"),
     "report": ("gsmorph.commands.report", "statistics, LaTeX/Markdown tables and figures from metrics"),
 }

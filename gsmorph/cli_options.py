@@ -7,7 +7,9 @@
 --seed     a non-negative integer (default 0)
 --device   auto | cpu | cuda | cuda:N (default auto: CUDA when torch sees it)
 --pairs-out (train, tune) also register a split's pairs with the finished model, as
-           `gsmorph infer` does, in the same process (with --split)
+           `gsmorph infer` does, in the same process (with --split and --nifti)
+--nifti    also write the registered pairs as NIfTI (moved image, moved labels,
+           displacement) in <pairs folder>/nifti/, for a viewer
 """
 from __future__ import annotations
 
@@ -69,6 +71,13 @@ def _pairs_out(parser):
                         help="when training is done, also register the --split pairs with the model into this "
                              "pairs folder, as `gsmorph infer` does (one process instead of two)")
     _split(parser)
+    _nifti(parser)
+
+
+def _nifti(parser):
+    parser.add_argument("--nifti", action="store_true",
+                        help="also write the pairs as NIfTI (moved image, moved labels, displacement in mm, on the "
+                             "prepared fixed frame's grid and affine) in <pairs folder>/nifti/, for a viewer")
 
 
 def check_pairs_out(pairs_out: str | None, prepared: str, *inputs) -> None:
@@ -86,12 +95,12 @@ def infer_if_asked(args: argparse.Namespace, pairs_out: str | None, run_dir, met
         from gsmorph.inference import infer_split
 
         out = infer_split(run_dir, args.prepared, args.split, pairs_out, method_name=method_name,
-                          device=args.device or "auto")
+                          device=args.device or "auto", nifti=bool(getattr(args, "nifti", False)))
         print(f"pairs: {out}")
 
 
 ADDERS = {"split": _split, "pairs_out": _pairs_out, "config": _config, "workers": _workers, "seed": _seed, "required_seed": _required_seed,
-          "device": _device}
+          "device": _device, "nifti": _nifti}
 
 
 def add_common(parser: argparse.ArgumentParser, *names: str) -> None:

@@ -202,7 +202,8 @@ def schema_messages(data: Any, schema: dict, where: str = "") -> list[str]:
         text = error.message
         if error.validator == "additionalProperties":
             allowed = sorted(error.schema.get("properties", {}))
-            text += f"; allowed keys: {', '.join(allowed)}"
+            extra = [k for k in (error.instance if isinstance(error.instance, dict) else {}) if k not in allowed]
+            text += "".join(close_match(k, allowed) for k in extra[:1]) + f"; allowed keys: {', '.join(allowed)}"
         elif error.validator == "oneOf":
             text = f"{error.instance!r} is not valid here"
         messages.append(f"config key '{key}': {text}")
@@ -217,12 +218,30 @@ def validate(cfg: dict[str, Any], where: str = "") -> dict[str, Any]:
     return cfg
 
 
+def close_match(key: str, allowed) -> str:
+    """' (did you mean X?)' for the allowed key closest to a mistyped `key` (difflib), or ''."""
+    import difflib
+
+    found = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f" (did you mean '{found[0]}'?)" if found else ""
+
+
+def unknown_key(path: str, allowed) -> GSMorphError:
+    """The error of an unknown config key at `path` (dotted): a close match and the keys
+    allowed there."""
+    where, _, key = path.rpartition(".")
+    prefix = f"{where}." if where else ""
+    hint = close_match(key, allowed)
+    hint = hint.replace("'", f"'{prefix}", 1) if hint else ""
+    return GSMorphError(f"unknown config key '{path}'{hint}; allowed keys: {', '.join(sorted(map(str, allowed)))}")
+
+
 def _merge(base: dict, update: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         path = f"{where}.{key}" if where else key
         if key not in base:
-            raise GSMorphError(f"unknown config key '{path}'")
+            raise unknown_key(path, base)
         if path == "optim":
             out[key] = _merge_optim(base[key], value, path)
         elif path in PARTIAL_OPTIM:
@@ -250,7 +269,7 @@ def _merge_partial_optim(base: dict, update: Any, where: str) -> dict:
         raise GSMorphError(f"config key '{where}' must be a mapping, got {type(update).__name__}")
     unknown = [key for key in update if key not in OPTIM_FALLBACK]
     if unknown:
-        raise GSMorphError(f"unknown config key '{where}.{unknown[0]}'")
+        raise unknown_key(f"{where}.{unknown[0]}", OPTIM_FALLBACK)
     return {**copy.deepcopy(base), **copy.deepcopy(update)}
 
 

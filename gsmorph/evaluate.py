@@ -151,8 +151,10 @@ def _evaluate_subject(task: tuple) -> pd.DataFrame:
     return frame.astype({"slice": np.int64, "value": np.float64})
 
 
-def folder_meta(folder: str | os.PathLike) -> dict:
-    """pairs.json of a complete pairs folder, with backbone "none" for non-learned methods."""
+def folder_meta(folder: str | os.PathLike, prepared: str | os.PathLike | None = None) -> dict:
+    """pairs.json of a complete pairs folder, with backbone "none" for non-learned methods
+    and `prepared` absolute: the recorded one (relative to the folder), or the given one
+    (`evaluate --prepared`: data moved elsewhere), which must hold the same dataset."""
     meta = pairs.read_meta(folder)
     missing = [k for k in ("dataset", "backbone", "method", "seed", "prepared") if k not in meta]
     if missing:
@@ -162,8 +164,18 @@ def folder_meta(folder: str | os.PathLike) -> dict:
     seed = meta["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise GSMorphError(f"{Path(folder) / pairs.META}: key 'seed' is {seed!r}, not an integer >= 0")
-    if not Path(meta["prepared"]).is_dir():
-        raise GSMorphError(f"{Path(folder) / pairs.META}: key 'prepared' names {meta['prepared']}, not a folder")
+    if prepared is not None:
+        from gsmorph.data.loader import dataset_name
+
+        if not (Path(prepared) / "subjects.csv").is_file():
+            raise GSMorphError(f"{prepared}: not a prepared folder (no subjects.csv)")
+        if dataset_name(Path(prepared)) != meta["dataset"]:
+            raise GSMorphError(f"{prepared}: holds dataset '{dataset_name(Path(prepared))}', but "
+                               f"{Path(folder) / pairs.META} has pairs of '{meta['dataset']}'")
+        meta["prepared"] = str(Path(prepared).resolve())
+    elif not Path(meta["prepared"]).is_dir():
+        raise GSMorphError(f"{Path(folder) / pairs.META}: key 'prepared' names {meta['prepared']}, not a folder "
+                           "(moved? give --prepared DIR)")
     return meta
 
 
@@ -182,10 +194,11 @@ def check_one_preparation(folder, meta: dict, preparations: dict[str, tuple[str,
 
 
 def evaluate(folders: list[str | os.PathLike], workers: int = 1, split: str | None = "test",
-             conventions: tuple[str, ...] = ()) -> pd.DataFrame:
+             conventions: tuple[str, ...] = (), prepared: str | os.PathLike | None = None) -> pd.DataFrame:
     """Metrics of every pair in every folder, long format (COLUMNS), sorted. Every folder
     must hold the registered pairs of `split` (None: any); `conventions` adds the metrics
-    of published conventions (keys of CONVENTIONS)."""
+    of published conventions (keys of CONVENTIONS); `prepared` replaces the prepared
+    folder the pairs.json files name (see folder_meta)."""
     unknown = sorted(set(conventions) - set(CONVENTIONS))
     if unknown:
         raise GSMorphError(f"unknown convention(s) {unknown}; known: {', '.join(CONVENTIONS)}")
@@ -193,7 +206,7 @@ def evaluate(folders: list[str | os.PathLike], workers: int = 1, split: str | No
     seen: dict[tuple, str] = {}
     preparations: dict[str, tuple[str, str]] = {}  # dataset -> (prepared identity, first folder)
     for folder in folders:
-        meta = folder_meta(folder)
+        meta = folder_meta(folder, prepared)
         check_one_preparation(folder, meta, preparations)
         if split is not None and meta.get("split") != split:
             raise GSMorphError(f"{Path(folder) / pairs.META}: holds the '{meta.get('split')}' split, not '{split}'"
@@ -327,7 +340,7 @@ def check_coverage(table: pd.DataFrame) -> None:
                                f"a subject's value averages its seeds, so each method needs the same seeds")
 
 
-def describe_data(folders: list[str | os.PathLike]) -> dict[str, dict]:
+def describe_data(folders: list[str | os.PathLike], prepared: str | os.PathLike | None = None) -> dict[str, dict]:
     """What the evaluated data are, per dataset, for honest labels in tables and figures:
     phantom or not (only phantoms have a true displacement), subjects per split, image
     size, and the epochs of the learned runs (from the pairs folders' provenance)."""
@@ -337,7 +350,7 @@ def describe_data(folders: list[str | os.PathLike]) -> dict[str, dict]:
 
     out: dict[str, dict] = {}
     for folder in folders:
-        meta = folder_meta(folder)
+        meta = folder_meta(folder, prepared)
         entry = out.setdefault(meta["dataset"], {"epochs": set(), "prepared": meta["prepared"]})
         entry.setdefault(pairs.IDENTITY, prepared_identity(meta["prepared"]))
         config = (meta.get("provenance") or {}).get("config") or {}

@@ -19,6 +19,7 @@ from gsmorph import methods, plugins
 from gsmorph.device import resolve_device, synchronize
 from gsmorph.errors import GSMorphError
 from gsmorph.io import read_json
+from gsmorph.locations import relative
 from gsmorph.provenance import provenance
 
 warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
@@ -77,11 +78,12 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predicto
 
 
 def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: str, out: str | os.PathLike,
-                method_name: str | None = None, device: str = "auto") -> Path:
+                method_name: str | None = None, device: str = "auto", nifti: bool = False) -> Path:
     """Register every pair of `split` with the run and write the pairs folder `out`
     (gsmorph/pairs.py format, built in a temporary folder and renamed when complete).
 
     runtime_s per pair = forward pass + image and label warping, synchronised on CUDA.
+    nifti: also write the pairs as NIfTI in `<out>/nifti/` (gsmorph/pairs.py).
     """
     from gsmorph import pairs as pairs_io
     from gsmorph.data import loader
@@ -140,7 +142,8 @@ def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: 
         "params": params,
         "device": str(dev),
         "n_pairs": len(pairs),
-        "provenance": provenance(config=info.get("config"), seed=int(info["seed"]), run=str(run_dir.resolve())),
+        "provenance": provenance(config=info.get("config"), seed=int(info["seed"]), run=relative(run_dir, out)),
     }
     subjects = (register(group) for group in by_subject.values())
-    return pairs_io.write_folder(out, meta, subjects, inputs=[run_dir, prepared], made_by="infer")
+    return pairs_io.write_folder(out, meta, subjects, inputs=[run_dir, prepared], made_by="infer",
+                              nifti=nifti)

@@ -16,6 +16,11 @@ A pairs folder `pairs/<dataset>/<backbone>/<method>/seed<k>/` holds:
   seed, split, moving/fixed frames, prepared folder and its `prepared_identity` (a digest
   of its subjects.csv and provenance.json: evaluation refuses the pairs once the folder
   is prepared again), method parameters (e.g. chosen lambda), provenance.
+  Its paths (`prepared`, `run`) are relative to the pairs folder
+  (gsmorph/locations.py), so a results tree moved whole still evaluates; read_meta
+  returns them absolute (absolute ones of earlier versions as they are).
+- `nifti/` (asked for with --nifti): `<subject>_{moved_image,moved_label,disp}.nii.gz`
+  on the prepared fixed frame's grid and affine (gsmorph/nifti_export.py).
 - `index.csv`: subject, file, n_pairs. Written last: its presence means the folder is complete.
 
 Fixed and moving images and labels are not copied: evaluation reads them from the
@@ -35,12 +40,15 @@ import numpy as np
 from gsmorph.data.labels import BACKGROUND, STRUCTURES
 from gsmorph.errors import GSMorphError
 from gsmorph.io import atomic_dir, check_plain_name, read_json, write_csv, write_json, write_npz
+from gsmorph.locations import relative, resolve
 
 LABEL_IDS = (BACKGROUND, *STRUCTURES.values())  # canonical label ids
 IDENTITY = "prepared_identity"  # pairs.json key: gsmorph.data.loader.prepared_identity of the prepared folder
 KEYS = ("slice_index", "disp", "moved_image", "moved_label", "runtime_s", "spacing")
 INDEX = "index.csv"
 META = "pairs.json"
+PATH_KEYS = ("prepared", "run")  # recorded relative to the pairs folder
+NIFTI = "nifti"  # optional subfolder: the pairs as NIfTI for a viewer
 
 
 @dataclass
@@ -158,15 +166,25 @@ def finish(out_dir: str | os.PathLike, meta: dict[str, Any], subjects: list[str]
 
 
 def write_folder(out: str | os.PathLike, meta: dict[str, Any], subjects: Iterable[SubjectPairs],
-                 inputs: Iterable[str | os.PathLike] = (), made_by: str = "gsmorph") -> Path:
+                 inputs: Iterable[str | os.PathLike] = (), made_by: str = "gsmorph", nifti: bool = False) -> Path:
     """Write a whole pairs folder: every subject's pairs as they come, a provenance.json
     (meta's `provenance`), pairs.json and index.csv last. Built in a temporary folder that
     replaces `out` when complete (gsmorph.io.atomic_dir: never a folder gsmorph did not
-    write, nor one overlapping `inputs`)."""
+    write, nor one overlapping `inputs`). nifti: also each subject's moved image, moved
+    labels and displacement as NIfTI in `<out>/nifti/` (gsmorph/nifti_export.py), on the
+    grid and affine of the prepared fixed frame."""
     out = Path(out)
+    prepared = meta.get("prepared")
     meta = with_identity(meta, out)  # the preparation registered, before it can change
+    meta = {**meta, **{k: relative(meta[k], out) for k in PATH_KEYS if meta.get(k)}}
     with atomic_dir(out, inputs=inputs, made_by=made_by) as tmp:
-        names = [save_subject(tmp, sp).stem for sp in subjects]
+        names = []
+        for sp in subjects:
+            names.append(save_subject(tmp, sp).stem)
+            if nifti:
+                from gsmorph.nifti_export import export_subject
+
+                export_subject(sp, prepared, meta.get("fixed", "ED"), tmp / NIFTI)
         if meta.get("provenance") is not None:
             write_json(tmp / "provenance.json", meta["provenance"])
         finish(tmp, meta, names)
@@ -230,10 +248,17 @@ def read_index(out_dir: str | os.PathLike):
 
 
 def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """pairs.json of a complete pairs folder, its PATH_KEYS made absolute."""
     out_dir = Path(out_dir)
     if not (out_dir / INDEX).is_file():
         raise GSMorphError(f"{out_dir}: no {INDEX}; the pairs folder is missing or incomplete")
-    return read_json(out_dir / META)
+    meta = read_json(out_dir / META)
+    if not isinstance(meta, dict):
+        raise GSMorphError(f"{out_dir / META}: not a JSON object")
+    for key in PATH_KEYS:
+        if isinstance(meta.get(key), str) and meta[key]:
+            meta[key] = str(resolve(meta[key], out_dir))
+    return meta
 
 
 def iter_subjects(out_dir: str | os.PathLike) -> Iterator[SubjectPairs]:

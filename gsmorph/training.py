@@ -73,6 +73,7 @@ from gsmorph.device import (apply_precision, get_rng_state, memory_format, resol
                             set_rng_state, step_options)
 from gsmorph.errors import GSMorphError
 from gsmorph.io import check_not_input, claim_folder, folder_lock, read_json, sha256, write_csv, write_json
+from gsmorph.locations import relative
 from gsmorph.provenance import write_provenance
 
 # MONAI's finite-difference losses trigger a torch deprecation warning on every call.
@@ -411,7 +412,7 @@ class Trainer:
             "moving": self.cfg["moving"],
             "fixed": self.cfg["fixed"],
             "drop_missing": bool(self.cfg["drop_missing"]),
-            "prepared": str(self.prepared.resolve()),
+            "prepared": relative(self.prepared, self.out),  # relative to the run folder (gsmorph/locations.py)
             "dataset": self.dataset(),
             "seed": self.seed,
             "similarity": self.cfg["similarity"],
@@ -507,12 +508,14 @@ class Trainer:
         with another config, code, data or thread count is removed with the run's other
         files (instead of refused) and training starts afresh.
 
-        wall_s (summary.json, train_log.csv) is the wall time of the whole run, from here to
-        its finished folder: data loading, validation and the final steps included, every
-        resumed part added (a part killed after its last checkpoint is lost) — the same
-        scope as a tuning trial's time.
+        wall_s (summary.json, train_log.csv) is the run's training time: the wall time of
+        each invocation's epochs (training steps, validation, checkpoints) and, in one that
+        trained an epoch, its final steps (best weights, on_train_end), every resumed part
+        added (a part killed after its last checkpoint is lost). Start-up (imports, data
+        loading, network) is left out, and an invocation that trains no epoch (a finished
+        run invoked again) adds nothing.
         """
-        self._session_start = time.perf_counter()
+        self._session_start = None  # set when this invocation trains its first epoch
         self._wall_before = 0.0
         self.initialize()
         # only a run folder gsmorph train made (or an empty one), one training at a time
@@ -539,6 +542,12 @@ class Trainer:
         self._wall_before = self.wall_s
         self._write_run_info()
         epochs, val_every = int(self.cfg["epochs"]), int(self.cfg["val_every"])
+        if self.epoch < epochs:
+            self._session_start = time.perf_counter()
+        elif (self.out / "summary.json").is_file():  # finished at this epoch: keep its time, final steps included
+            done = read_json(self.out / "summary.json")
+            if done.get("epochs_done") == self.epoch and isinstance(done.get("wall_s"), (int, float)):
+                self._wall_before = max(self._wall_before, float(done["wall_s"]))
         self.model.train()
         progress = Progress(self.epoch, epochs, f"{self.method} {self.backbone}")
         events = EventLog(self.out / "tensorboard", bool(self.cfg.get("tensorboard")))
@@ -617,7 +626,10 @@ class Trainer:
         return float(result[0]), float(result[1])
 
     def elapsed(self) -> float:
-        """Wall seconds of this run so far: earlier (resumed) parts plus this session's."""
+        """Training seconds of this run so far (see fit): earlier (resumed) parts plus this
+        invocation's since its first epoch began (none when it trains no epoch)."""
+        if getattr(self, "_session_start", None) is None:
+            return self._wall_before
         return self._wall_before + time.perf_counter() - self._session_start
 
     # ------------------------------------------------------------------- internals
@@ -814,7 +826,7 @@ class Trainer:
         write_json(self.out / "summary.json", summary)
         write_provenance(self.out / "provenance.json", config=self.cfg, seed=self.seed,
                          method=self.method, backbone=self.backbone, lam=self.lam,
-                         prepared=str(self.prepared.resolve()), device=str(self.device),
+                         prepared=relative(self.prepared, self.out), device=str(self.device),
                          cpu_threads=torch.get_num_threads())
         return summary
 

@@ -1,6 +1,7 @@
 """What a tuning study leaves in its output folder (atomic, under a lock so parallel
 workers do not collide): `trials.csv`, `study.json` (total_wall_s = the tuning cost:
-wall seconds of every trial, pruned, failed and interrupted ones included), `best/` (a
+training seconds of every trial as a run's wall_s counts them, pruned, failed and
+interrupted ones included), `best/` (a
 copy of the best trial's run folder), for the multi-objective study `pareto.csv`, and
 `provenance.json`."""
 from __future__ import annotations
@@ -14,9 +15,11 @@ from optuna.trial import TrialState
 
 from baselines.tuning.counting import is_finished, trials_and_retried
 from baselines.tuning.liveness import NOT_COUNTED
+from baselines.tuning.storage import recorded_url
 from gsmorph.config import optim_settings
 from gsmorph.errors import GSMorphError
-from gsmorph.io import atomic_dir, write_csv, write_json
+from gsmorph.io import atomic_dir, read_json, write_csv, write_json
+from gsmorph.locations import relative, resolve
 from gsmorph.provenance import write_provenance
 
 TRIALS_COLUMNS = ["number", "lam", "lr", "state", "val_dice", "val_njd_pct", "wall_s", "device",
@@ -82,7 +85,7 @@ def write_outputs(study: optuna.Study, out: Path, storage_url: str, cfg: dict, s
     finished = [t for t in trials if is_finished(t, retried)]
     states = frame["state"].value_counts().to_dict() if len(frame) else {}
     info = {
-        "study": study.study_name, "storage": storage_url, "objective": cfg["tune"]["objective"],
+        "study": study.study_name, "storage": recorded_url(storage_url, out), "objective": cfg["tune"]["objective"],
         "n_trials": len(finished), "n_target": int(n_target),
         "n_complete": int(states.get("COMPLETE", 0)), "n_pruned": int(states.get("PRUNED", 0)),
         "n_failed": int(states.get("FAIL", 0)),
@@ -100,14 +103,29 @@ def write_outputs(study: optuna.Study, out: Path, storage_url: str, cfg: dict, s
     if len(study.directions) > 1:
         write_csv(out / "pareto.csv", pareto_frame(study))
     if best is not None:
-        source = Path(best.user_attrs["run_dir"])
+        source = out / "trials" / Path(best.user_attrs["run_dir"]).name  # the folder may have moved
         if not (source / "run.json").is_file():
             raise GSMorphError(f"{source}: the best trial's run folder has no run.json")
         with atomic_dir(out / "best", made_by="tune") as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
+            rebase_paths(tmp, source, out / "best")
     write_json(out / "study.json", info)
-    write_provenance(out / "provenance.json", config=cfg, seed=seed, study=study.study_name, storage=storage_url)
+    write_provenance(out / "provenance.json", config=cfg, seed=seed, study=study.study_name,
+                     storage=recorded_url(storage_url, out))
     if best is None:
         raise GSMorphError(f"study '{study.study_name}' in {storage_url}: no trial completed "
                            f"(see {out / 'trials.csv'})")
     return info
+
+
+def rebase_paths(copy: Path, source: Path, final: Path) -> None:
+    """The relative `prepared` of run.json and provenance.json in `copy` (a copy of the
+    run folder `source` that becomes `final`) made relative to `final`."""
+    for name in ("run.json", "provenance.json"):
+        path = copy / name
+        if not path.is_file():
+            continue
+        record = read_json(path)
+        if isinstance(record, dict) and isinstance(record.get("prepared"), str):
+            record["prepared"] = relative(resolve(record["prepared"], source), final)
+            write_json(path, record)

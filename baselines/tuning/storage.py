@@ -10,6 +10,10 @@
 An RDBStorage is opened with Optuna's own heartbeat (`heartbeat_s`, `stale_after_s`) and
 its retry of stale trials (RetryHeartbeatStaleTrialCallback); a journal has neither, and
 the worker-liveness checks of liveness.py stand in for them.
+
+study.json records a file storage relative to its own folder (`recorded_url`:
+`journal:<relative path>`, `sqlite:///<relative path>`); `storage_of` turns that record
+back into a --storage spec that opens the study from anywhere (absolute ones as they are).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from typing import Any, Iterator
 import optuna
 
 from gsmorph.errors import GSMorphError
+from gsmorph.locations import relative, resolve
 
 # The heartbeat is Optuna's, driven here with ask/tell (liveness.Heartbeat records it):
 # Optuna warns that it expects Study.optimize, and that the feature is experimental.
@@ -122,3 +127,33 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+JOURNAL, SQLITE = "journal:", "sqlite:///"
+
+
+def recorded_url(url: str, folder: str | Path) -> str:
+    """A canonical storage URL (resolve_storage) as study.json in `folder` records it: a
+    journal or SQLite file relative to `folder`, any other URL (a server) as it is."""
+    if url.startswith(JOURNAL + "//"):
+        return JOURNAL + relative(url[len(JOURNAL) + 2:], folder)
+    if url.startswith(SQLITE + "/"):
+        return SQLITE + relative(url[len(SQLITE):], folder)
+    return url
+
+
+def storage_of(folder: str | Path) -> str:
+    """The --storage spec of the study whose study.json lies in `folder`: its file, relative
+    to `folder` (or absolute, as earlier versions wrote it), made absolute."""
+    from gsmorph.io import read_json
+
+    url = read_json(Path(folder) / "study.json").get("storage")
+    if not isinstance(url, str) or not url:
+        raise GSMorphError(f"{Path(folder) / 'study.json'}: no 'storage' recorded")
+    if url.startswith(JOURNAL):
+        path = url[len(JOURNAL):]
+        path = path[2:] if path.startswith("//") else path
+        return f"{JOURNAL}//{resolve(path, folder)}"
+    if url.startswith(SQLITE):
+        return f"{SQLITE}{resolve(url[len(SQLITE):], folder)}"
+    return url

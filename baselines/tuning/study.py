@@ -41,6 +41,7 @@ from baselines.tuning.storage import file_lock, resolve_storage
 from gsmorph import methods
 from gsmorph.errors import GSMorphError
 from gsmorph.io import check_not_input, claim_folder
+from gsmorph.locations import relative, resolve
 
 OBJECTIVES = ("dice", "dice-njd")
 POLL_S = 1.0
@@ -80,11 +81,13 @@ class TrialSeededTPE(BaseSampler):
         self._tpe.reseed_rng()
 
 
-def study_settings(backbone: str, prepared: str, seed: int, cfg: dict) -> dict[str, Any]:
-    """What a study is bound to; a rerun with other settings is refused."""
+def study_settings(backbone: str, prepared: str, seed: int, cfg: dict, out: str | None = None) -> dict[str, Any]:
+    """What a study is bound to; a rerun with other settings is refused. `prepared` is
+    recorded relative to the tuning folder `out` when given (gsmorph/locations.py)."""
     t = cfg["tune"]
     return {
-        "backbone": backbone, "prepared": str(Path(prepared).resolve()), "seed": int(seed),
+        "backbone": backbone, "prepared": relative(prepared, out) if out is not None else str(Path(prepared).resolve()),
+        "seed": int(seed),
         "objective": t["objective"], "lam_low": float(t["lam_low"]), "lam_high": float(t["lam_high"]),
         "tune_lr": bool(t["tune_lr"]),
         "lr_low": float(t["lr_low"]) if t["tune_lr"] else None,
@@ -113,8 +116,10 @@ def check_tune_config(cfg: dict) -> None:
                            "0 < heartbeat_s < stale_after_s")
 
 
-def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, settings: dict) -> optuna.Study:
-    """Create or load the study `name`; refuse one made with other settings."""
+def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, settings: dict,
+               folder: str | Path | None = None) -> optuna.Study:
+    """Create or load the study `name`; refuse one made with other settings (a prepared
+    folder compared as the path it names from the tuning `folder`, relative or absolute)."""
     t = cfg["tune"]
     multi = t["objective"] == "dice-njd"
     directions = ["maximize", "minimize"] if multi else ["maximize"]
@@ -138,6 +143,9 @@ def open_study(storage, storage_url: str, name: str, seed: int, cfg: dict, setti
                            f"{[d.name.lower() for d in study.directions]}, config tune.objective "
                            f"'{t['objective']}' needs {directions}: use another --study")
     stored = study.user_attrs.get("settings")
+    if stored is not None and folder is not None and isinstance(stored.get("prepared"), str):
+        same = resolve(stored["prepared"], folder) == resolve(settings["prepared"], folder)
+        stored = {**stored, "prepared": settings["prepared"]} if same else stored
     if stored is None:
         study.set_user_attr("settings", settings)
     elif stored != settings:
@@ -191,8 +199,11 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
         if trial.should_prune():
             raise optuna.TrialPruned(f"epoch {epoch}: val Dice {val_dice:.4f} below the median")
 
-    def record(**attrs: Any) -> None:
-        attrs["wall_s"] = time.monotonic() - start
+    def record(summary_wall_s: float | None = None, **attrs: Any) -> None:
+        # the trainer's training time (summary.json, else train_log.csv up to where it stopped),
+        # the scope of a training run's wall_s; the trial's whole time when it has neither
+        trained = summary_wall_s if summary_wall_s is not None else logged_training_s(run_dir)
+        attrs["wall_s"] = float(trained) if trained is not None else time.monotonic() - start
         if attrs.get("epochs_done") is None and epochs_seen:
             attrs["epochs_done"] = max(epochs_seen)  # the loop's epochs count from 1
         for key, value in attrs.items():
@@ -223,13 +234,27 @@ def run_trial(study: optuna.Study, storage, trial: optuna.Trial, prepared: str, 
             return
     dice = summary.get("best_val_dice")
     njd = summary.get("val_njd_pct")
-    record(val_dice=dice, val_njd_pct=njd, device=summary.get("device"), epochs_done=summary.get("epochs_done"))
+    record(summary.get("wall_s"), val_dice=dice, val_njd_pct=njd, device=summary.get("device"),
+           epochs_done=summary.get("epochs_done"))
     values = [dice, njd] if multi else [dice]
     if any(v is None or not math.isfinite(float(v)) for v in values):
         trial.set_user_attr("error", f"run {run_dir} gave no finite validation Dice/NJD: {values}")
         study.tell(trial, state=TrialState.FAIL)
         return
     study.tell(trial, [float(v) for v in values])
+
+
+def logged_training_s(run_dir: Path) -> float | None:
+    """The training seconds a trial's run folder logged (train_log.csv's last wall_s), or None."""
+    import pandas as pd
+
+    path = run_dir / "train_log.csv"
+    try:
+        log = pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+    values = pd.to_numeric(log.get("wall_s", pd.Series(dtype=float)), errors="coerce").dropna()
+    return float(values.iloc[-1]) if len(values) else None
 
 
 def _device_of(run_dir: Path, cfg: dict) -> str:
@@ -288,8 +313,8 @@ def tune(prepared: str, backbone: str, trials: int, storage: str, study_name: st
     claim_folder(out_dir, "tune", [*TUNE_FILES, *storage_files(storage, out_dir)],
                  adopt=lambda folder: all(p.name in WORKFLOW_FILES for p in folder.iterdir()))
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = study_settings(backbone, prepared, seed, cfg)
-    study = open_study(store, storage_url, study_name, seed, cfg, settings)
+    settings = study_settings(backbone, prepared, seed, cfg, out_dir)
+    study = open_study(store, storage_url, study_name, seed, cfg, settings, out_dir)
     stale_after_s = float(t["stale_after_s"])
     identity = worker_identity()
     with sigterm_raises():

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conventions", nargs="*", default=list(CONVENTION_NAMES), choices=CONVENTION_NAMES,
                         help="published metric conventions computed beside ours (default: all; none: give the "
                              "flag alone)")
+    parser.add_argument("--prepared", metavar="DIR",
+                        help="the prepared folder to read fixed and moving frames from, instead of the one each "
+                             "pairs.json names (data moved elsewhere); it must hold the pairs' dataset")
     add_common(parser, "workers")
 
 
@@ -31,12 +34,12 @@ def run(args: argparse.Namespace) -> int:
     check_not_input(out, [*args.pairs, *(folder_meta(p)["prepared"] for p in args.pairs)])
     check_file_replaceable(out, "evaluate")
     table = evaluate(args.pairs, workers=workers(args.workers), split=args.split,
-                     conventions=tuple(args.conventions))
+                     conventions=tuple(args.conventions), prepared=args.prepared)
     undefined = undefined_counts(table)
     record = provenance(
         config={"pairs": [str(p) for p in args.pairs], "workers": args.workers, "split": args.split,
-                "conventions": args.conventions},
-        data=describe_data(args.pairs),
+                "conventions": args.conventions, "prepared": args.prepared},
+        data=describe_data(args.pairs, args.prepared),
         n_rows=len(table),
         n_pairs=int(table.groupby(["dataset", "backbone", "method", "seed", "subject", "slice"]).ngroups),
         undefined=undefined.to_dict(orient="records"),

@@ -12,13 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="pairs folder to write (see gsmorph/pairs.py)")
     parser.add_argument("--method-name", default=None,
                         help="method name in the outputs (default: the run's method, e.g. weighted-s)")
-    add_common(parser, "split", "device")
+    add_common(parser, "split", "device", "nifti")
 
 
 def run(args: argparse.Namespace) -> int:
     from gsmorph.inference import infer_split
 
     out = infer_split(args.run, args.prepared, args.split, args.out, method_name=args.method_name,
-                      device=args.device or "auto")
+                      device=args.device or "auto", nifti=args.nifti)
     print(out)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from gsmorph import backbones, methods
 from gsmorph.cli_options import add_common, check_pairs_out, infer_if_asked
@@ -59,9 +60,27 @@ def run(args: argparse.Namespace) -> int:
         check_pairs_out(pairs_out, args.prepared, out)
     cfg = load_config(args.config, args.overrides, device=args.device)
     apply_threads(cfg)
+    print(f"training {int(cfg['epochs'])} epochs ({epochs_source(args)})", flush=True)
     for method, out, pairs_out in runs:
         summary = train_method(args.prepared, args.backbone, method, args.seed, out, cfg, lam=args.lam,
                                fresh_if_changed=args.fresh_if_changed)
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
         infer_if_asked(args, pairs_out, out, method)
     return 0
+
+
+def epochs_source(args: argparse.Namespace) -> str:
+    """Where the number of epochs came from: --set, the --config file, or the default."""
+    from gsmorph.config import DEFAULTS
+
+    overrides = json.loads(args.overrides) if isinstance(args.overrides, str) else (args.overrides or {})
+    if "epochs" in overrides:
+        return "from --set"
+    if args.config is not None:
+        import yaml
+
+        data = yaml.safe_load(Path(args.config).read_text()) or {}  # a mapping: load_config checked it
+        if "epochs" in (data.get("method", data) or {}):
+            return f"from {args.config}"
+    return (f"the default, the paper's {DEFAULTS['epochs']}; set another with --set '{{\"epochs\": N}}' "
+            "or --config")

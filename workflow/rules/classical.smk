@@ -25,6 +25,8 @@ rule register:
     benchmark:
         "logs/benchmarks/register/{dataset}/{method}/seed{seed}.tsv"
     shell:
-        "gsmorph register --method {wildcards.method} --prepared {params.prepared}"
-        " --split {params.split} --out {params.out} --set {params.cfg:q}"
-        " --workers {threads} --seed {wildcards.seed} > {log} 2>&1"
+        with_nifti(
+            "gsmorph register --method {wildcards.method} --prepared {params.prepared}"
+            " --split {params.split} --out {params.out} --set {params.cfg:q}"
+            " --workers {threads} --seed {wildcards.seed} > {log} 2>&1"
+        )

@@ -25,6 +25,13 @@ CLASSICAL_SEED = SEEDS[0]  # classical methods and Initial are run once, with th
 LEARNED_METHODS = [m for m in METHODS if m not in CLASSICAL]
 CLASSICAL_METHODS = [m for m in METHODS if m in CLASSICAL]
 METHOD_CFG = config.get("method") or {}
+NIFTI = " --nifti" if config.get("nifti") else ""  # config nifti: pairs also as NIfTI (gsmorph/pairs.py)
+
+
+def with_nifti(command: str) -> str:
+    """A verb's shell command with --nifti before its log redirection when the config asks
+    for NIfTI outputs (config key nifti); unchanged otherwise."""
+    return command.replace(" > {log}", f"{NIFTI} > {{log}}", 1)
 RES = config["resources"]
 
 

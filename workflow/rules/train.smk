@@ -18,7 +18,7 @@ GPU_SLOT = slot_shell_prefix("python3")
 # left by a killed job of the same run resumes from its last.pt (a finished one, rerun for
 # another split, goes straight to --pairs-out). With several methods, out and pairs hold
 # `{method}`.
-TRAIN_SHELL = (
+TRAIN_SHELL = with_nifti(
     "{params.gpu_slot}gsmorph train --prepared {params.prepared} --backbone {wildcards.backbone}"
     " --method {params.methods} --seed {wildcards.seed} --out {params.out:q}"
     " --fresh-if-changed --set {params.cfg:q} --pairs-out {params.pairs:q} --split {params.split} > {log} 2>&1"

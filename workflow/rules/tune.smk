@@ -102,7 +102,7 @@ rule tune:
     params:
         prepared=lambda w, input: parent(input.prepared),
         out=lambda w, output: parent(output.run),
-        pairs=lambda w, output: f" --pairs-out {parent(output.pairs)} --split {config['split']}",
+        pairs=lambda w, output: f" --pairs-out {parent(output.pairs)} --split {config['split']}{NIFTI}",
         journal=journal,
         trials=tune_trials(),
         cfg=lambda w: as_json(method_cfg(w.backbone, w.method)),
