@@ -210,17 +210,34 @@ def draw(drawings: list[tuple], folder: Path, workers: int = 1) -> list[tuple[di
 
 
 def run_caveats(summaries: pd.DataFrame, backbones: list[str]) -> list[str]:
-    """'<method> (<data>, seed <k>): <caveat>' for every run on `backbones` whose summary.json
-    holds a `caveat` (gsmorph.training.Trainer.caveat), in table order."""
+    """What a reader of a table on `backbones` must know of its runs (summary.json
+    `caveat`, gsmorph.training.Trainer.caveat), in table order: one line counting the runs
+    without a plateau (their diagnostics: tables/convergence.md), then
+    '<method> (<data>, seed <k>): <caveat>' for every other caveat a run holds."""
+    from gsmorph import convergence
     from gsmorph.report import names
 
     if summaries.empty or "caveat" not in summaries.columns:
         return []
-    said = summaries[summaries["caveat"].fillna("").astype(str).str.len().gt(0)
-                     & summaries["backbone"].isin(list(backbones))]
-    said = said.assign(rank=said["method"].map(names.method_rank)).sort_values(["rank", "dataset", "seed"])
-    return [f"{names.method_name(r.method, r.backbone)} ({names.dataset_name(r.dataset)}, seed {r.seed}): {r.caveat}"
-            for r in said.itertuples()]
+    runs = summaries[summaries["backbone"].isin(list(backbones))]
+    runs = runs.assign(rank=runs["method"].map(names.method_rank)).sort_values(["rank", "dataset", "seed"])
+    out, unsettled = [], 0
+    for r in runs.to_dict("records"):
+        text = str(r.get("caveat") or "") if not pd.isna(r.get("caveat")) else ""
+        if "conv_reasons" in r and not pd.isna(r.get("conv_reasons")):
+            converged = r.get("converged")
+            own = convergence.caveat({"converged": None if pd.isna(converged) else bool(converged),
+                                      "conv_reasons": r["conv_reasons"]})
+            if own and text.startswith(own):
+                unsettled += 1
+                text = text[len(own):].lstrip("; ")
+        if text:
+            out.append(f"{names.method_name(r['method'], r['backbone'])} ({names.dataset_name(r['dataset'])}, "
+                       f"seed {r['seed']}): {text}")
+    if unsettled:
+        out.insert(0, f"{unsettled} of {len(runs)} trained runs had not reached a plateau by their last epoch "
+                      "(tables/convergence.md gives each run's diagnostics)")
+    return out
 
 
 def backbone_variants(summaries: pd.DataFrame) -> dict[str, str]:
