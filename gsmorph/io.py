@@ -369,7 +369,9 @@ def check_file_replaceable(path: str | os.PathLike, made_by: str) -> None:
     """Raise unless the file `path` is absent or was written by `gsmorph made_by` as its
     provenance sidecar (`<file>.provenance.json`) records: the verb and the file's
     SHA-256 (`sha256`, or `replaces` of a write killed between its two renames)."""
-    path = Path(path)
+    path = Path(path).absolute()
+    if path.is_dir() and not path.is_symlink():
+        raise GSMorphError(f"{path}: is a folder; give the file to write")
     side = path.with_name(path.name + ".provenance.json")
     if not path.exists() and not path.is_symlink():
         if side.exists() or side.is_symlink():  # a sidecar alone: ours only if it says so

@@ -241,6 +241,7 @@ def read_index(out_dir: str | os.PathLike):
         raise GSMorphError(f"{out_dir / INDEX}: needs columns subject and file")
     for line, (subject, file) in enumerate(zip(index["subject"], index["file"]), start=2):
         check_plain_name(subject, out_dir / INDEX)  # never a path outside the folder
+        check_plain_name(file, out_dir / INDEX, what="file")
         if file != f"{subject}.npz":
             raise GSMorphError(f"{out_dir / INDEX}: line {line}: file '{file}' of subject {subject} is not "
                                f"'{subject}.npz'")

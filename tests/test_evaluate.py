@@ -311,7 +311,7 @@ def test_a_pairs_json_seed_that_is_not_a_seed_is_refused(seed, tmp_path, prepare
 
 @pytest.mark.parametrize("content, reason", [
     (b"\xff\xfe\x00 not a CSV", "cannot read CSV (UnicodeDecodeError"),
-    (b"subject,file,n_pairs\ns01,../../elsewhere.npz,3\n", "line 2: file '../../elsewhere.npz' of subject s01 is not"),
+    (b"subject,file,n_pairs\ns01,../../elsewhere.npz,3\n", "file '../../elsewhere.npz' is not a plain name"),
     (b"subject,file,n_pairs\ns01,s01.npz,3\ns02,s01.npz,3\n", "line 3: file 's01.npz' of subject s02 is not 's02.npz'"),
 ])
 def test_a_bad_index_csv_is_one_error_line(content, reason, tmp_path, prepared, capsys):

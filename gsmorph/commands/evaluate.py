@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     # never onto an input: a pairs folder or the prepared folder it names (checked before any work)
-    check_not_input(out, [*args.pairs, *(folder_meta(p)["prepared"] for p in args.pairs)])
+    check_not_input(out, [*args.pairs, *(folder_meta(p, args.prepared)["prepared"] for p in args.pairs)])
     check_file_replaceable(out, "evaluate")
     table = evaluate(args.pairs, workers=workers(args.workers), split=args.split,
                      conventions=tuple(args.conventions), prepared=args.prepared)
