@@ -44,7 +44,8 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}-{path.name}")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,7 +66,7 @@ def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
         parts = entry.name[len(TMP_PREFIX):].split("-", 3)
         if not entry.name.startswith(TMP_PREFIX) or len(parts) < 4 or not parts[0].isdigit():
             continue
-        if parts[1] != host or _alive(int(parts[0])):
+        if parts[1] != host or pid_alive(int(parts[0])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -28,6 +28,8 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
+from gsmorph.io import pid_alive
+
 NOT_COUNTED = "not_counted"
 
 
@@ -47,16 +49,6 @@ def process_start(pid: int) -> str | None:
 def worker_identity() -> dict[str, Any]:
     pid = os.getpid()
     return {"worker_host": socket.gethostname(), "worker_pid": pid, "worker_start": process_start(pid)}
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def local_worker_dead(trial: optuna.trial.FrozenTrial) -> bool:
