@@ -56,7 +56,6 @@ Tensors: images (B, 1, *S) float32 in [0, 1], labels (B, 1, *S) uint8 (0 bg, 1 L
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import sys
@@ -130,12 +129,11 @@ def count_pairs(buckets: list[dict]) -> int:
 
 def data_identity(prepared: Path) -> str:
     """A digest of a prepared folder's subjects.csv and provenance.json: changes whenever
-    the folder is prepared again."""
-    digest = hashlib.sha256()
-    for name in ("subjects.csv", "provenance.json"):
-        path = prepared / name
-        digest.update(path.read_bytes() if path.is_file() else b"-")
-    return digest.hexdigest()[:16]
+    the folder is prepared again (gsmorph.data.loader.prepared_identity, which pairs.json
+    records too)."""
+    from gsmorph.data.loader import prepared_identity
+
+    return prepared_identity(prepared)
 
 
 # ----------------------------------------------------------------------- fast steps

@@ -88,8 +88,9 @@ def read_subjects(prepared: str | Path):
 
 
 def prepared_identity(prepared: str | Path) -> str:
-    """A digest of a prepared folder's subjects.csv and provenance.json (the same as
-    gsmorph.training.data_identity): it changes whenever the folder is prepared again."""
+    """A digest of a prepared folder's subjects.csv and provenance.json (also the run's
+    resume fingerprint, gsmorph.training.data_identity): it changes whenever the folder is
+    prepared again."""
     import hashlib
 
     digest = hashlib.sha256()
