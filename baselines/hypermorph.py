@@ -65,9 +65,10 @@ SWEEP_COLUMNS = ["stage", "lam", "weighted_equivalent", "val_dice", "val_njd_pct
 # what a null key of config `hypermorph` means under each `hypermorph.variant`
 VARIANTS: dict[str, dict] = {
     # the published loss and per-sample lambda with sigma estimated from the training pairs and
-    # a log-uniform equivalent weight (both advised in voxelmorph issue 419), on our scaled
-    # generation: the combination that learns lambda in docs/hypermorph.md's ablation
-    "default": {"parametrisation": "scaled", "encoding": "lambda", "loss": "hoopes", "sampling": "log-weight",
+    # a log-uniform equivalent weight (both advised in voxelmorph issue 419), on a U-Net whose
+    # channels lambda modulates (film): the combination that learns lambda in
+    # docs/hypermorph.md's ablation
+    "default": {"parametrisation": "film", "encoding": "lambda", "loss": "hoopes", "sampling": "log-weight",
                 "weight_range": [1e-5, 10.0], "lambda_max": 1.0, "lambda_per": "sample", "smoothness": "l2",
                 "mse_sigma": "estimate", "lambda_lr_factor": 1.0},
     # Hoopes et al. / voxelmorph's train_hypermorph.py
@@ -77,7 +78,7 @@ VARIANTS: dict[str, dict] = {
     # the GSMorph authors' code (wulalago/GSMorph, source/model_func.py): sim / 0.05^2 + lam reg,
     # one lambda per batch, their l1 gradient loss; the hypernetwork and the lambda range are not
     # in their code: ours (the default's) and HyperMorph's [0, 1]
-    "gsmorph": {"parametrisation": "scaled", "encoding": "lambda", "loss": "gsmorph", "sampling": "uniform",
+    "gsmorph": {"parametrisation": "film", "encoding": "lambda", "loss": "gsmorph", "sampling": "uniform",
                 "weight_range": [1e-5, 10.0], "lambda_max": 1.0, "lambda_per": "batch", "smoothness": "l1",
                 "mse_sigma": 0.05, "lambda_lr_factor": 1.0},
 }
@@ -279,6 +280,9 @@ class HyperMorphTrainer(Trainer):
     extra_files = ("lambda_sweep.csv",)
 
     def __init__(self, prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None):
+        factor = int((cfg.get("hypermorph") or {}).get("epochs_factor") or 1)
+        if factor != 1:  # HyperMorph's own budget: config `hypermorph.epochs_factor` x `epochs`
+            cfg = {**cfg, "epochs": factor * int(cfg["epochs"])}
         super().__init__(prepared, backbone, method, seed, out, cfg, lam=lam)
         self.hyper = settings(cfg)
         self.hyper_kwargs = network_kwargs(cfg, backbone)

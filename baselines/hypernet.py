@@ -13,6 +13,12 @@
       offset: theta_l + A_l e, theta_l Kaiming-normal (an ordinary network's weights), A_l
               Kaiming-normal over its outputs (fan-out) for the kernel and 0 for the bias
               (Ortiz et al.'s additive offset to the base weights)
+    or, `film`, an ordinary convolution whose output channels are modulated by e (feature-
+    wise linear modulation, Perez et al., AAAI 2018; the conditioning of cLapIRN, Mok and
+    Chung, MICCAI 2021, without its instance normalisation):
+      film:   h = conv_l(x) * (1 + gamma_l) + beta_l, [gamma_l, beta_l] = M_l e / sqrt(hidden),
+              conv_l Kaiming-uniform with zero bias, M_l = 0 at the start (an ordinary U-Net
+              at every lambda); one kernel for the whole batch, one (gamma, beta) per sample
     U-Net (VoxelMorph style, the voxelmorph backbone's level features f_0..f_{L-1}):
       encoder: conv(2 -> f_0); then per level: max-pool 2, conv(f_{i-1} -> f_i)
       decoder: per level: up-sample x2, concatenate the encoder skip, conv(f_{i+1} + f_i -> f_i)
@@ -36,7 +42,7 @@ from torch import nn
 
 from gsmorph.networks.layers import crop_to, flow_head, pad_to_multiple
 
-PARAMETRISATIONS = ("scaled", "dense", "offset")
+PARAMETRISATIONS = ("scaled", "dense", "offset", "film")
 ENCODINGS = ("lambda", "cos-sin")
 
 
@@ -71,9 +77,18 @@ class HyperConv(nn.Module):
         self.shape = (out_channels, in_channels) + (kernel,) * spatial_dims
         self.n_weight = math.prod(self.shape)
         self.embed = int(embed)
-        self.generate = nn.Linear(embed, self.n_weight + out_channels)
+        self.conv = F.conv2d if spatial_dims == 2 else F.conv3d
         fan_in = in_channels * kernel ** spatial_dims
         gain = math.sqrt(2.0 / (1 + 0.2 ** 2))  # LeakyReLU(0.2)
+        if parametrisation == "film":
+            bound = gain * math.sqrt(3.0 / fan_in)  # Kaiming-uniform
+            self.weight = nn.Parameter(torch.empty(self.shape).uniform_(-bound, bound))
+            self.bias = nn.Parameter(torch.zeros(out_channels))
+            self.generate = nn.Linear(embed, 2 * out_channels)  # gamma, beta
+            nn.init.zeros_(self.generate.weight)
+            nn.init.zeros_(self.generate.bias)
+            return
+        self.generate = nn.Linear(embed, self.n_weight + out_channels)
         w, b = self.generate.weight, self.generate.bias
         with torch.no_grad():
             if parametrisation == "scaled":
@@ -89,16 +104,22 @@ class HyperConv(nn.Module):
                 b[self.n_weight:].zero_()
                 w[: self.n_weight].normal_(0.0, math.sqrt(2.0 / self.n_weight))  # fan-out (ReLU embedding)
                 w[self.n_weight:].zero_()
-        self.conv = F.conv2d if spatial_dims == 2 else F.conv3d
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, *S); embedding (hidden,) or (1, hidden): one kernel for the batch, or
         (B, hidden): one kernel per sample."""
+        pad = self.shape[-1] // 2
+        if self.parametrisation == "film":
+            mod = self.generate(embedding.reshape(-1, self.embed)) / math.sqrt(self.embed)  # (1 or B, 2 C)
+            if mod.shape[0] not in (1, x.shape[0]):
+                raise ValueError(f"{mod.shape[0]} lambdas for a batch of {x.shape[0]}")
+            view = (mod.shape[0], self.shape[0]) + (1,) * self.spatial_dims
+            gamma, beta = mod[:, : self.shape[0]].reshape(view), mod[:, self.shape[0]:].reshape(view)
+            return F.leaky_relu(self.conv(x, self.weight, self.bias, padding=pad) * (1 + gamma) + beta, 0.2)
         params = F.linear(embedding, self.generate.weight)
         if self.parametrisation == "scaled":
             params = params / self.embed
         params = params + self.generate.bias
-        pad = self.shape[-1] // 2
         if params.ndim == 1 or params.shape[0] == 1:
             params = params.reshape(-1)
             weight = params[: self.n_weight].view(self.shape)

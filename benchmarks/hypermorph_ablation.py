@@ -33,6 +33,7 @@ DENSE = {"parametrisation": "dense"}
 MIP = {"parametrisation": "offset", "encoding": "cos-sin"}
 LOGW = {"sampling": "log-weight"}
 EST = {"mse_sigma": "estimate"}
+FILM = {"parametrisation": "film"}
 CONFIGS: dict[str, tuple[dict, float | None]] = {
     "old": ({}, None),
     "dense": (DENSE, None),
@@ -58,6 +59,10 @@ CONFIGS: dict[str, tuple[dict, float | None]] = {
     "logw+est+lr10": ({**LOGW, **EST, "lambda_lr_factor": 10.0}, None),
     "logw+est+lr30": ({**LOGW, **EST, "lambda_lr_factor": 30.0}, None),
     "old+lr10": ({"lambda_lr_factor": 10.0}, None),
+    "film": (FILM, None),
+    "film+logw": ({**FILM, **LOGW}, None),
+    "film+logw+est": ({**FILM, **LOGW, **EST}, None),
+    "film+logw+est@1e-3": ({**FILM, **LOGW, **EST}, 1e-3),
     "published": ({"variant": "published"}, None),
     "published@1e-4": ({"variant": "published"}, 1e-4),
     "gsmorph": ({"variant": "gsmorph"}, None),

@@ -87,7 +87,7 @@ DEFAULTS: dict[str, Any] = {
         "variant": "default",
         "hidden": 128,
         "layers": 6,
-        "parametrisation": None,  # scaled | dense | offset: how each convolution is generated
+        "parametrisation": None,  # scaled | dense | offset | film: how each convolution is generated
         "encoding": None,         # lambda | cos-sin: the hypernetwork's input code
         "loss": None,             # hoopes: (1 - lam) sim / s + lam reg; gsmorph: sim / s + lam reg
         "sampling": None,         # uniform (lambda ~ U) | log-weight (log-uniform equivalent weight)
@@ -101,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
         "val_lambdas": 11,       # coarse validation grid: this many lambdas evenly on [0, 1]
         "fine_lambdas": 10,      # fine grid between the coarse neighbours of the coarse best (0: none)
         "features": None,        # U-Net level widths; None: those of backbones.voxelmorph
+        "epochs_factor": 1,      # HyperMorph trains epochs_factor x `epochs` epochs
         # optimiser keys that replace the backbone's `optim` entry for HyperMorph alone ({}: the
         # backbone's); paper.yaml sets the public script's Adam at lr 1e-4 (at the VoxelMorph
         # lr 5e-3 the hypernetwork diverges at 128 x 128: val Dice 0 within a few steps)
