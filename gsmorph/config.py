@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "channels_last": False,      # channels-last weights and inputs
     "compile": False,            # torch.compile of the network
     "surgery_cuda_graph": False,  # gradient surgery's step captured in a CUDA graph
+    # surgery's zero-gradient guard (gsmorph/surgery.py): a tensor group whose ||g_reg||^2 <=
+    # eps ||g_sim||^2 keeps g_sim; 0 projects onto rounding noise too (as the authors' code)
+    "surgery_zero_eps": 1e-12,
     # the deformation model
     "diffeomorphic": False,      # integrate a stationary velocity by scaling and squaring
     "int_steps": 7,

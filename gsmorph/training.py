@@ -272,7 +272,7 @@ class Trainer:
         if self.spec.surgery:
             from gsmorph.surgery import ConflictTracker, GradientSurgery
 
-            self.surgery = GradientSurgery(self.model, mode=self.spec.surgery,
+            self.surgery = GradientSurgery(self.model, mode=self.spec.surgery, eps=float(self.cfg["surgery_zero_eps"]),
                                            cuda_graph=self.step_options.surgery_cuda_graph)
             self.conflicts = ConflictTracker()  # per-group stats summed on the device
         self.shuffle_gen = torch.Generator().manual_seed(self.seed)
