@@ -5,7 +5,7 @@ One script, four parts, any of them in one run (in this order):
 --measure      seconds per epoch of every job type (method family x backbone x dataset) at
                the config's scale on phantoms of the datasets' sizes, a few epochs each,
                for each option set of --options (fp32, tf32, bf16, bf16-cl, ...: the fast-step
-               keys of gsmorph/device.py), plus each job's fixed costs: process start (Python,
+               keys of gsmorph/training/fast_step.py), plus each job's fixed costs: process start (Python,
                imports, CUDA context), data loading, network building, finishing the run
                folder, inference of the test split. Writes times.csv.
 --concurrency  k = 1, 2, 4, ... trainings of one job type at once on this device (separate
@@ -523,41 +523,41 @@ def measure_start_s(device: str) -> float:
 
 
 class DataCache:
-    """load_split of gsmorph.training, each split loaded once per process; the first load
-    of a dataset is timed (every job pays it)."""
+    """The train and val pairs of each run (gsmorph.training.TrainingData, handed to the
+    trainer), each split loaded once per process; the first full load of a dataset's split
+    is timed (every job pays it)."""
 
     def __init__(self):
-        import gsmorph.training as training
-
-        self.training, self.original = training, training.load_split
         self.cache: dict[tuple, list] = {}
         self.split_s: dict[tuple, float] = {}  # (prepared, split): seconds of the first full load
 
-    def __enter__(self):
-        def cached(prepared, split, cfg, device, limit, seed):
-            key = (str(prepared), split, limit, seed, str(device), cfg["mode"])
-            if key not in self.cache:
-                start = time.perf_counter()
-                self.cache[key] = self.original(prepared, split, cfg, device, limit, seed)
-                if limit is None:
-                    self.split_s.setdefault((str(prepared), split), time.perf_counter() - start)
-            return self.cache[key]
+    def split(self, prepared: Path, split: str, cfg: dict, device, limit: int | None, seed: int) -> list:
+        from gsmorph.training import load_split
 
-        self.training.load_split = cached
-        return self
+        key = (str(prepared), split, limit, seed, str(device), cfg["mode"])
+        if key not in self.cache:
+            start = time.perf_counter()
+            self.cache[key] = load_split(prepared, split, cfg, device, limit, seed)
+            if limit is None:
+                self.split_s.setdefault((str(prepared), split), time.perf_counter() - start)
+        return self.cache[key]
+
+    def data(self, prepared: Path, cfg: dict, device, seed: int):
+        """The pairs a training with config `cfg` trains and validates on."""
+        from gsmorph.training import TrainingData
+
+        return TrainingData(train=self.split(prepared, "train", cfg, device, cfg.get("max_train_pairs"), seed),
+                            val=self.split(prepared, "val", cfg, device, cfg.get("max_val_pairs"), seed))
 
     def load_s(self, prepared: Path) -> float:
         """What a training job pays to load its data: the train and val splits, in full."""
         return sum(self.split_s.get((str(prepared), split), 0.0) for split in ("train", "val"))
 
-    def __exit__(self, *exc):
-        self.training.load_split = self.original
 
+def pair_counts(prepared: Path, cfg: dict, device, cache: DataCache) -> dict[str, int]:
+    from gsmorph.training import count_pairs
 
-def pair_counts(prepared: Path, cfg: dict, device) -> dict[str, int]:
-    from gsmorph.training import count_pairs, load_split
-
-    return {split: count_pairs(load_split(prepared, split, cfg, device, None, 0)) for split in ("train", "val", "test")}
+    return {split: count_pairs(cache.split(prepared, split, cfg, device, None, 0)) for split in ("train", "val", "test")}
 
 
 def time_run(prepared: Path, backbone: str, family: str, cfg: dict, seed: int, work: Path, cache: DataCache,
@@ -568,14 +568,15 @@ def time_run(prepared: Path, backbone: str, family: str, cfg: dict, seed: int, w
     import torch
 
     from gsmorph import methods
-    from gsmorph.device import synchronize
+    from gsmorph.device import resolve_device, synchronize
 
     method = FAMILIES[family]
     out = Path(tempfile.mkdtemp(prefix=f"{family}-{backbone}-", dir=work))
     device = None
     try:
         start = time.perf_counter()
-        trainer = methods.maker_of(method)(prepared, backbone, method, seed, out / "run", cfg)
+        trainer = methods.maker_of(method)(prepared, backbone, method, seed, out / "run", cfg,
+                                           data=cache.data(prepared, cfg, resolve_device(cfg["device"]), seed))
         device = trainer.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -593,7 +594,7 @@ def time_run(prepared: Path, backbone: str, family: str, cfg: dict, seed: int, w
         for _ in range(2):
             start = time.perf_counter()
             trainer.validate()
-            trainer._save_checkpoint()
+            trainer.save_checkpoint()
             synchronize(device)
             val_times.append(time.perf_counter() - start)
         val_s = statistics.median(val_times)
@@ -629,72 +630,70 @@ def run_measure(args, config: dict, work: Path) -> list[dict]:
     rows = []
     out_csv = Path(args.out_dir) / "times.csv"
     kept = read_csv(out_csv) if args.append and out_csv.is_file() else []
-    with DataCache() as cache:
-        base = method_config(config, device=str(device), num_threads=args.threads)
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        counts = {d: pair_counts(phantoms[d], base, device) for d in datasets}
-        from gsmorph.training import load_split
+    cache = DataCache()
+    base = method_config(config, device=str(device), num_threads=args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    counts = {d: pair_counts(phantoms[d], base, device, cache) for d in datasets}
+    for dataset in timed:  # the capped splits too, so that no timed run loads data
+        cache.split(phantoms[dataset], "train", base, device, args.max_train_pairs, args.seed)
+        cache.split(phantoms[dataset], "val", base, device, args.max_val_pairs, args.seed)
+    from gsmorph.training import Trainer
 
-        for dataset in timed:  # the capped splits too, so that no timed run loads data
-            load_split(phantoms[dataset], "train", base, device, args.max_train_pairs, args.seed)
-            load_split(phantoms[dataset], "val", base, device, args.max_val_pairs, args.seed)
-        from gsmorph.training import Trainer
-
-        for backbone in args.backbones:  # first-use costs of this process (paid once per job in start_s)
-            Trainer.network_from(backbone, 2, base["backbones"].get(backbone) or {}, 0).to(device)
-        for options in args.options:
-            for dataset in timed:
-                for backbone in args.backbones:
-                    for family in args.families:
-                        if family == "hypermorph" and backbone != "voxelmorph":
-                            continue
-                        cfg = method_config(config, device=str(device), epochs=args.epochs,
-                                            val_every=args.epochs // 2, max_train_pairs=args.max_train_pairs,
-                                            max_val_pairs=args.max_val_pairs, num_threads=args.threads,
-                                            **OPTION_SETS[options])
-                        label = f"{options} {dataset} {backbone} {family}"
-                        try:
-                            result = time_run(phantoms[dataset], backbone, family, cfg, args.seed, work, cache,
-                                              infer=options == "fp32" and family == "surgery")
-                        except Exception as err:  # one failing option must not lose the others
-                            print(f"{label}: FAILED ({type(err).__name__}: {err})", flush=True)
-                            continue
-                        row = {**info, "dataset": dataset, "subjects": subjects_of(config, dataset),
-                               "size": args.size, "backbone": backbone, "family": family, "options": options,
-                               "batch_size": cfg["batch_size"], **{f"{s}_pairs": counts[dataset][s]
-                                                                   for s in ("train", "val", "test")},
-                               "start_s": round(start_s, 3), "load_s": round(cache.load_s(phantoms[dataset]), 3),
-                               "source": "measured", **result}
-                        rows.append(row)
-                        print(f"{label}: train epoch {row['train_epoch_s']:.3f} s "
-                              f"({row['timed_train_pairs']} pairs), val {row['val_s']:.3f} s, "
-                              f"build {row['build_s']:.1f} s, val Dice {row['val_dice']}", flush=True)
-                        write_csv(out_csv, _with_inference(_merged(kept, rows)), TIME_COLUMNS)
-        rows = _with_inference(_merged(kept, rows))
-        fresh = {(r["dataset"], r["backbone"], r["family"], r["options"]) for r in rows if r not in kept}
-        for dataset in [d for d in datasets if d not in timed]:  # scaled from the first timed dataset
-            source = timed[0]
-            for row in [r for r in rows if r["dataset"] == source and r["source"] == "measured"
-                        and (r["dataset"], r["backbone"], r["family"], r["options"]) in fresh]:
-                row = {k: (float(v) if k in FLOAT_COLUMNS and v not in ("", None) else v) for k, v in row.items()}
-                scaled = dict(row)
-                scaled.update({"dataset": dataset, "subjects": subjects_of(config, dataset),
-                               **{f"{s}_pairs": counts[dataset][s] for s in ("train", "val", "test")},
-                               "timed_train_pairs": counts[dataset]["train"] if args.max_train_pairs is None
-                               else row["timed_train_pairs"],
-                               "timed_val_pairs": counts[dataset]["val"] if args.max_val_pairs is None
-                               else row["timed_val_pairs"],
-                               "source": f"scaled from {source}"})
-                full_steps = steps(counts[dataset]["train"], int(row["batch_size"]))
-                if args.max_train_pairs is None:
-                    scaled["train_epoch_s"] = row["train_epoch_s"] * full_steps / steps(
-                        row["timed_train_pairs"], int(row["batch_size"]))
-                    scaled["val_s"] = row["val_s"] * counts[dataset]["val"] / max(1, row["timed_val_pairs"])
-                if row["infer_s"] != "":
-                    scaled["infer_s"] = row["infer_s"] * counts[dataset]["test"] / max(1, row["test_pairs"])
-                scaled["load_s"] = row["load_s"] * counts[dataset]["train"] / max(1, row["train_pairs"])
-                rows = _merged(rows, [scaled])
+    for backbone in args.backbones:  # first-use costs of this process (paid once per job in start_s)
+        Trainer.network_from(backbone, 2, base["backbones"].get(backbone) or {}, 0).to(device)
+    for options in args.options:
+        for dataset in timed:
+            for backbone in args.backbones:
+                for family in args.families:
+                    if family == "hypermorph" and backbone != "voxelmorph":
+                        continue
+                    cfg = method_config(config, device=str(device), epochs=args.epochs,
+                                        val_every=args.epochs // 2, max_train_pairs=args.max_train_pairs,
+                                        max_val_pairs=args.max_val_pairs, num_threads=args.threads,
+                                        **OPTION_SETS[options])
+                    label = f"{options} {dataset} {backbone} {family}"
+                    try:
+                        result = time_run(phantoms[dataset], backbone, family, cfg, args.seed, work, cache,
+                                          infer=options == "fp32" and family == "surgery")
+                    except Exception as err:  # one failing option must not lose the others
+                        print(f"{label}: FAILED ({type(err).__name__}: {err})", flush=True)
+                        continue
+                    row = {**info, "dataset": dataset, "subjects": subjects_of(config, dataset),
+                           "size": args.size, "backbone": backbone, "family": family, "options": options,
+                           "batch_size": cfg["batch_size"], **{f"{s}_pairs": counts[dataset][s]
+                                                               for s in ("train", "val", "test")},
+                           "start_s": round(start_s, 3), "load_s": round(cache.load_s(phantoms[dataset]), 3),
+                           "source": "measured", **result}
+                    rows.append(row)
+                    print(f"{label}: train epoch {row['train_epoch_s']:.3f} s "
+                          f"({row['timed_train_pairs']} pairs), val {row['val_s']:.3f} s, "
+                          f"build {row['build_s']:.1f} s, val Dice {row['val_dice']}", flush=True)
+                    write_csv(out_csv, _with_inference(_merged(kept, rows)), TIME_COLUMNS)
+    rows = _with_inference(_merged(kept, rows))
+    fresh = {(r["dataset"], r["backbone"], r["family"], r["options"]) for r in rows if r not in kept}
+    for dataset in [d for d in datasets if d not in timed]:  # scaled from the first timed dataset
+        source = timed[0]
+        for row in [r for r in rows if r["dataset"] == source and r["source"] == "measured"
+                    and (r["dataset"], r["backbone"], r["family"], r["options"]) in fresh]:
+            row = {k: (float(v) if k in FLOAT_COLUMNS and v not in ("", None) else v) for k, v in row.items()}
+            scaled = dict(row)
+            scaled.update({"dataset": dataset, "subjects": subjects_of(config, dataset),
+                           **{f"{s}_pairs": counts[dataset][s] for s in ("train", "val", "test")},
+                           "timed_train_pairs": counts[dataset]["train"] if args.max_train_pairs is None
+                           else row["timed_train_pairs"],
+                           "timed_val_pairs": counts[dataset]["val"] if args.max_val_pairs is None
+                           else row["timed_val_pairs"],
+                           "source": f"scaled from {source}"})
+            full_steps = steps(counts[dataset]["train"], int(row["batch_size"]))
+            if args.max_train_pairs is None:
+                scaled["train_epoch_s"] = row["train_epoch_s"] * full_steps / steps(
+                    row["timed_train_pairs"], int(row["batch_size"]))
+                scaled["val_s"] = row["val_s"] * counts[dataset]["val"] / max(1, row["timed_val_pairs"])
+            if row["infer_s"] != "":
+                scaled["infer_s"] = row["infer_s"] * counts[dataset]["test"] / max(1, row["test_pairs"])
+            scaled["load_s"] = row["load_s"] * counts[dataset]["train"] / max(1, row["train_pairs"])
+            rows = _merged(rows, [scaled])
     write_csv(out_csv, rows, TIME_COLUMNS)
     return rows
 
