@@ -164,3 +164,23 @@ def test_pid_alive_tells_a_running_process_from_an_ended_or_recycled_one():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert not pid_alive(child.pid)
+
+
+# ------------------------------------------------------------------------- the hooks
+def test_the_readme_lists_every_trainer_hook_and_only_those():
+    """README's "Extending" section and gsmorph/training/__init__.py name the same hooks as
+    the Trainer's methods documented as one ("Hook: ..."), plus the two older-run ones."""
+    import re
+    from pathlib import Path
+
+    import gsmorph.training as training
+    from gsmorph.training import Trainer
+
+    hooks = {name for name in dir(Trainer) if (getattr(getattr(Trainer, name), "__doc__", None) or "")
+             .startswith("Hook:")} | {"build_from_info", "predictor"}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Extending", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(\w+)\(", section))
+    assert hooks <= listed and listed - hooks <= {"Trainer", "f", "save_checkpoint"}  # and the registrar's f
+    block = training.__doc__.split("calling these hooks", 1)[1].split("A run folder", 1)[0]
+    assert set(re.findall(r"(\w+)\(", block)) == hooks
