@@ -6,7 +6,6 @@ the event log (progress.py)."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,15 +15,14 @@ import torch
 
 from gsmorph import convergence, methods, selection
 from gsmorph.device import resolve_device, seed_everything
-from gsmorph.data.loader import dataset_name
 from gsmorph.errors import GSMorphError
 from gsmorph.io import check_not_input
 from gsmorph.locations import relative
 from gsmorph.training import fast_step, steps
-from gsmorph.training.data import TrainingData, count_pairs, data_identity
+from gsmorph.training.data import TrainingData, count_pairs
 from gsmorph.training.optim import LrSchedule, build_optimizer
 from gsmorph.training.progress import EventLog, Progress
-from gsmorph.training.run_folder import RESUMABLE_CHANGES, Live, RunFolder, TrainingState, fingerprint
+from gsmorph.training.run_folder import Live, RunFolder, TrainingState, fingerprint
 
 # MONAI's finite-difference losses trigger a torch deprecation warning on every call.
 warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
@@ -247,6 +245,8 @@ class Trainer:
 
     def run_info(self) -> dict:
         """Hook: run.json (what inference needs); subclasses extend it."""
+        from gsmorph.data.loader import dataset_name
+
         model = getattr(self, "model", None)
         recipe = getattr(model, "recipe", None)  # a RegistrationNet's constructor arguments
         return {
