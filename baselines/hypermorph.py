@@ -56,7 +56,7 @@ from baselines.hypernet import HyperUNet
 from gsmorph.config import optim_settings
 from gsmorph.errors import GSMorphError
 from gsmorph.io import write_csv
-from gsmorph.networks import RegistrationNet
+from gsmorph.networks import RegistrationNet, assemble
 from gsmorph.networks.voxelmorph import PRESETS
 from gsmorph.training import Trainer, count_pairs
 
@@ -279,11 +279,12 @@ class HyperMorphTrainer(Trainer):
 
     extra_files = ("lambda_sweep.csv",)
 
-    def __init__(self, prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None):
+    def __init__(self, prepared, backbone: str, method: str, seed: int, out, cfg: dict, lam: float | None = None,
+                 data=None):
         factor = int((cfg.get("hypermorph") or {}).get("epochs_factor") or 1)
         if factor != 1:  # HyperMorph's own budget: config `hypermorph.epochs_factor` x `epochs`
             cfg = {**cfg, "epochs": factor * int(cfg["epochs"])}
-        super().__init__(prepared, backbone, method, seed, out, cfg, lam=lam)
+        super().__init__(prepared, backbone, method, seed, out, cfg, lam=lam, data=data)
         self.hyper = settings(cfg)
         self.hyper_kwargs = network_kwargs(cfg, backbone)
         hyper = self.hyper
@@ -327,7 +328,12 @@ class HyperMorphTrainer(Trainer):
                                "split, which has no pairs")
 
     def build_network(self) -> torch.nn.Module:
-        return RegistrationNet(HyperUNet(self.spatial_dims, **self.hyper_kwargs), self.int_steps(self.cfg))
+        """RegistrationNet(HyperUNet) of the method table's `network` (its recipe in run.json)."""
+        return assemble(self.spec.network, self.spatial_dims, self.hyper_kwargs, self.int_steps(self.cfg))
+
+    def inference_inputs(self) -> list:
+        """The hypernetwork input t of the chosen lambda (None until chosen, at the end)."""
+        return [self.hyper_input]
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The backbone's optimiser, the lambda-dependent parameters (the MLP of lambda and
@@ -481,7 +487,7 @@ class HyperMorphTrainer(Trainer):
         out.update({"lam": self.hyper_lambda, **self.hyper_record()})
         return out
 
-    # ------------------------------------------------------------------ inference
+    # ------------------------------------------ inference of run folders without run.json `network`
     @classmethod
     def build_from_info(cls, info: dict) -> torch.nn.Module:
         kwargs = info.get("hyper_kwargs")

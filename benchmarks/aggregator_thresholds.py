@@ -27,6 +27,7 @@ from gsmorph.code_version import ROOT
 from gsmorph.config import load_config
 from gsmorph.networks import warp_image
 from gsmorph.training import Trainer
+from gsmorph.training.steps import epoch_batches
 
 
 def main(argv=None) -> int:
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         lines = ["| step | tensors with trace < 1e-4 | smallest trace | median trace | network trace |",
                  "|---|---|---|---|---|"]
         batches = [(trainer.train_data[b]["moving"][idx], trainer.train_data[b]["fixed"][idx])
-                   for b, idx in trainer._epoch_batches()]  # one epoch, in the training's order
+                   for b, idx in epoch_batches(trainer.data.train, int(cfg["batch_size"]), trainer.shuffle_gen)]  # one epoch, in the training's order
         for step, (moving, fixed) in enumerate(batches, start=1):
             disp, field = trainer.model(torch.cat([moving, fixed], dim=1), with_velocity=True)
             sim = trainer.sim_loss(warp_image(moving, disp), fixed)

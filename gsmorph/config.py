@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "num_threads": None,         # torch CPU threads (None: torch's default)
     "device": "auto",            # auto | cpu | cuda
     "tensorboard": False,        # also write TensorBoard event files in <run>/tensorboard/
-    # fast training steps, CUDA only (gsmorph/device.py; refused on a CPU): the defaults are
+    # fast training steps, CUDA only (gsmorph/training/fast_step.py; refused on a CPU): the defaults are
     # the float32 eager step
     "precision": "fp32",         # fp32 | tf32 | bf16 (bf16 autocast forward; losses, surgery in fp32)
     "channels_last": False,      # channels-last weights and inputs

@@ -1,5 +1,7 @@
-"""Inference with a trained run: rebuild its network by the trainer named in run.json and
-write the shared per-pair outputs (gsmorph/pairs.py).
+"""Inference with a trained run: rebuild its network from run.json's `network` record (the
+constructor arguments training recorded; gsmorph.networks.from_recipe) and write the shared
+per-pair outputs (gsmorph/pairs.py). A run.json without that record (an older run folder)
+is rebuilt by its trainer class, from the method table.
 
 A predictor maps (B, 1, *S) float32 moving and fixed images to the (B, ndim, *S)
 displacement in voxels (moved = moving sampled at x + u(x)).
@@ -42,9 +44,9 @@ def read_run_info(run_dir: str | os.PathLike) -> dict:
     return info
 
 
-def trainer_of(info: dict, run_dir: Path):
-    """The trainer class of a run's method, from the method table (gsmorph/methods.py, with
-    the registered plugins) only: run.json is data, its `trainer` string is never imported,
+def method_of(info: dict, run_dir: Path) -> methods.Method:
+    """The trained method of a run, from the method table (gsmorph/methods.py, with the
+    registered plugins) only: run.json is data, its `trainer` string is never imported,
     only compared with the table's."""
     where = run_dir / "run.json"
     method = info.get("method")
@@ -56,10 +58,68 @@ def trainer_of(info: dict, run_dir: Path):
     if named is not None and named != spec.maker:
         raise GSMorphError(f"{where}: names the trainer {named!r}, but method '{spec.id}' is trained by "
                            f"{spec.maker}; refusing to load it")
+    return spec
+
+
+def trainer_of(info: dict, run_dir: Path):
+    """The trainer class of a run's method (see method_of), imported."""
+    spec = method_of(info, run_dir)
     try:
         return plugins.resolve(spec.maker)
     except GSMorphError as err:
-        raise GSMorphError(f"{where}: {err}") from None
+        raise GSMorphError(f"{run_dir / 'run.json'}: {err}") from None
+
+
+def network_of(info: dict, run_dir: Path) -> tuple[torch.nn.Module, Callable[[torch.nn.Module], Predictor]]:
+    """(network, predictor of that network) of a run, from run.json's `network` record:
+    only the method's own `network` (the method table) or else the builder of the run's
+    backbone (the backbone table) is loaded, with the run's integration steps, and the
+    predictor passes the record's further forward `inputs`. An older run.json without the
+    record: its trainer's `build_from_info` and `predictor` when the trainer has them, else
+    the backbone table's network that the run's keys name."""
+    from gsmorph import backbones, networks
+
+    spec = method_of(info, run_dir)
+    record = info.get("network")
+    cls = trainer_of(info, run_dir) if record is None else None
+    try:
+        if cls is not None and hasattr(cls, "build_from_info"):
+            return cls.build_from_info(info), lambda model: cls.predictor(model, info)
+        int_steps = int(info["int_steps"]) if info["diffeomorphic"] else 0
+        if record is None:
+            model = networks.build(info["backbone"], int(info["spatial_dims"]), diffeomorphic=int_steps > 0,
+                                   int_steps=int_steps, **info["backbone_kwargs"])
+            inputs: tuple = ()
+        else:  # the method's own network, else the builder of the run's backbone
+            allowed = {spec.network or backbones.get(info["backbone"]).builder}
+            inputs = tuple(record.get("inputs", ())) if isinstance(record, dict) else ()
+            if any(v is None for v in inputs):
+                raise ValueError("its 'network.inputs' are not filled in; did training finish?")
+            model = networks.from_recipe(record, allowed)
+            if model.int_steps != int_steps:
+                raise ValueError(f"'network.int_steps' {model.int_steps} disagrees with diffeomorphic/int_steps "
+                                 f"({int_steps})")
+    except (GSMorphError, ValueError, KeyError, TypeError) as err:
+        raise GSMorphError(f"{run_dir / 'run.json'}: cannot rebuild the network ({err})") from None
+    return model, lambda net: (lambda moving, fixed: net(torch.cat([moving, fixed], dim=1), *inputs))
+
+
+def load_predictor(run_dir: Path, info: dict, device: torch.device) -> Predictor:
+    """The predictor of a finished run, with its best.pt weights (checksum checked), in
+    eval mode: (B, 1, *S) moving and fixed -> (B, ndim, *S) displacement."""
+    from gsmorph import checkpoints
+
+    model, predictor = network_of(info, run_dir)
+    model = model.to(device)
+    expected = (info.get("checksums") or {}).get("best.pt")
+    if expected is None:
+        raise GSMorphError(f"{run_dir / 'run.json'}: no checksum of best.pt; did training finish?")
+    try:
+        model.load_state_dict(checkpoints.load(run_dir / "best.pt", device, expected))
+    except RuntimeError as err:
+        raise GSMorphError(f"{run_dir / 'best.pt'}: weights do not fit the network in run.json ({err})") from None
+    model.eval()
+    return predictor(model)
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predictor, dict, torch.device]:
@@ -68,7 +128,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predicto
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     dev = resolve_device(device)
-    predict = trainer_of(info, run_dir).load_predictor(run_dir, info, dev)
+    predict = load_predictor(run_dir, info, dev)
 
     @torch.no_grad()
     def on_device(moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from gsmorph.errors import GSMorphError
+from gsmorph.processes import pid_alive
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -42,17 +43,6 @@ def _tmp_sibling(path: Path) -> Path:
     """`.tmp-<pid>-<host>-<random>-<name>` beside `path`: the writer's process id and host
     let a later run tell a killed writer's leftover from a live one's (clean_stale_temps)."""
     return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}-{path.name}")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (one owned by another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:

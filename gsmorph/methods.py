@@ -48,6 +48,7 @@ class Method:
     in_tables: bool = True       # part of Table 1 and the workflow (False: by hand only)
     parallel: bool = True        # classical: pairs in a pool of processes (False: too cheap to pay one)
     general: bool = False        # a general gradient-aggregation method (Table 2 beside GSMorph, not Table 1)
+    network: str | None = None   # trained: "module:attribute" of its own backbone network (None: the backbone table's)
 
     @property
     def learned(self) -> bool:
@@ -78,7 +79,7 @@ METHODS: list[Method] = [
     Method("weighted-tuned", "tuned", "Tuned", "#9467bd", "D", "baselines.tuning:tune", tunes="weighted",
            sections=("tune",)),
     Method("hypermorph", "trained", "HyperMorph", "#2ca02c", "P", "baselines.hypermorph:HyperMorphTrainer",
-           backbones=("voxelmorph",), sections=("hypermorph",)),
+           backbones=("voxelmorph",), sections=("hypermorph",), network="baselines.hypernet:HyperUNet"),
     Method("gs-agr", "trained", "GS-Agr", "#e377c2", "X", TRAINER, surgery="agr"),
     Method("gs-pcgrad", "trained", "GS-PCGrad", "#ff7f0e", "h", TRAINER, surgery="network"),
     Method("gsmorph", "trained", "GSMorph", "#d62728", "*", TRAINER, surgery="layerwise"),

@@ -17,7 +17,7 @@ def phantom_notices(config: dict) -> list[str]:
 
 def gpu_notice(n_runs: int, gpus: list[str], local: bool) -> list[str]:
     """A warning when the jobs of `n_runs` learned runs, which ask for a GPU, run on this
-    machine (`local`) and it shows none (`gpus`: gsmorph.device.visible_gpus()); none
+    machine (`local`) and it shows none (`gpus`: gsmorph.gpu_slots.visible_gpus()); none
     for a cluster executor, whose nodes have their own GPUs."""
     if n_runs and local and not gpus:
         return [f"no CUDA GPU visible here (no NVIDIA driver lists one, or CUDA_VISIBLE_DEVICES is empty): "

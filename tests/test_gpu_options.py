@@ -1,5 +1,5 @@
 """Fast training steps (config keys precision, channels_last, compile, surgery_cuda_graph;
-gsmorph/device.py): refused on a device that lacks them, off by default (the CPU step is
+gsmorph/training/fast_step.py): refused on a device that lacks them, off by default (the CPU step is
 today's), their code paths on a CPU where torch has them (bf16 autocast, channels-last,
 compile with the aot_eager backend), recorded in the run's fingerprint and run.json, and
 on a CUDA GPU (skipped here without one)."""
@@ -14,7 +14,7 @@ import gsmorph.training as training
 from gsmorph import methods
 from gsmorph.cli import main
 from gsmorph.config import DEFAULTS, load_config
-from gsmorph.device import STEP_KEYS, StepOptions, apply_precision, step_options
+from gsmorph.training.fast_step import STEP_KEYS, StepOptions, apply_precision, step_options
 from gsmorph.errors import GSMorphError
 from gsmorph.networks import build, warp_image
 from gsmorph.surgery import ZERO_EPS
@@ -238,7 +238,7 @@ def test_options_are_in_the_fingerprint_and_run_json(prepared_acdc, tmp_path, mo
     assert info["step_options"] == StepOptions().as_dict()
     assert all(info["config"][k] == DEFAULTS[k] for k in STEP_KEYS)
     # a resume under another option (let through the device check here) is another run
-    monkeypatch.setattr(training, "step_options", lambda cfg, device: StepOptions(channels_last=True))
+    monkeypatch.setattr(training.fast_step, "step_options", lambda cfg, device: StepOptions(channels_last=True))
     with pytest.raises(GSMorphError, match="made with another cfg"):
         train_method(prepared_acdc, "voxelmorph", "weighted-s", 0, run, small_cfg(epochs=2, channels_last=True))
 

@@ -1,5 +1,5 @@
 """GPU slots: several GPU jobs per GPU, each pinned to one GPU on a multi-GPU machine
-(gsmorph/device.py; the local profile's `gpu_slots` resource). No GPU is needed: a fake
+(gsmorph/gpu_slots.py; the local profile's `gpu_slots` resource). No GPU is needed: a fake
 GPU count (GSMORPH_GPUS) stands in for the machine's GPUs."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gsmorph.device import claim_gpu_slot, slot_shell_prefix, visible_gpus
+from gsmorph.gpu_slots import claim_gpu_slot, slot_shell_prefix, visible_gpus
 from gsmorph.errors import GSMorphError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,21 +132,21 @@ def test_as_many_jobs_as_gpus_get_one_gpu_each(tmp_path):
 @pytest.mark.parametrize("extra", [{"GSMORPH_GPUS": "1"}, {"GSMORPH_GPUS": "0"}, {"CUDA_VISIBLE_DEVICES": "7"},
                                    {"GSMORPH_GPUS": "4", "SLURM_JOB_ID": "12"}])
 def test_one_gpu_none_or_a_slurm_job_pins_nothing(tmp_path, extra):
-    out = subprocess.run([sys.executable, "-m", "gsmorph.device", "gpu-slot", "--owner", str(os.getpid()),
+    out = subprocess.run([sys.executable, "-m", "gsmorph.gpu_slots", "gpu-slot", "--owner", str(os.getpid()),
                           "--dir", str(tmp_path / "slots")], capture_output=True, text=True, env=env_with(**extra))
     assert out.returncode == 0 and out.stdout.strip() == "true"
     assert not (tmp_path / "slots").exists()
 
 
 def test_the_slot_command_starts_without_torch():
-    code = ("import sys, gsmorph.device as d; d.visible_gpus({'GSMORPH_GPUS': '2'}); "
+    code = ("import sys, gsmorph.gpu_slots as d; d.visible_gpus({'GSMORPH_GPUS': '2'}); "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], env=env_with()).returncode == 0
 
 
 SNAKEFILE = """
 import time
-from gsmorph.device import slot_shell_prefix
+from gsmorph.gpu_slots import slot_shell_prefix
 
 rule all:
     input: expand("done/{i}.txt", i=range(JOBS))

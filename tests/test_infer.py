@@ -153,6 +153,7 @@ def test_diffeomorphic_smoothness_sees_the_velocity_and_infer_integrates(prepare
     run = tmp_path / "diffeo"
     info = json.loads((trained_run / "run.json").read_text())
     info.update(diffeomorphic=True, int_steps=5)
+    info["network"]["int_steps"] = 5
     write_run(run, info, trainer.model.state_dict())
     predict, _, _ = load_run(run, device="cpu")
     assert torch.allclose(predict(moving, fixed), disp, atol=1e-6)

@@ -11,6 +11,7 @@ from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.metrics import dice_torch, njd_percent_torch
 from gsmorph.training import Trainer, train_method
+from gsmorph.training.steps import drop_gradients_unless
 
 SMALL_NET = {"voxelmorph": {"features": [8, 16, 32]}}
 
@@ -271,9 +272,9 @@ def test_non_finite_loss_stops_naming_the_epoch_and_keeps_last_good_checkpoint(p
     params = [p for p in trainer.model.parameters()]
     for p in params:
         p.grad = torch.full_like(p, float("nan"))
-    trainer._drop_gradients_unless(torch.tensor(True))
+    drop_gradients_unless(trainer.optimizer, torch.tensor(True))
     assert all(torch.isnan(p.grad).all() for p in params)
-    trainer._drop_gradients_unless(torch.tensor(False))
+    drop_gradients_unless(trainer.optimizer, torch.tensor(False))
     assert all((p.grad == 0).all() for p in params)
 
 

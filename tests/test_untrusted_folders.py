@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from gsmorph.cli import main
-from gsmorph.device import slot_shell_prefix
+from gsmorph.gpu_slots import slot_shell_prefix
 
 SET = json.dumps({"backbones": {"voxelmorph": {"features": [4, 8]}}, "epochs": 1, "batch_size": 8,
                   "val_every": 1, "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu"})
@@ -77,6 +77,6 @@ def test_the_gpu_slot_command_never_imports_from_its_working_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "slot: true" in done.stdout and not (tmp_path / "ran").exists()
     # `python -m` would have run it: the reason the prefix does not use it
-    subprocess.run([sys.executable, "-m", "gsmorph.device", "gpu-slot", "--owner", "1"], cwd=tmp_path,
+    subprocess.run([sys.executable, "-m", "gsmorph.gpu_slots", "gpu-slot", "--owner", "1"], cwd=tmp_path,
                    capture_output=True, timeout=120)
     assert (tmp_path / "ran").exists()

@@ -28,7 +28,7 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
-from gsmorph.io import pid_alive
+from gsmorph.processes import pid_alive
 
 NOT_COUNTED = "not_counted"
 

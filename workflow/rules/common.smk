@@ -323,7 +323,7 @@ def scale_text():
 # will train on the CPU where they run on this machine and it shows no CUDA GPU.
 from snakemake.logging import logger
 
-from gsmorph.device import visible_gpus
+from gsmorph.gpu_slots import visible_gpus
 from gsmorph.workflow_notices import gpu_notice, phantom_notices
 
 

@@ -6,11 +6,11 @@
 #
 # GPU jobs (train, tune, tune_worker) ask for `gpu` (GPUs, what SLURM grants) and
 # `gpu_slots` (what the local profile bounds: GPUs x jobs per GPU), and start with
-# GPU_SLOT: gsmorph.device's gpu-slot command (run by `python3 -c`, no data folder on sys.path) claims a free slot for the job's shell and
+# GPU_SLOT: gsmorph.gpu_slots's gpu-slot command (run by `python3 -c`, no data folder on sys.path) claims a free slot for the job's shell and
 # pins the job to GPU slot mod n (CUDA_VISIBLE_DEVICES) when the machine shows n >= 2
 # GPUs; with one GPU or none (a CPU machine, a SLURM job) it does nothing. It runs the
 # `python3` on PATH, as the verbs run the `gsmorph` on PATH (one environment).
-from gsmorph.device import slot_shell_prefix
+from gsmorph.gpu_slots import slot_shell_prefix
 
 GPU_SLOT = slot_shell_prefix("python3")
 
