@@ -15,7 +15,7 @@ import pytest
 from gsmorph.evaluate import COLUMNS
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parents[1]
 ENV = {**os.environ, "GSMORPH_PLUGINS": "toy_plugin",
        "PYTHONPATH": os.pathsep.join([str(HERE / "plugins"), str(REPO), os.environ.get("PYTHONPATH", "")])}
 TINY = json.dumps({"epochs": 1, "batch_size": 8, "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4,

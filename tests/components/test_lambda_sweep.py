@@ -10,7 +10,7 @@ from gsmorph import methods
 from gsmorph.config import DEFAULTS, load_config
 from gsmorph.training import train_method
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SWEEP = [f"weighted-sweep{i}" for i in range(1, 7)]
 
 

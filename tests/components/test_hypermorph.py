@@ -376,7 +376,7 @@ def test_paper_config_trains_hypermorph_with_the_public_scripts_adam():
 
     import yaml
 
-    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/configs/paper.yaml").read_text())
+    paper = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow/configs/paper.yaml").read_text())
     cfg = load_config(None, {k: v for k, v in paper["method"].items()})
     from gsmorph.config import optim_settings
 
