@@ -12,9 +12,9 @@ from gsmorph.cli import main
 from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import Trainer
+from tiny import NARROW, tiny
 
-OVERRIDES = {"backbones": {"voxelmorph": {"features": [4, 8]}}, "epochs": 2, "batch_size": 4,
-             "val_every": 1, "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu", "num_threads": 1}
+OVERRIDES = tiny(backbones=NARROW, epochs=2, batch_size=4, max_train_pairs=4, max_val_pairs=2)
 SET = json.dumps(OVERRIDES)
 
 

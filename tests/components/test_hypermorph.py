@@ -15,15 +15,13 @@ from baselines.hypernet import HyperConv, HyperUNet
 from gsmorph.config import DEFAULTS, load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import train_method
+from tiny import tiny_config
 
 
 def tiny_cfg(**overrides):
-    cfg = {"backbones": {"voxelmorph": {"features": [4, 8, 8]}},
-           "hypermorph": {"hidden": 8, "layers": 2, "val_lambdas": 3},
-           "epochs": 1, "batch_size": 8, "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4,
-           "device": "cpu"}
-    cfg.update(overrides)
-    return load_config(None, cfg)
+    return tiny_config(**{"backbones": {"voxelmorph": {"features": [4, 8, 8]}},
+                          "hypermorph": {"hidden": 8, "layers": 2, "val_lambdas": 3}, **overrides},
+                       without=("num_threads",))
 
 
 # ------------------------------------------------------------------ the hypernetwork
