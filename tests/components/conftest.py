@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gsmorph.cli import main
+
 from tiny import NARROW_RUN
 
 

@@ -7,6 +7,7 @@ import pytest
 from gsmorph.cli import main
 from gsmorph.config import DEFAULTS, close_match, load_config, schema_messages
 from gsmorph.errors import GSMorphError
+
 from tiny import tiny
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")

@@ -12,6 +12,7 @@ from gsmorph.cli import main
 from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import Trainer
+
 from tiny import NARROW, tiny
 
 OVERRIDES = tiny(backbones=NARROW, epochs=2, batch_size=4, max_train_pairs=4, max_val_pairs=2)

@@ -19,12 +19,12 @@ from gsmorph.errors import GSMorphError
 from gsmorph.networks import build, warp_image
 from gsmorph.surgery import ZERO_EPS
 from gsmorph.training import Trainer, train_method
+
 import tiny
-from tiny import TRANSMORPH, VOXELMORPH
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 
-SMALL_NET = {**VOXELMORPH, **TRANSMORPH}
+SMALL_NET = {**tiny.VOXELMORPH, **tiny.TRANSMORPH}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 FAST = {"precision": "bf16", "channels_last": True}
 

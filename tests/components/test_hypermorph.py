@@ -15,6 +15,7 @@ from baselines.hypernet import HyperConv, HyperUNet
 from gsmorph.config import DEFAULTS, load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import train_method
+
 from tiny import tiny_config
 
 

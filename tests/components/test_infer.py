@@ -10,6 +10,7 @@ from gsmorph.cli import main
 from gsmorph.data.loader import pairs_2d, read_subjects
 from gsmorph.errors import GSMorphError
 from gsmorph.inference import infer_split, load_run
+
 from tiny import tiny_set
 
 SET = tiny_set()

@@ -9,6 +9,7 @@ import yaml
 from gsmorph import methods
 from gsmorph.config import DEFAULTS
 from gsmorph.training import train_method
+
 from tiny import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gsmorph.cli import main
+
 from tiny import tiny
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")

@@ -16,6 +16,7 @@ import pytest
 from gsmorph.cli import main
 from gsmorph.data.loader import read_subjects
 from gsmorph.evaluate import COLUMNS
+
 from tiny import NARROW_RUN
 
 SET = json.dumps(NARROW_RUN)  # the set-up of the gsmorph_run fixture, so that a rerun on its copy resumes

@@ -11,6 +11,7 @@ from gsmorph import pairs
 from gsmorph.cli import main
 from gsmorph.evaluate import evaluate, read_metrics
 from gsmorph.locations import relative, resolve
+
 from tiny import tiny_set
 
 SET = tiny_set()

@@ -11,6 +11,7 @@ from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.metrics import dice_torch, njd_percent_torch
 from gsmorph.training import Trainer, train_method
+
 from tiny import TRANSMORPH, VOXELMORPH, small_cfg, tiny
 
 SMALL_NET = VOXELMORPH

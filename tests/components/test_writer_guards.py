@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from gsmorph.cli import main
-from tiny import NARROW_RUN
 from gsmorph.errors import GSMorphError
 from gsmorph.io import MARKER, check_file_replaceable, claim_folder, folder_lock, write_with_sidecar
+
+from tiny import NARROW_RUN
 
 SET = json.dumps(NARROW_RUN)
 

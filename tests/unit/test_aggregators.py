@@ -12,6 +12,7 @@ import yaml
 from gsmorph import aggregators, methods
 from gsmorph.surgery import MODES, GradientSurgery, combine
 from gsmorph.code_version import ROOT
+
 from tiny import small_cfg
 
 torchjd = pytest.importorskip("torchjd")

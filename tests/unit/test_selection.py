@@ -12,6 +12,7 @@ from gsmorph import selection
 from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import Trainer
+
 from tiny import small_cfg
 
 # checks every 5 epochs: a lucky 0.95 at epoch 15, then a plateau near 0.89-0.91

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from gsmorph.evaluate import COLUMNS
+
 from tiny import tiny_set
 
 HERE = Path(__file__).resolve().parent
