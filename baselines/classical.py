@@ -16,7 +16,7 @@ How the libraries' fields are converted:
   so physical point = index * spacing and the components of the composed displacement
   field are along array axes, in mm; dividing by spacing gives voxels.
 Both libraries map fixed-space points to moving-space points (x -> x + d(x)), which is
-our convention. tests/test_classical.py checks the conversion against each library's
+our convention. tests/unit/test_classical.py checks the conversion against each library's
 own resampling.
 """
 from __future__ import annotations

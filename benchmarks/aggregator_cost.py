@@ -27,29 +27,16 @@ from gsmorph import aggregators
 from gsmorph.losses import GradientL1Loss
 from gsmorph.networks import build
 from gsmorph.surgery import GradientSurgery
-from surgery_overhead import CASES, commit, device_name, losses, make_batch, time_steps
+from step_timing import CASES, commit, device_name, make_batch, time_steps, variant_step
 
 
 def make_steps(net0, moving, fixed, lam: float, modes: list[str], with_torchjd: bool) -> dict:
     """name -> step function; each variant trains its own copy of the network."""
-    import copy
-
     reg_loss = GradientL1Loss()
     steps = {}
 
     def add(name, backward):
-        net = copy.deepcopy(net0)
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-        params = [p for p in net.parameters() if p.requires_grad]
-        engine = {}
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            sim, reg = losses(net, moving, fixed, reg_loss)
-            backward(net, params, sim, reg, engine)
-            opt.step()
-
-        steps[name] = step
+        steps[name] = variant_step(net0, moving, fixed, reg_loss, backward)
 
     def weighted(net, params, sim, reg, engine):
         (sim + lam * reg).backward()

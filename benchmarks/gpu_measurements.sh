@@ -72,7 +72,7 @@ PC="python3 benchmarks/paper_cost.py --out-dir $OUT --work ${WORK:-/tmp/paper_co
 
 # 1. correctness on CUDA: the fast steps (compile last, below) and the surgery engine
 step "CUDA tests" 120 python3 -m pytest -q -p no:cacheprovider -rs \
-    tests/test_gpu_options.py tests/test_surgery_exact.py tests/test_surgery.py -k "cuda and not compile" \
+    tests/components/test_gpu_options.py tests/unit/test_surgery_exact.py tests/unit/test_surgery.py -k "cuda and not compile" \
     > "$OUT/tests.txt" 2>&1
 tail -5 "$OUT/tests.txt"
 
@@ -110,7 +110,7 @@ step "surgery overhead" 60 python3 benchmarks/surgery_overhead.py --device cuda 
     --out "$OUT/surgery_overhead.md"
 
 # 8. torch.compile: its test, then its epoch time for GSMorph-VoxelMorph
-step "compile test" 60 python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_options.py -k "cuda and compile" \
+step "compile test" 60 python3 -m pytest -q -p no:cacheprovider -rs tests/components/test_gpu_options.py -k "cuda and compile" \
     >> "$OUT/tests.txt" 2>&1
 step "measure compile" 70 $PC --measure --append --options bf16-cl-compile --families surgery \
     --backbones voxelmorph --time-datasets acdc --epochs 6

@@ -14,7 +14,7 @@ reported. A step = forward + gradients + AdamW step. Variants:
                and concatenated over the whole network, then per parameter tensor a
                slice, an inner product read back with .item(), the projection, a copy back
 
-Cases (--case, repeatable; the networks of the GPU measurements, 2D, 128 x 128):
+Cases (--case, repeatable; step_timing.CASES, the networks of the GPU measurements, 2D, 128 x 128):
   voxelmorph-8, voxelmorph-32   build("voxelmorph", 2, preset="paper"), batch 8 / 32
   transmorph-s-32               build("transmorph", 2, preset="small", window_size=4)
                                 (TransMorph-S of workflow/configs/paper.yaml), batch 32
@@ -37,43 +37,19 @@ summary table, one row per case:
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import os
-import platform
 import statistics
-import subprocess
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-import gsmorph
 from gsmorph.losses import GradientL1Loss
-from gsmorph.networks import build, warp_image
+from gsmorph.networks import build
 from gsmorph.surgery import GS_MODES, GradientSurgery
+from step_timing import CASES, commit, device_name, make_batch, time_steps, variant_step
 
-CASES = {
-    "voxelmorph-8": ("VoxelMorph (paper)", "voxelmorph", {"preset": "paper"}, 8),
-    "voxelmorph-32": ("VoxelMorph (paper)", "voxelmorph", {"preset": "paper"}, 32),
-    "transmorph-s-32": ("TransMorph-S", "transmorph", {"preset": "small", "window_size": 4}, 32),
-}
 SUMMARY = ("weighted", "two-vjp", "engine", "public-code")
-
-
-def make_batch(batch: int, size: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth random (moving, fixed) images (B, 1, size, size) in [0, 1]; fixed is moving shifted."""
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.rand(batch, 1, size + 8, size + 8, generator=gen)
-    smooth = F.avg_pool2d(noise, 9, stride=1)
-    smooth = (smooth - smooth.amin()) / (smooth.amax() - smooth.amin())
-    return smooth.to(device), torch.roll(smooth, shifts=(2, -1), dims=(2, 3)).to(device)
-
-
-def losses(net, moving, fixed, reg_loss):
-    disp = net(torch.cat([moving, fixed], dim=1))
-    return F.mse_loss(warp_image(moving, disp), fixed), reg_loss(disp)
 
 
 def public_code_backward(params, sim, reg) -> None:
@@ -99,18 +75,7 @@ def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool, graph:
     variants = {}
 
     def add(name, backward):
-        net = copy.deepcopy(net0)
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-        params = list(net.parameters())
-        state = {"engine": None}
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            sim, reg = losses(net, moving, fixed, reg_loss)
-            backward(net, params, sim, reg, state)
-            opt.step()
-
-        variants[name] = step
+        variants[name] = variant_step(net0, moving, fixed, reg_loss, backward)
 
     def weighted(net, params, sim, reg, state):
         (sim + lam * reg).backward()
@@ -123,7 +88,7 @@ def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool, graph:
 
     def engine(batched_vjp, cuda_graph=False):
         def backward(net, params, sim, reg, state):
-            if state["engine"] is None:
+            if "engine" not in state:
                 extra = {"cuda_graph": True} if cuda_graph else {}  # older engines lack the option
                 state["engine"] = GradientSurgery(net, mode=mode, batched_vjp=batched_vjp, **extra)
             state["engine"].backward(sim, reg)
@@ -141,50 +106,6 @@ def make_steps(net0, moving, fixed, lam: float, mode: str, batched: bool, graph:
         add("engine-graph", engine(False, cuda_graph=True))
     add("public-code", public)
     return variants
-
-
-def time_steps(steps: dict, rounds: int, warmup: int, device) -> dict[str, dict[str, list[float]]]:
-    """clock -> variant -> step times (s), variants interleaved round by round."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    wall: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(warmup + rounds):
-        for name, step in steps.items():  # interleaved: load drift hits every variant alike
-            sync()
-            w0, c0 = time.perf_counter(), time.process_time()
-            step()
-            sync()
-            if r >= warmup:
-                wall[name].append(time.perf_counter() - w0)
-                cpu[name].append(time.process_time() - c0)
-    return {"wall": wall, "process CPU": cpu} if device.type == "cpu" else {"wall": wall}
-
-
-def device_name(device) -> str:
-    """The GPU's name and CUDA version, or the CPU's model name and core count."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
-    model = platform.processor() or "CPU"
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
-def commit() -> str:
-    """Short hash of the checkout the gsmorph package is imported from (+ a mark if it has
-    changes): run with PYTHONPATH=<other checkout> to time another version of the engine."""
-    here = Path(gsmorph.__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" with uncommitted changes" if dirty else "")
 
 
 def ratio(med: dict[str, float], name: str) -> float:

@@ -8,7 +8,7 @@ a QP, CAGrad and NashMTL with cvxpy: milliseconds each), so calling it once per 
 tensor would dominate a training step. Every rule here is instead a function of the group's
 2 x 2 Gramian [[a, b], [b, c]] (a = |g_sim|^2, b = <g_sim, g_reg>, c = |g_reg|^2) giving
 two weights per group, update = w_sim g_sim + w_reg g_reg, computed for all groups at once
-with tensor operations (tests/test_aggregators.py proves them equal to torchjd):
+with tensor operations (tests/unit/test_aggregators.py proves them equal to torchjd):
 
 * ``upgrad``: each row's half projected onto the dual cone {x: <x, g_sim> >= 0, <x, g_reg> >= 0},
   summed; ``dualproj``: the mean projected. The projection is torchjd's QP (Gramian divided

@@ -10,7 +10,7 @@ too. One table column per simulated "dataset" (metric mse, lower is better).
 
 writes, per number of seeds, the share of null cells marked (Holm-adjusted p < 0.05)
 by the seed-level procedure and by the subject-level Wilcoxon, and the share of columns
-where the effect is found (tests/test_stats_seeds.py runs a smaller version).
+where the effect is found (tests/unit/test_stats_seeds.py runs a smaller version).
 """
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 raw_acdc, raw_mnm: 8 labelled subjects each (seed 0), raw layouts of the downloads.
 prepared_acdc, prepared_mnm: those prepared with --size 64 --seed 0 (train, val, test all non-empty).
+
+Each test is marked with its layer, the folder it lives in (`pytest -m unit`): unit,
+components, workflow or slurm. The tiny training configs are in tests/tiny.py; the
+component tests' trained run in tests/components/conftest.py.
 """
 from __future__ import annotations
 
@@ -11,9 +15,19 @@ import pytest
 
 from gsmorph.cli import main
 
+TESTS = Path(__file__).resolve().parent
+LAYERS = ("unit", "components", "workflow", "slurm")
 N_SUBJECTS = 8
 SEED = 0
 SIZE = 64
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark each test with the layer folder it lives in."""
+    for item in items:
+        layer = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if layer in LAYERS:
+            item.add_marker(layer)
 
 
 def _synth(tmp_path_factory, fmt: str) -> Path:

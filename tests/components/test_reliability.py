@@ -17,8 +17,9 @@ from gsmorph.cli import main
 from gsmorph.data.loader import read_subjects
 from gsmorph.evaluate import COLUMNS
 
-SET = json.dumps({"backbones": {"voxelmorph": {"features": [4, 8]}}, "epochs": 1, "batch_size": 8,
-                  "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu"})
+from tiny import NARROW_RUN
+
+SET = json.dumps(NARROW_RUN)  # the set-up of the gsmorph_run fixture, so that a rerun on its copy resumes
 
 
 def two_slice_counts(prepared: Path, split: str) -> tuple[str, str]:
@@ -43,7 +44,8 @@ def damaged(prepared_acdc, tmp_path):
     return copy, victims
 
 
-def test_a_wrong_shape_frame_is_refused_by_every_verb_that_reads_it(prepared_acdc, damaged, tmp_path, capsys):
+def test_a_wrong_shape_frame_is_refused_by_every_verb_that_reads_it(prepared_acdc, gsmorph_run, damaged, tmp_path,
+                                                                    capsys):
     copy, victims = damaged
     test_message = f"{copy / victims['test'] / 'ES.nii.gz'}: subject {victims['test']}: shape"
     train_message = f"{copy / victims['train'] / 'ES.nii.gz'}: subject {victims['train']}: shape"
@@ -67,11 +69,8 @@ def test_a_wrong_shape_frame_is_refused_by_every_verb_that_reads_it(prepared_acd
         assert len(err) == 1, verb
         assert (train_message if verb in ("train", "tune") else test_message) in err[0], (verb, err)
     # infer: a run trained on the intact data, applied to the damaged copy
-    run = tmp_path / "run"
-    assert main(["train", "--method", "gsmorph", "--backbone", "voxelmorph", "--seed", "0", "--prepared",
-                 str(prepared_acdc), "--out", str(run), "--set", SET]) == 0
     capsys.readouterr()
-    assert main(["infer", "--run", str(run), "--prepared", str(copy), "--out", str(tmp_path / "i")]) == 1
+    assert main(["infer", "--run", str(gsmorph_run), "--prepared", str(copy), "--out", str(tmp_path / "i")]) == 1
     assert test_message in capsys.readouterr().err
     for out in ("r", "m.csv", "i"):
         assert not (tmp_path / out).exists()
@@ -122,17 +121,9 @@ def test_report_refuses_impossible_values_naming_file_and_line(metrics_csv, tmp_
 
 # ----------------------------------------------------------------------------- checkpoints
 
-@pytest.fixture(scope="module")
-def finished_run(prepared_acdc, tmp_path_factory):
-    run = tmp_path_factory.mktemp("run") / "gsmorph"
-    assert main(["train", "--method", "gsmorph", "--backbone", "voxelmorph", "--seed", "0", "--prepared",
-                 str(prepared_acdc), "--out", str(run), "--set", SET]) == 0
-    return run
-
-
-def test_a_flipped_byte_in_best_pt_is_refused_by_infer(prepared_acdc, finished_run, tmp_path, capsys):
+def test_a_flipped_byte_in_best_pt_is_refused_by_infer(prepared_acdc, gsmorph_run, tmp_path, capsys):
     run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
+    shutil.copytree(gsmorph_run, run)
     data = bytearray((run / "best.pt").read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside the tensor data: torch.load alone would not notice
     (run / "best.pt").write_bytes(bytes(data))
@@ -142,10 +133,10 @@ def test_a_flipped_byte_in_best_pt_is_refused_by_infer(prepared_acdc, finished_r
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
-def test_train_rerun_never_promotes_last_weights_over_a_lost_best(prepared_acdc, finished_run, tmp_path, capsys,
+def test_train_rerun_never_promotes_last_weights_over_a_lost_best(prepared_acdc, gsmorph_run, tmp_path, capsys,
                                                                   damage):
     run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
+    shutil.copytree(gsmorph_run, run)
     summary = (run / "summary.json").read_text()
     if damage == "delete":
         (run / "best.pt").unlink()
@@ -160,9 +151,9 @@ def test_train_rerun_never_promotes_last_weights_over_a_lost_best(prepared_acdc,
     assert damage == "truncate" or not (run / "best.pt").exists()
 
 
-def test_a_truncated_last_pt_is_named(prepared_acdc, finished_run, tmp_path, capsys):
+def test_a_truncated_last_pt_is_named(prepared_acdc, gsmorph_run, tmp_path, capsys):
     run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
+    shutil.copytree(gsmorph_run, run)
     (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:64])
     assert main(["train", "--method", "gsmorph", "--backbone", "voxelmorph", "--seed", "0", "--prepared",
                  str(prepared_acdc), "--out", str(run), "--set", SET]) == 1
@@ -201,7 +192,7 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_a_full_disk_is_one_line_naming_the_path(raw_acdc, prepared_acdc, finished_run, metrics_csv, full_disk,
+def test_a_full_disk_is_one_line_naming_the_path(raw_acdc, prepared_acdc, gsmorph_run, metrics_csv, full_disk,
                                                  capsys):
     pairs = full_disk.parent / "pairs"
     assert main(["register", "--method", "initial", "--prepared", str(prepared_acdc), "--out", str(pairs)]) == 0
@@ -210,7 +201,7 @@ def test_a_full_disk_is_one_line_naming_the_path(raw_acdc, prepared_acdc, finish
         "prepare": ["--dataset", "acdc", "--raw", str(raw_acdc), "--out", "prepared"],
         "train": ["--method", "gsmorph", "--backbone", "voxelmorph", "--seed", "0", "--prepared",
                   str(prepared_acdc), "--set", SET, "--out", "run"],
-        "infer": ["--run", str(finished_run), "--prepared", str(prepared_acdc), "--out", "pairs"],
+        "infer": ["--run", str(gsmorph_run), "--prepared", str(prepared_acdc), "--out", "pairs"],
         "register": ["--method", "initial", "--prepared", str(prepared_acdc), "--out", "registered"],
         "evaluate": ["--pairs", str(pairs), "--workers", "1", "--out", "metrics.csv"],
         "report": ["--metrics", str(metrics_csv), "--no-runs", "--out", "results"],

@@ -7,10 +7,12 @@ import numpy as np
 import yaml
 
 from gsmorph import methods
-from gsmorph.config import DEFAULTS, load_config
+from gsmorph.config import DEFAULTS
 from gsmorph.training import train_method
 
-REPO = Path(__file__).resolve().parents[1]
+from tiny import tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
 SWEEP = [f"weighted-sweep{i}" for i in range(1, 7)]
 
 
@@ -27,9 +29,8 @@ def test_the_sweep_is_half_decades_with_s_m_l_and_not_in_the_default_run():
 
 
 def test_a_sweep_run_records_its_lambda_like_weighted_m(prepared_acdc, tmp_path):
-    cfg = load_config(None, {"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epochs": 1, "batch_size": 4,
-                             "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu", "num_threads": 1,
-                             "lambdas": {"sweep3": 0.004}})
+    cfg = tiny_config(batch_size=4, max_train_pairs=4, max_val_pairs=2, lambdas={"sweep3": 0.004},
+                      without=("val_every",))
     summary = train_method(prepared_acdc, "voxelmorph", "weighted-sweep3", 0, tmp_path / "run", cfg)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert summary["lam"] == info["lam"] == 0.004 and info["method"] == "weighted-sweep3"

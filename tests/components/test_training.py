@@ -13,16 +13,11 @@ from gsmorph.metrics import dice_torch, njd_percent_torch
 from gsmorph.training import Trainer, train_method
 from gsmorph.training.steps import drop_gradients_unless
 
-SMALL_NET = {"voxelmorph": {"features": [8, 16, 32]}}
+from tiny import TRANSMORPH, VOXELMORPH, small_cfg, tiny
+
+SMALL_NET = VOXELMORPH
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
-
-
-def small_cfg(**overrides):
-    cfg = {"backbones": SMALL_NET, "epochs": 2, "batch_size": 4, "val_every": 1,
-           "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu", "num_threads": 1}
-    cfg.update(overrides)
-    return load_config(None, cfg)
 
 
 def train_run(*args, **kwargs):
@@ -157,8 +152,7 @@ def _final_state(run):
     return torch.load(run / "last.pt", weights_only=True)
 
 
-TINY_TRANSMORPH = {"transmorph": {"embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [2, 2, 2, 2],
-                                   "window_size": 4, "drop_path_rate": 0.3}}
+TINY_TRANSMORPH = {"transmorph": {**TRANSMORPH["transmorph"], "drop_path_rate": 0.3}}
 
 
 # transmorph's stochastic depth draws from torch's RNG: resume must restore it; its default
@@ -305,8 +299,7 @@ def test_a_job_log_has_progress_lines_and_tensorboard_events(prepared_acdc, tmp_
     import sys
 
     run = tmp_path / "run"
-    cfg = {"backbones": SMALL_NET, "epochs": 4, "batch_size": 4, "val_every": 2, "max_train_pairs": 8,
-           "max_val_pairs": 4, "device": "cpu", "tensorboard": True}
+    cfg = tiny(epochs=4, batch_size=4, val_every=2, tensorboard=True, without=("num_threads",))
     proc = subprocess.run([sys.executable, "-m", "gsmorph.cli", "train", "--prepared", str(prepared_acdc),
                            "--backbone", "voxelmorph", "--method", "gsmorph", "--seed", "0", "--out", str(run),
                            "--set", json.dumps(cfg)], capture_output=True, text=True, timeout=600)

@@ -26,7 +26,7 @@ import yaml
 from gsmorph.config import DEFAULTS, method_schema
 from gsmorph.workflow_config import workflow_schema
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 PAPER = yaml.safe_load((REPO / "workflow" / "configs" / "paper.yaml").read_text())

@@ -14,12 +14,13 @@ import pytest
 
 from gsmorph.evaluate import COLUMNS
 
+from tiny import tiny_set
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parents[1]
 ENV = {**os.environ, "GSMORPH_PLUGINS": "toy_plugin",
        "PYTHONPATH": os.pathsep.join([str(HERE / "plugins"), str(REPO), os.environ.get("PYTHONPATH", "")])}
-TINY = json.dumps({"epochs": 1, "batch_size": 8, "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4,
-                   "device": "cpu", "backbones": {"tinynet": {"width": 3}}})
+TINY = tiny_set(backbones={"tinynet": {"width": 3}}, without=("num_threads",))
 
 
 def gsmorph(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -8,10 +8,11 @@ from gsmorph.cli import main
 from gsmorph.config import DEFAULTS, close_match, load_config, schema_messages
 from gsmorph.errors import GSMorphError
 
+from tiny import tiny
+
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 
-SMALL = {"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "batch_size": 8, "val_every": 1,
-         "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu", "num_threads": 1}
+SMALL = tiny(max_train_pairs=4, max_val_pairs=2, without=("epochs",))
 
 
 def train_args(prepared, out, *extra):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gsmorph.workflow_notices import gpu_notice, phantom_notices
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_one_phantom_notice_per_dataset_without_a_root():

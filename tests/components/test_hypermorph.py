@@ -16,14 +16,13 @@ from gsmorph.config import DEFAULTS, load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import train_method
 
+from tiny import tiny_config
+
 
 def tiny_cfg(**overrides):
-    cfg = {"backbones": {"voxelmorph": {"features": [4, 8, 8]}},
-           "hypermorph": {"hidden": 8, "layers": 2, "val_lambdas": 3},
-           "epochs": 1, "batch_size": 8, "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4,
-           "device": "cpu"}
-    cfg.update(overrides)
-    return load_config(None, cfg)
+    return tiny_config(**{"backbones": {"voxelmorph": {"features": [4, 8, 8]}},
+                          "hypermorph": {"hidden": 8, "layers": 2, "val_lambdas": 3}, **overrides},
+                       without=("num_threads",))
 
 
 # ------------------------------------------------------------------ the hypernetwork
@@ -377,7 +376,7 @@ def test_paper_config_trains_hypermorph_with_the_public_scripts_adam():
 
     import yaml
 
-    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/configs/paper.yaml").read_text())
+    paper = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow/configs/paper.yaml").read_text())
     cfg = load_config(None, {k: v for k, v in paper["method"].items()})
     from gsmorph.config import optim_settings
 

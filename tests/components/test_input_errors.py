@@ -13,7 +13,7 @@ from gsmorph.cli import main
 from gsmorph.config import load_config, non_finite_messages
 from gsmorph.errors import GSMorphError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def one_error_line(capsys, verb: str) -> str:

@@ -13,7 +13,7 @@ from scipy import stats as sps
 from gsmorph import stats
 from gsmorph.report import tables
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "seed_noise_simulation.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "seed_noise_simulation.py"
 spec = importlib.util.spec_from_file_location("seed_noise_simulation", SCRIPT)
 sim = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sim)

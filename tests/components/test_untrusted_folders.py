@@ -14,21 +14,10 @@ import pytest
 from gsmorph.cli import main
 from gsmorph.gpu_slots import slot_shell_prefix
 
-SET = json.dumps({"backbones": {"voxelmorph": {"features": [4, 8]}}, "epochs": 1, "batch_size": 8,
-                  "val_every": 1, "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu"})
 
-
-@pytest.fixture(scope="module")
-def run(prepared_acdc, tmp_path_factory):
-    out = tmp_path_factory.mktemp("untrusted") / "run"
-    assert main(["train", "--method", "gsmorph", "--backbone", "voxelmorph", "--seed", "0", "--prepared",
-                 str(prepared_acdc), "--out", str(out), "--set", SET]) == 0
-    return out
-
-
-def test_run_json_trainer_is_never_imported(run, prepared_acdc, tmp_path, capsys, monkeypatch):
+def test_run_json_trainer_is_never_imported(gsmorph_run, prepared_acdc, tmp_path, capsys, monkeypatch):
     copy = tmp_path / "run"
-    shutil.copytree(run, copy)
+    shutil.copytree(gsmorph_run, copy)
     (tmp_path / "evil_trainer.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     info = json.loads((copy / "run.json").read_text())

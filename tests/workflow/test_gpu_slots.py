@@ -17,7 +17,7 @@ import pytest
 from gsmorph.gpu_slots import claim_gpu_slot, slot_shell_prefix, visible_gpus
 from gsmorph.errors import GSMorphError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREFIX = slot_shell_prefix(sys.executable)
 SNAKEMAKE = pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
 

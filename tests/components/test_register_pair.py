@@ -8,6 +8,8 @@ import pytest
 
 from gsmorph.cli import main
 
+from tiny import tiny
+
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 
 AFFINE = np.array([[0.0, -1.5, 0.0, 10.0], [1.5, 0.0, 0.0, -5.0], [0.0, 0.0, 8.0, 3.0], [0, 0, 0, 1]])
@@ -63,8 +65,7 @@ def test_demons_moves_the_disc_onto_the_fixed_one(pair, tmp_path):
 def test_a_trained_run_registers_the_pair(pair, prepared_acdc, tmp_path):
     paths, fixed, moving = pair
     run = tmp_path / "run"
-    cfg = {"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epochs": 1, "batch_size": 8,
-           "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu", "num_threads": 1}
+    cfg = tiny(max_train_pairs=4, max_val_pairs=2, without=("val_every",))
     assert main(["train", "--prepared", str(prepared_acdc), "--backbone", "voxelmorph", "--method", "gsmorph",
                  "--seed", "0", "--out", str(run), "--set", json.dumps(cfg)]) == 0
     out = tmp_path / "out"

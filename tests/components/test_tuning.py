@@ -25,6 +25,7 @@ from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 
 
 def known_dice(lam: float) -> float:
@@ -193,7 +194,7 @@ def test_two_concurrent_workers_on_one_study(tmp_path, prepared, kind):
         tune({prepared!r}, "voxelmorph", 6, {storage!r}, "par", 11, {str(out)!r}, cfg_for(),
              train_fn=slow_fake_train)
     """)
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     errors = [p.communicate(timeout=120)[1] for p in procs]

@@ -15,8 +15,9 @@ from gsmorph.cli import main
 from gsmorph.errors import GSMorphError
 from gsmorph.io import MARKER, check_file_replaceable, claim_folder, folder_lock, write_with_sidecar
 
-SET = json.dumps({"backbones": {"voxelmorph": {"features": [4, 8]}}, "epochs": 1, "batch_size": 8,
-                  "val_every": 1, "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu"})
+from tiny import NARROW_RUN
+
+SET = json.dumps(NARROW_RUN)
 
 
 def tree(folder: Path) -> dict[str, bytes]:

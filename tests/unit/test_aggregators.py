@@ -13,6 +13,8 @@ from gsmorph import aggregators, methods
 from gsmorph.surgery import MODES, GradientSurgery, combine
 from gsmorph.code_version import ROOT
 
+from tiny import small_cfg
+
 torchjd = pytest.importorskip("torchjd")
 from torchjd.aggregation import UPGrad  # noqa: E402
 from torchjd.linalg import QuadprogProjector  # noqa: E402
@@ -172,14 +174,6 @@ def test_methods_table_has_every_mode_outside_the_default_run():
     assert not set(general) & set(default)
     styles = [(methods.get(m).colour, methods.get(m).marker) for m in methods.ids(None, None)]
     assert len({c for c, _ in styles}) == len(styles)  # one colour per method
-
-
-def small_cfg(**overrides):
-    from gsmorph.config import load_config
-
-    cfg = {"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epochs": 2, "batch_size": 4, "val_every": 1,
-           "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu", "num_threads": 1}
-    return load_config(None, {**cfg, **overrides})
 
 
 def _final_state(run):

@@ -178,7 +178,7 @@ def test_the_readme_lists_every_trainer_hook_and_only_those():
 
     hooks = {name for name in dir(Trainer) if (getattr(getattr(Trainer, name), "__doc__", None) or "")
              .startswith("Hook:")} | {"build_from_info", "predictor"}
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Extending", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`(\w+)\(", section))
     assert hooks <= listed and listed - hooks <= {"Trainer", "f", "save_checkpoint"}  # and the registrar's f

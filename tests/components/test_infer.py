@@ -11,8 +11,9 @@ from gsmorph.data.loader import pairs_2d, read_subjects
 from gsmorph.errors import GSMorphError
 from gsmorph.inference import infer_split, load_run
 
-SET = json.dumps({"backbones": {"voxelmorph": {"features": [8, 16, 32]}}, "epochs": 1, "batch_size": 8,
-                  "val_every": 1, "max_train_pairs": 8, "max_val_pairs": 4, "device": "cpu", "num_threads": 1})
+from tiny import tiny_set
+
+SET = tiny_set()
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 

@@ -20,19 +20,17 @@ from gsmorph.networks import build, warp_image
 from gsmorph.surgery import ZERO_EPS
 from gsmorph.training import Trainer, train_method
 
+import tiny
+
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 
-SMALL_NET = {"voxelmorph": {"features": [8, 16, 32]},
-             "transmorph": {"embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [2, 2, 2, 2], "window_size": 4}}
+SMALL_NET = {**tiny.VOXELMORPH, **tiny.TRANSMORPH}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 FAST = {"precision": "bf16", "channels_last": True}
 
 
 def small_cfg(device="cpu", **overrides):
-    cfg = {"backbones": SMALL_NET, "epochs": 2, "batch_size": 4, "val_every": 1,
-           "max_train_pairs": 8, "max_val_pairs": 4, "device": device, "num_threads": 1}
-    cfg.update(overrides)
-    return load_config(None, cfg)
+    return tiny.small_cfg(device, **{"backbones": SMALL_NET, **overrides})
 
 
 # ----------------------------------------------------------------- defaults and refusal

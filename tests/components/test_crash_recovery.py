@@ -13,8 +13,9 @@ from gsmorph.config import load_config
 from gsmorph.errors import GSMorphError
 from gsmorph.training import Trainer
 
-OVERRIDES = {"backbones": {"voxelmorph": {"features": [4, 8]}}, "epochs": 2, "batch_size": 4,
-             "val_every": 1, "max_train_pairs": 4, "max_val_pairs": 2, "device": "cpu", "num_threads": 1}
+from tiny import NARROW, tiny
+
+OVERRIDES = tiny(backbones=NARROW, epochs=2, batch_size=4, max_train_pairs=4, max_val_pairs=2)
 SET = json.dumps(OVERRIDES)
 
 
