@@ -104,31 +104,40 @@ def network_of(info: dict, run_dir: Path) -> tuple[torch.nn.Module, Callable[[to
     return model, lambda net: (lambda moving, fixed: net(torch.cat([moving, fixed], dim=1), *inputs))
 
 
-def load_predictor(run_dir: Path, info: dict, device: torch.device) -> Predictor:
-    """The predictor of a finished run, with its best.pt weights (checksum checked), in
-    eval mode: (B, 1, *S) moving and fixed -> (B, ndim, *S) displacement."""
+WEIGHTS = ("best", "last")  # best.pt: the check config `selection` chose; last.pt: the last epoch's
+
+
+def load_predictor(run_dir: Path, info: dict, device: torch.device, weights: str = "best") -> Predictor:
+    """The predictor of a finished run, with its best.pt weights (`weights` "last": the
+    model of last.pt, the last epoch's) checksum checked, in eval mode: (B, 1, *S) moving
+    and fixed -> (B, ndim, *S) displacement."""
     from gsmorph import checkpoints
 
+    if weights not in WEIGHTS:
+        raise GSMorphError(f"unknown weights '{weights}' (choose from {', '.join(WEIGHTS)})")
+    name = f"{weights}.pt"
     model, predictor = network_of(info, run_dir)
     model = model.to(device)
-    expected = (info.get("checksums") or {}).get("best.pt")
+    expected = (info.get("checksums") or {}).get(name)
     if expected is None:
-        raise GSMorphError(f"{run_dir / 'run.json'}: no checksum of best.pt; did training finish?")
+        raise GSMorphError(f"{run_dir / 'run.json'}: no checksum of {name}; did training finish?")
     try:
-        model.load_state_dict(checkpoints.load(run_dir / "best.pt", device, expected))
+        state = checkpoints.load(run_dir / name, device, expected)
+        model.load_state_dict(state["model"] if weights == "last" else state)
     except RuntimeError as err:
-        raise GSMorphError(f"{run_dir / 'best.pt'}: weights do not fit the network in run.json ({err})") from None
+        raise GSMorphError(f"{run_dir / name}: weights do not fit the network in run.json ({err})") from None
     model.eval()
     return predictor(model)
 
 
-def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predictor, dict, torch.device]:
-    """(predict, run_info, device) of a finished run, with its best.pt weights (checksum
-    checked) in eval mode; the predictor runs without gradients."""
+def load_run(run_dir: str | os.PathLike, device: str = "auto", weights: str = "best"
+             ) -> tuple[Predictor, dict, torch.device]:
+    """(predict, run_info, device) of a finished run, with its best.pt (or last.pt) weights
+    (checksum checked) in eval mode; the predictor runs without gradients."""
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     dev = resolve_device(device)
-    predict = load_predictor(run_dir, info, dev)
+    predict = load_predictor(run_dir, info, dev, weights)
 
     @torch.no_grad()
     def on_device(moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
@@ -138,9 +147,11 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Predicto
 
 
 def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: str, out: str | os.PathLike,
-                method_name: str | None = None, device: str = "auto", nifti: bool = False) -> Path:
+                method_name: str | None = None, device: str = "auto", nifti: bool = False,
+                weights: str = "best") -> Path:
     """Register every pair of `split` with the run and write the pairs folder `out`
     (gsmorph/pairs.py format, built in a temporary folder and renamed when complete).
+    weights: best (best.pt) or last (the last epoch's weights, last.pt; pairs.json records it).
 
     runtime_s per pair = forward pass + image and label warping, synchronised on CUDA.
     nifti: also write the pairs as NIfTI in `<out>/nifti/` (gsmorph/pairs.py).
@@ -150,7 +161,7 @@ def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: 
     from gsmorph.networks import warp_image, warp_label
 
     run_dir, prepared, out = Path(run_dir), Path(prepared), Path(out)
-    predict, info, dev = load_run(run_dir, device)
+    predict, info, dev = load_run(run_dir, device, weights)
     pairs = loader.pairs(prepared, split, mode=info["mode"], moving=info["moving"], fixed=info["fixed"])
     if not pairs:
         raise GSMorphError(f"{prepared / 'subjects.csv'}: no pairs in split '{split}'")
@@ -188,6 +199,8 @@ def infer_split(run_dir: str | os.PathLike, prepared: str | os.PathLike, split: 
     predict(as_tensor(first.moving), as_tensor(first.fixed))  # warm-up, not timed
     params = {k: info[k] for k in ("lam", "hyper_lambda", "surgery_mode", "diffeomorphic",
                                    "similarity", "smoothness") if k in info}
+    if weights != "best":
+        params["weights"] = weights
     meta = {
         "dataset": loader.dataset_name(prepared),
         "backbone": info["backbone"],
