@@ -5,7 +5,7 @@ import json
 import shlex
 from pathlib import Path
 
-from gsmorph import methods
+from gsmorph import datasets, methods
 from gsmorph.backbones import display as backbone_display
 from gsmorph.cli import VERBS
 from gsmorph.code_version import code_version as module_version
@@ -220,7 +220,7 @@ def tune_workers(w):
 
 README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
 README_FIGURE = str(REPO / "docs" / "default_run_dice_boxplot.png")  # the repository's, whatever output_dir
-DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
+DATASET_NAMES = datasets.names()
 CATEGORIES = artifacts.CATEGORIES
 FIGURE_STEMS = artifacts.expected_figures(DATASETS, BACKBONES, METHODS)  # the config is fixed once parsed
 
