@@ -212,7 +212,6 @@ def expected_figures(datasets: list[str], backbones: list[str], method_ids: list
     with a method that has a lambda (or is GSMorph); a frontier with a weighted-loss
     method; a conflict map per gradient-surgery method."""
     from gsmorph import methods
-    from gsmorph.frontier import is_weighted_loss
 
     learned = [m for m in method_ids if methods.get(m).learned]
     groups = [(d, b) for d in datasets for b in (backbones if learned else [])]
@@ -229,7 +228,7 @@ def expected_figures(datasets: list[str], backbones: list[str], method_ids: list
               for d, b in groups for m in methods.surgery_ids() if m in method_ids and methods.get(m).supports(b)}
     stems |= each("training_curves")
     stems |= {FIGURES["frontier"].name(dataset=d, backbone=b): Figure("frontier", d, b) for d, b in groups
-              if any(is_weighted_loss(m) and methods.get(m).supports(b) for m in learned)}
+              if any(methods.is_weighted_loss(m) and methods.get(m).supports(b) for m in learned)}
     return stems
 
 
