@@ -218,7 +218,7 @@ def tune_workers(w):
 # written from it (Jinja: they may use the report job's params, e.g.
 # {{ snakemake.params.scale }}); the front page is workflow/report/workflow.rst.
 
-README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
+README_SOURCE = f"results/figures/{artifacts.FIGURES['dice_boxplot'].name(dataset='acdc', backbone='voxelmorph')}.png"
 README_FIGURE = str(REPO / "docs" / "default_run_dice_boxplot.png")  # the repository's, whatever output_dir
 DATASET_NAMES = datasets.names()
 CATEGORIES = artifacts.CATEGORIES
