@@ -83,7 +83,7 @@ def demons(moving: np.ndarray, fixed: np.ndarray, spacing, cfg: dict[str, Any], 
     """Demons registration of moving onto fixed; returns u (ndim, *S) in voxels (deterministic:
     `seed` is accepted for the common registrar signature and not used).
 
-    cfg (the "demons" config section): variant "diffeomorphic" (DiffeomorphicDemons) or
+    cfg (the "demons" config section, checked by the method schema): variant "diffeomorphic" (DiffeomorphicDemons) or
     "fast-symmetric" (FastSymmetricForcesDemons), iterations, smoothing_sigma (Gaussian
     smoothing of the displacement field, standard deviation in voxels, as ITK applies
     it), histogram_matching (match the moving histogram to the fixed one first).
@@ -98,10 +98,8 @@ def demons(moving: np.ndarray, fixed: np.ndarray, spacing, cfg: dict[str, Any], 
         reg = sitk.FastSymmetricForcesDemonsRegistrationFilter()
     else:
         raise GSMorphError(f"config key 'demons.variant' is '{variant}', expected one of {list(DEMONS_VARIANTS)}")
-    iterations = int(cfg.get("iterations", 100))
+    iterations = int(cfg.get("iterations", 100))  # >= 1 and >= 0: the method schema's
     sigma = float(cfg.get("smoothing_sigma", 1.5))
-    if iterations < 1 or sigma < 0:
-        raise GSMorphError("config keys 'demons.iterations' must be >= 1 and 'demons.smoothing_sigma' >= 0")
     reg.SetNumberOfIterations(iterations)
     reg.SetSmoothDisplacementField(sigma > 0)
     if sigma > 0:

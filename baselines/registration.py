@@ -49,10 +49,8 @@ def register_split(method: str, prepared: str | os.PathLike, split: str, out: st
         raise GSMorphError(f"--workers must be at least 1, got {workers}")
     if int(seed) < 0:
         raise GSMorphError(f"--seed must be >= 0, got {seed}")
-    mode = cfg.get("mode", "2d")
+    mode = cfg.get("mode", "2d")  # cfg: a checked method config (gsmorph.config.load_config)
     moving, fixed = cfg.get("moving", "ES"), cfg.get("fixed", "ED")
-    if mode not in ("2d", "3d"):
-        raise GSMorphError(f"config key 'mode' is '{mode}', expected '2d' or '3d'")
     from gsmorph.io import check_not_input, check_replaceable
 
     check_not_input(out, [prepared])  # refused before any registration runs

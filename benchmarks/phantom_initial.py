@@ -30,12 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gsmorph import datasets
+
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_INITIAL = {  # the paper's Table 1, Initial row (Dice %, HD95 mm, MSE x 1e-2): mean, std
     "acdc": {"dice": (61.81, 8.68), "hd95": (4.40, 1.33), "mse": (1.58, 0.52)},
     "mnm": {"dice": (61.03, 10.16), "hd95": (4.79, 1.82), "mse": (1.90, 1.08)},
 }
-NAMES = {"acdc": "ACDC", "mnm": "M&M"}
+NAMES = {d.id: d.paper for d in datasets.DATASETS}  # as the paper names them
 
 
 def pair_scores(moving_label: np.ndarray, fixed_label: np.ndarray, moving: np.ndarray, fixed: np.ndarray,
@@ -100,7 +102,7 @@ def initial_table(results: dict[tuple[str, int], pd.DataFrame]) -> list[str]:
     """Markdown rows: the phantom's Initial row per dataset and size beside the paper's."""
     lines = ["| dataset | data | subjects | Dice % | HD95 mm | MSE x 1e-2 | Dice LV / Myo / RV % | Dice gap to paper |",
              "|---|---|---|---|---|---|---|---|"]
-    for fmt_name in ("acdc", "mnm"):
+    for fmt_name in datasets.ids():
         ref = PAPER_INITIAL[fmt_name]
         lines.append(f"| {NAMES[fmt_name]} | paper (real data) | | {ref['dice'][0]:.2f} ± {ref['dice'][1]:.2f} | "
                      f"{ref['hd95'][0]:.2f} ± {ref['hd95'][1]:.2f} | {ref['mse'][0]:.2f} ± {ref['mse'][1]:.2f} | | |")
@@ -158,7 +160,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="all", choices=["all", "train", "val", "test"])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--formats", nargs="+", default=["acdc", "mnm"], choices=["acdc", "mnm"])
+    parser.add_argument("--formats", nargs="+", default=datasets.ids(), choices=datasets.ids())
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "phantom_initial.md")
     args = parser.parse_args()

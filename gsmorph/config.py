@@ -140,8 +140,6 @@ DEFAULTS: dict[str, Any] = {
 
 # the optimisation settings of a backbone without its own `optim` entry (a plugin's): voxelmorph's
 OPTIM_FALLBACK: dict[str, Any] = copy.deepcopy(DEFAULTS["optim"]["voxelmorph"])
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "poly")
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "method.schema.yaml"
 
@@ -163,24 +161,25 @@ def optim_settings(cfg: dict[str, Any], backbone: str, override: dict | None = N
 
     if cfg.get("lr") is not None:
         settings["lr"] = cfg["lr"]
-    if settings["optimizer"] not in OPTIMIZERS:
-        raise GSMorphError(f"config key '{key_of('optimizer')}': unknown '{settings['optimizer']}', "
-                           f"expected one of {', '.join(OPTIMIZERS)}")
-    if settings["schedule"] not in SCHEDULES:
-        raise GSMorphError(f"config key '{key_of('schedule')}': unknown '{settings['schedule']}', "
-                           f"expected one of {', '.join(SCHEDULES)}")
-    checks = {"lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0, "warmup_epochs": lambda v: v >= 0,
-              "poly_power": lambda v: v > 0}
-    for key, ok in checks.items():
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            raise GSMorphError(f"config key '{key_of(key)}': {value!r} is not a valid value")
-    clip = settings["grad_clip"]
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
-        raise GSMorphError(f"config key '{key_of('grad_clip')}': must be a number > 0 or null, got {clip!r}")
-    if not isinstance(settings["amsgrad"], bool):
-        raise GSMorphError(f"config key '{key_of('amsgrad')}': must be true or false, got {settings['amsgrad']!r}")
+    problems = optim_problems(settings)  # a config edited in code, past load_config's check
+    if problems:
+        key, problem = problems[0]
+        raise GSMorphError(f"config key '{key_of(key)}': {problem}")
     return settings
+
+
+def optim_problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """[(key, what is wrong)] of an optimiser entry against the schema's `optim` definition
+    (gsmorph/schemas/method.schema.yaml), non-finite numbers first."""
+    import jsonschema
+
+    schema = method_schema()
+    problems = [(key, f"{value!r} is not a finite number") for key, value in settings.items()
+                if isinstance(value, float) and not math.isfinite(value)]
+    validator = jsonschema.Draft202012Validator({**schema["$defs"]["optim"], "$defs": schema["$defs"]})
+    for error in sorted(validator.iter_errors(settings), key=lambda e: [str(p) for p in e.path]):
+        problems.append((str(error.path[0]) if error.path else "", error.message))
+    return problems
 
 
 def method_schema() -> dict:

@@ -155,15 +155,8 @@ def folder_meta(folder: str | os.PathLike, prepared: str | os.PathLike | None = 
     """pairs.json of a complete pairs folder, with backbone "none" for non-learned methods
     and `prepared` absolute: the recorded one (relative to the folder), or the given one
     (`evaluate --prepared`: data moved elsewhere), which must hold the same dataset."""
-    meta = pairs.read_meta(folder)
-    missing = [k for k in ("dataset", "backbone", "method", "seed", "prepared") if k not in meta]
-    if missing:
-        raise GSMorphError(f"{Path(folder) / pairs.META}: missing keys {missing}")
-    meta = dict(meta)
+    meta = dict(pairs.read_meta(folder))  # checked against its schema (gsmorph.pairs.check_meta)
     meta["backbone"] = meta["backbone"] or "none"
-    seed = meta["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise GSMorphError(f"{Path(folder) / pairs.META}: key 'seed' is {seed!r}, not an integer >= 0")
     if prepared is not None:
         from gsmorph.data.loader import dataset_name
 

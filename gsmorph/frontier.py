@@ -23,14 +23,7 @@ GAP_COLUMNS = ["dataset", "backbone", "seed", "gsmorph_dice_pct", "gsmorph_njd_p
                "where", "gap_dice_pct", "n_points", "n_seeds", "ci_low", "ci_high"]
 
 
-def is_weighted_loss(method_id: str) -> bool:
-    """A weighted-loss method: a fixed or given lambda, the tuned one, or a sweep id
-    'weighted-...' not in the method table."""
-    spec = methods.find(method_id)
-    if spec is None:
-        return method_id.startswith("weighted")
-    return bool(spec.lam_key or spec.takes_lam or spec.tunes == "weighted"
-                or (method_id.startswith("weighted") and not spec.surgery))
+is_weighted_loss = methods.is_weighted_loss  # which runs are points (gsmorph/methods.py)
 
 
 def pareto_mask(njd, dice) -> np.ndarray:

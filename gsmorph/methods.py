@@ -166,6 +166,16 @@ def own_lambda_ids() -> list[str]:
     return [m.id for m in METHODS if m.family == "trained" and not (m.surgery or m.lam_key or m.takes_lam)]
 
 
+def is_weighted_loss(method_id: str) -> bool:
+    """A weighted-loss method: a fixed or given lambda, the tuned one, or a sweep id
+    'weighted-...' not in the method table."""
+    spec = find(method_id)
+    if spec is None:
+        return method_id.startswith("weighted")
+    return bool(spec.lam_key or spec.takes_lam or spec.tunes == "weighted"
+                or (method_id.startswith("weighted") and not spec.surgery))
+
+
 def maker_of(method_id: str) -> Any:
     """The trainer class, registrar or tuner of a method, imported."""
     return plugins.resolve(get(method_id).maker)

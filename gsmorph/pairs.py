@@ -12,7 +12,8 @@ A pairs folder `pairs/<dataset>/<backbone>/<method>/seed<k>/` holds:
                                     classical optimisation, warping included)
     spacing      (ndim,) f64        mm per array axis of *S
 - `provenance.json`: config, seed, code and package versions that made them.
-- `pairs.json`: what made them: dataset, backbone ("none" for non-learned methods), method,
+- `pairs.json`: what made them (its schema: gsmorph/schemas/pairs.schema.yaml, checked on
+  write and on read by check_meta): dataset, backbone ("none" for non-learned methods), method,
   seed, split, moving/fixed frames, prepared folder and its `prepared_identity` (a digest
   of its subjects.csv and provenance.json: evaluation refuses the pairs once the folder
   is prepared again), method parameters (e.g. chosen lambda), provenance.
@@ -28,6 +29,7 @@ prepared folder named in pairs.json.
 """
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 import zlib
@@ -49,6 +51,38 @@ INDEX = "index.csv"
 META = "pairs.json"
 PATH_KEYS = ("prepared", "run")  # recorded relative to the pairs folder
 NIFTI = "nifti"  # optional subfolder: the pairs as NIfTI for a viewer
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "pairs.schema.yaml"  # of pairs.json
+
+
+@functools.cache
+def meta_schema() -> dict:
+    """The JSON schema of pairs.json (gsmorph/schemas/pairs.schema.yaml)."""
+    import yaml
+
+    return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+
+
+def check_meta(meta: Any, where: str | os.PathLike, written: bool = False) -> None:
+    """Refuse a pairs.json `meta` that breaks its schema: GSMorphError '<where>: missing keys
+    [...]', or '<where>: key '<key>' is <value>, not <the key's description>' for the first
+    such key in the schema's order. written: the keys a writer must record too."""
+    import jsonschema
+
+    if not isinstance(meta, dict):
+        raise GSMorphError(f"{where}: not a JSON object")
+    schema = meta_schema()
+    required = schema["required"] + (schema["$defs"]["written"]["required"] if written else [])
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise GSMorphError(f"{where}: missing keys {missing}")
+    # an integer is an int, not a bool nor a float such as 1.0
+    integers = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=integers)(schema)
+    bad = {error.path[0] for error in validator.iter_errors(meta) if error.path}
+    for key, spec in schema["properties"].items():
+        if key in bad:
+            raise GSMorphError(f"{where}: key '{key}' is {meta[key]!r}, not {spec['description']}")
 
 
 @dataclass
@@ -153,10 +187,7 @@ def finish(out_dir: str | os.PathLike, meta: dict[str, Any], subjects: list[str]
     import pandas as pd
 
     out_dir = Path(out_dir)
-    required = ("dataset", "backbone", "method", "seed", "split", "prepared")
-    missing = [k for k in required if k not in meta]
-    if missing:
-        raise GSMorphError(f"pairs metadata lacks keys {missing}")
+    check_meta(meta, "pairs metadata", written=True)
     rows = []
     for subject in subjects:
         with np.load(out_dir / f"{subject}.npz") as data:
@@ -174,6 +205,7 @@ def write_folder(out: str | os.PathLike, meta: dict[str, Any], subjects: Iterabl
     labels and displacement as NIfTI in `<out>/nifti/` (gsmorph/nifti_export.py), on the
     grid and affine of the prepared fixed frame."""
     out = Path(out)
+    check_meta(meta, "pairs metadata", written=True)
     prepared = meta.get("prepared")
     meta = with_identity(meta, out)  # the preparation registered, before it can change
     meta = {**meta, **{k: relative(meta[k], out) for k in PATH_KEYS if meta.get(k)}}
@@ -249,13 +281,12 @@ def read_index(out_dir: str | os.PathLike):
 
 
 def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """pairs.json of a complete pairs folder, its PATH_KEYS made absolute."""
+    """pairs.json of a complete pairs folder, checked (check_meta), its PATH_KEYS made absolute."""
     out_dir = Path(out_dir)
     if not (out_dir / INDEX).is_file():
         raise GSMorphError(f"{out_dir}: no {INDEX}; the pairs folder is missing or incomplete")
     meta = read_json(out_dir / META)
-    if not isinstance(meta, dict):
-        raise GSMorphError(f"{out_dir / META}: not a JSON object")
+    check_meta(meta, out_dir / META)
     for key in PATH_KEYS:
         if isinstance(meta.get(key), str) and meta[key]:
             meta[key] = str(resolve(meta[key], out_dir))

@@ -3,7 +3,8 @@ one schema, with short messages.
 
 Schema: workflow/schemas/config.schema.yaml for the workflow's own keys; its `method`
 section is gsmorph/schemas/method.schema.yaml (the one the verbs check `--set` with); the
-allowed methods and backbones come from the tables (gsmorph/methods.py, backbones.py).
+allowed methods, backbones and datasets (and each dataset's keys) come from the tables
+(gsmorph/methods.py, backbones.py, datasets.py).
 
 Command-line forms accepted (`snakemake --config ...`):
   epochs=3                    a method key at top level goes under `method:`
@@ -28,7 +29,7 @@ def workflow_schema(path: str | Path) -> dict:
     """The whole schema: the workflow file, its method section and the tables' names."""
     import yaml
 
-    from gsmorph import backbones, methods
+    from gsmorph import backbones, datasets, methods
 
     path = Path(path)
     schema = yaml.safe_load(path.read_text())
@@ -38,6 +39,14 @@ def workflow_schema(path: str | Path) -> dict:
     schema["$defs"] = {**schema.get("$defs", {}), **props["method"].pop("$defs", {})}
     props["methods"]["items"] = {"enum": methods.ids()}
     props["backbones"]["items"] = {"enum": backbones.names()}
+    props["datasets"]["items"] = {"enum": datasets.ids()}
+    for dataset in datasets.DATASETS:  # the keys each dataset has
+        props[f"{dataset.id}_root"] = {"$ref": "#/$defs/root"}
+        props["synth"]["properties"]["subjects"]["oneOf"][1]["properties"][dataset.id] = {"$ref": "#/$defs/posint"}
+        prepare = props["prepare"]["properties"]
+        prepare["subjects_file"]["oneOf"][1]["properties"][dataset.id] = {"type": ["string", "null"]}
+        prepare["folders"]["properties"][dataset.id] = {"type": ["null", "array"], "minItems": 1, "uniqueItems": True,
+                                                        "items": {"enum": list(dataset.folders)}}
     return schema
 
 

@@ -3,7 +3,9 @@ are phantoms because no download root is set, and that the GPU jobs will train o
 when this machine shows no CUDA GPU and the jobs run here."""
 from __future__ import annotations
 
-DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
+from gsmorph import datasets
+
+DATASET_NAMES = datasets.names()
 
 
 def phantom_notices(config: dict) -> list[str]:

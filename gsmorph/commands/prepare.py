@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gsmorph import datasets
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=("acdc", "mnm"))
+    parser.add_argument("--dataset", required=True, choices=datasets.ids())
     parser.add_argument("--raw", required=True, type=Path, help="the raw download (or phantom) folder")
     parser.add_argument("--out", required=True, type=Path, help="prepared folder: a new one, or one gsmorph wrote (replaced whole); never the --raw folder or one around or inside it")
     parser.add_argument("--size", type=int, default=128, help="in-plane crop/pad size (voxels)")

@@ -5,11 +5,12 @@ import argparse
 import time
 from pathlib import Path
 
+from gsmorph import datasets
 from gsmorph.errors import GSMorphError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", required=True, choices=("acdc", "mnm"), help="raw layout to write")
+    parser.add_argument("--format", required=True, choices=datasets.ids(), help="raw layout to write")
     parser.add_argument("--out", required=True, type=Path, help="output folder: a new one, or one gsmorph wrote (replaced whole)")
     parser.add_argument("--subjects", required=True, type=int, help="number of labelled subjects")
     parser.add_argument("--seed", required=True, type=int, help="random seed")

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from gsmorph import datasets
 from gsmorph.data.labels import from_canonical, to_canonical
 from gsmorph.data.raw import (
     RawSubject, SubjectError, check_distinct_frames, check_image, check_labels, check_same_geometry,
@@ -26,7 +27,7 @@ from gsmorph.data.raw import (
 from gsmorph.errors import GSMorphError
 
 DATASET = "acdc"
-SPLIT_FOLDERS = ("training", "testing")
+SPLIT_FOLDERS = datasets.get(DATASET).folders
 SUBJECT_RE = re.compile(r"^patient\d+$")
 
 

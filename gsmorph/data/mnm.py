@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from gsmorph.data.acdc import read_true_disp
+from gsmorph import datasets
 from gsmorph.data.labels import from_canonical, to_canonical
 from gsmorph.data.raw import (
     RawSubject, SubjectError, check_distinct_frames, check_image, check_labels, check_same_shape, read_volume,
@@ -25,7 +26,7 @@ from gsmorph.errors import GSMorphError
 DATASET = "mnm"
 CODE_COLUMN = "External code"
 INFO_NAME = "201014_M&Ms_Dataset_Information_-_opendataset.csv"
-LAYOUT_FOLDERS = ("Training", "Validation", "Testing")
+LAYOUT_FOLDERS = datasets.get(DATASET).folders
 
 
 def find_root(root: str | Path) -> Path:

@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from gsmorph import datasets
 from gsmorph.data import acdc, mnm
 from gsmorph.data.raw import RawSubject, SubjectError
 from gsmorph.data.splits import read_split_file, split_counts, stratified_split
 from gsmorph.errors import GSMorphError
 
-DATASETS = ("acdc", "mnm")
+DATASETS = tuple(datasets.ids())
 PERCENTILES = (0.5, 99.5)  # robust intensity range mapped to [0, 1]
 INTENSITIES = ("percentile", "minmax")
 
@@ -145,9 +146,7 @@ def prepare_subject(raw: RawSubject, size: int, intensity: str = "percentile") -
 def layout_folders(dataset: str, folders=None) -> tuple[str, ...]:
     """The top-level folders of the raw layout to read: all by default (ACDC: training,
     testing; M&Ms-1: Training, Validation, Testing), or the named subset."""
-    known = {"acdc": acdc.SPLIT_FOLDERS, "mnm": mnm.LAYOUT_FOLDERS}.get(dataset)
-    if known is None:
-        raise GSMorphError(f"unknown dataset '{dataset}'; use one of {list(DATASETS)}")
+    known = datasets.get(dataset).folders
     if not folders:
         return tuple(known)
     unknown = [f for f in folders if f not in known]

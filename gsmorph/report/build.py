@@ -31,24 +31,10 @@ from gsmorph import methods
 from gsmorph.errors import GSMorphError
 from gsmorph.io import FolderSet, write_csv, write_json
 from gsmorph.provenance import write_provenance
+from gsmorph.report.artifacts import STATS
 
 
-STATS_TITLES = {
-    "subject_values": "Per-subject values (each metric averaged over a subject's slices and seeds)",
-    "summary": "Mean, standard deviation and bootstrap 95% CI over test subjects",
-    "wilcoxon": "Paired Wilcoxon signed-rank tests against GSMorph (Holm-corrected)",
-    "friedman": "Friedman tests across methods",
-    "undefined": "Undefined metric values (left out of the means)",
-    "tuning_cost": "Compute spent to obtain each method's reported model",
-    "mean_ranks": "Mean rank of each method (1 = best) within the subjects of each Friedman block, per dataset "
-                  "and over datasets",
-    "comparisons": "The comparisons behind the table markers (over seeds when there are two or more)",
-    "comparisons_aggregators": "The comparisons behind Table 2's markers",
-    "frontier_points": "The weighted loss's test points (Dice, NJD) per lambda and seed",
-    "frontier_gap": "GSMorph's gap to the weighted loss's accuracy-smoothness frontier",
-    "convergence": "Convergence diagnostics of every trained run (gsmorph/convergence.py)",
-    "wilcoxon_aggregators": "Paired Wilcoxon signed-rank tests of Table 2 against GSMorph (Holm-corrected)",
-}
+STATS_TITLES = {name: stat.title for name, stat in STATS.items()}  # gsmorph/report/artifacts.py
 
 
 @dataclass

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from gsmorph import methods  # noqa: E402
 from gsmorph.io import atomic_path  # noqa: E402
 from gsmorph.report import layer_names, names  # noqa: E402
+from gsmorph.report.artifacts import FIGURES  # noqa: E402
 
 DPI = 300
 FOOTER_PT = 6  # font size of the footer
@@ -130,12 +131,11 @@ def dice_boxplots(subjects: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         if ax.get_legend() is not None:
             ax.get_legend().remove()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(order)), fontsize=8)
-        stem = f"dice_boxplot_{dataset}_{backbone}"
+        stem = FIGURES["dice_boxplot"].name(dataset=dataset, backbone=backbone)
         n = part.subject.nunique() if "subject" in part.columns else 0
         save(fig, out_dir, stem, f"n = {n} test subjects. " + footer_text([dataset]))
-        made[stem] = (f"Dice (%) per structure on the {names.dataset_name(dataset)} test subjects "
-                      f"({names.backbone_name(backbone)} backbone for learned methods); one value per subject "
-                      "(mean over its slices and seeds); boxes: quartiles, whiskers: 1.5 IQR.")
+        made[stem] = FIGURES["dice_boxplot"].describe(dataset=names.dataset_name(dataset),
+                                                      backbone=names.backbone_name(backbone))
     return made
 
 
@@ -221,14 +221,12 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
         ax.set_ylabel("validation Dice (%)")
         ax.set_title(f"{names.dataset_name(dataset)}, {names.backbone_name(backbone)}")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
-        stem = f"pareto_{dataset}_{backbone}"
+        stem = FIGURES["pareto"].name(dataset=dataset, backbone=backbone)
         save(fig, out_dir, stem, "Validation split. " + footer_text([dataset]))
-        made[stem] = (f"Accuracy-smoothness trade-off on the {names.dataset_name(dataset)} validation split "
-                      f"({names.backbone_name(backbone)}): mean Dice vs NJD (%) of every Optuna trial of the "
-                      "weighted loss (the chosen one outlined), the fixed lambdas, HyperMorph's lambda sweep "
-                      "(the chosen lambda outlined), and GSMorph (no lambda, mean over seeds)"
-                      + (", and the general gradient-aggregation methods (no lambda, mean over seeds)."
-                         if not s.empty and s.method.isin(methods.general_ids()).any() else "."))
+        general = not s.empty and s.method.isin(methods.general_ids()).any()
+        made[stem] = FIGURES["pareto"].describe(
+            dataset=names.dataset_name(dataset), backbone=names.backbone_name(backbone),
+            general=", and the general gradient-aggregation methods (no lambda, mean over seeds)" if general else "")
     return made
 
 
@@ -299,13 +297,9 @@ def tuning_cost_chart(cost: pd.DataFrame, out_dir, skipped: list[str]) -> dict[s
         ax.set_xlim(0, top / div * 1.05)
         # two lines: the long names of one panel must not run into the next panel's
         ax.set_title(f"{names.dataset_name(dataset)}\n{names.backbone_name(backbone)}", fontsize=9)
-    stem = "tuning_cost"
+    stem = FIGURES["tuning_cost"].name()
     save(fig, out_dir, stem, footer_text(cost.dataset))
-    return {stem: ("Compute spent to obtain each method's reported model (wall-clock time of the whole "
-                   "training, data loading and validation included, mean over seeds; one shared axis): GSMorph "
-                   "needs one training; the fixed lambdas need one training each; the "
-                   "tuned weighted loss needs the whole Optuna study; HyperMorph needs one training (its lambda "
-                   "is then chosen by a validation sweep). Devices are listed in stats/tuning_cost.csv.")}
+    return {stem: FIGURES["tuning_cost"].describe()}
 
 
 def short_names(groups: list[str]) -> list[str]:
@@ -361,16 +355,14 @@ def conflict_figures(conflicts: pd.DataFrame, out_dir, skipped: list[str]) -> di
             fig.colorbar(im, ax=ax, shrink=0.8)
         fig.suptitle(f"{names.method_name(method, backbone)}: {names.dataset_name(dataset)}, "
                      f"{names.backbone_name(backbone)}" + (" (one row per module)" if by_module else ""))
-        stem = f"conflicts_{dataset}_{backbone}_{method}"
+        stem = FIGURES["conflicts"].name(dataset=dataset, backbone=backbone, method=method)
         seeds = part["seed"].nunique() if "seed" in part.columns else 1
         save(fig, out_dir, stem, f"Training split, mean over {seeds} seed{'s' if seeds != 1 else ''}. "
              + footer_text([dataset]))
         rows_text = ("per module (mean over its parameter tensors)" if by_module else "per parameter tensor")
-        made[stem] = (f"Gradient conflicts during {names.method_name(method, backbone)} training on "
-                      f"{names.dataset_name(dataset)} ({names.backbone_name(backbone)}): {rows_text}, in the order "
-                      "the network registers its parameters, and per epoch, the share of optimisation steps where "
-                      "the similarity and smoothness gradients conflict (negative inner product) and their mean "
-                      "cosine; mean over seeds.")
+        made[stem] = FIGURES["conflicts"].describe(method=names.method_name(method, backbone),
+                                                   dataset=names.dataset_name(dataset),
+                                                   backbone=names.backbone_name(backbone), rows=rows_text)
     return made
 
 
@@ -402,13 +394,11 @@ def training_curves(logs: pd.DataFrame, out_dir, skipped: list[str]) -> dict[str
         handles, labels = axes[2].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)), fontsize=8)
         fig.suptitle(f"Training: {names.dataset_name(dataset)}, {names.backbone_name(backbone)}")
-        stem = f"training_curves_{dataset}_{backbone}"
+        stem = FIGURES["training_curves"].name(dataset=dataset, backbone=backbone)
         seeds = part["seed"].nunique() if "seed" in part.columns else 1
         save(fig, out_dir, stem, f"Mean over {seeds} seed{'s' if seeds != 1 else ''}. " + footer_text([dataset]))
-        made[stem] = (f"Training of every learned method on {names.dataset_name(dataset)} "
-                      f"({names.backbone_name(backbone)}): mean similarity and smoothness loss per epoch (log "
-                      "scale; HyperMorph's similarity is scaled by 1/sigma^2 and its losses mix every lambda) and "
-                      "the validation Dice at each validation; mean over seeds.")
+        made[stem] = FIGURES["training_curves"].describe(dataset=names.dataset_name(dataset),
+                                                         backbone=names.backbone_name(backbone))
     return made
 
 
@@ -458,10 +448,8 @@ def frontier_figure(points: pd.DataFrame, gap: pd.DataFrame, out_dir, skipped: l
         ax.set_xlabel("test NJD (%)")
         ax.set_ylabel("test Dice (%)")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
-        stem = f"frontier_{dataset}_{backbone}"
+        stem = FIGURES["frontier"].name(dataset=dataset, backbone=backbone)
         save(fig, out_dir, stem)
-        made[stem] = (f"The weighted loss's accuracy-smoothness frontier on the {names.dataset_name(dataset)} test "
-                      f"subjects ({names.backbone_name(backbone)}): test Dice vs NJD (%) of every weighted-loss "
-                      "run (fixed lambdas, lambda sweep, the tuned lambda; mean over seeds), the frontier through "
-                      "the undominated ones (linear between them), and GSMorph; dotted: its gap." + text)
+        made[stem] = FIGURES["frontier"].describe(dataset=names.dataset_name(dataset),
+                                                  backbone=names.backbone_name(backbone), gap=text)
     return made

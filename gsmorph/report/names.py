@@ -1,12 +1,12 @@
 """Display names, order, colours and markers of methods, backbones and datasets in tables
-and figures, all taken from the method table (gsmorph/methods.py) and the backbone table
-(gsmorph/backbones.py)."""
+and figures, all taken from the method table (gsmorph/methods.py), the backbone table
+(gsmorph/backbones.py) and the dataset table (gsmorph/datasets.py)."""
 from __future__ import annotations
 
-from gsmorph import backbones, methods
+from gsmorph import backbones, datasets, methods
 
-DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
-DATASET_ORDER = ["acdc", "mnm"]
+DATASET_NAMES = datasets.names()
+DATASET_ORDER = datasets.ids()
 CLASSICAL = "none"  # backbone of Initial and the classical methods
 FALLBACK_COLOUR, FALLBACK_MARKER = "#333333", "o"
 PAPER_SCALE = {"epochs": 500, "image_size": [128, 128]}
@@ -91,7 +91,7 @@ def method_rank(method: str) -> tuple[int, str]:
 
 
 def dataset_rank(dataset: str) -> tuple[int, str]:
-    return (DATASET_ORDER.index(dataset), "") if dataset in DATASET_ORDER else (len(DATASET_ORDER), dataset)
+    return datasets.rank(dataset)
 
 
 def backbone_rank(backbone: str) -> tuple[int, str]:

@@ -12,10 +12,11 @@ from importlib import resources
 
 import pandas as pd
 
+from gsmorph import datasets
 from gsmorph.report import names
 from gsmorph.report.tables import Cell, Row, Table
 
-DATASETS = {"ACDC": "acdc", "M&M": "mnm"}
+DATASETS = {d.paper: d.id for d in datasets.DATASETS}  # the paper's column -> dataset id
 BACKBONE = "voxelmorph"  # the paper's learned methods
 # code-convention column metric -> the paper table's column prefix
 COLUMNS = {"code_dice": "dice", "code_hd95_px": "hd95_mm", "mse": "mse_e2", "code_njd_pct": "njd_pct"}

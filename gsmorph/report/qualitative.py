@@ -20,6 +20,7 @@ from gsmorph.data.loader import load_subject
 from gsmorph.report import names
 from matplotlib.lines import Line2D
 
+from gsmorph.report.artifacts import FIGURES
 from gsmorph.report.figures import footer_text, plt, save
 
 # label value -> (structure, colour, its name in the caption); LV last: drawn over the inner Myo edge
@@ -103,14 +104,12 @@ def qualitative(folders: list, out_dir: str | os.PathLike, skipped: list[str]) -
                    title="label contours", title_fontsize=7)
         fig.suptitle(f"{names.dataset_name(dataset)}" + (f", {names.backbone_name(backbone)}"
                                                           if backbone != names.CLASSICAL else ""), fontsize=10)
-        stem = f"qualitative_{dataset}_{backbone}"
+        stem = FIGURES["qualitative"].name(dataset=dataset, backbone=backbone)
         n = len(subject_sets[0]) if subject_sets else 0
         save(fig, out_dir, stem, f"{len(cases)} of n = {n} test subjects. " + footer_text([dataset]))
         shown = ", ".join(names.subject_name(dataset, c) for c in cases)
-        made[stem] = (f"Two {names.dataset_name(dataset)} test cases ({shown}). Per case, top row: "
-                      "the fixed image (ED) and each method's moved image; bottom row: the moving image (ES) "
-                      "and each method's deformation x + u(x) as a warped grid over its moved image. "
-                      f"Contours: {CONTOUR_TEXT} (fixed, moving or warped labels).")
+        made[stem] = FIGURES["qualitative"].describe(dataset=names.dataset_name(dataset), cases=shown,
+                                                     contours=CONTOUR_TEXT)
     return made
 
 

@@ -5,11 +5,12 @@ import json
 import shlex
 from pathlib import Path
 
-from gsmorph import methods
+from gsmorph import datasets, methods
 from gsmorph.backbones import display as backbone_display
 from gsmorph.cli import VERBS
 from gsmorph.code_version import code_version as module_version
 from gsmorph.config import DEFAULTS as METHOD_DEFAULTS
+from gsmorph.report import artifacts
 
 REPO = Path(workflow.basedir)
 
@@ -212,64 +213,22 @@ def tune_workers(w):
 
 
 # ---------------------------------------------------------------- report artifacts
-# The file names follow gsmorph/report/build.py. Captions are the static files
-# workflow/report/*.rst (Jinja: they may use the report job's params, e.g.
+# What `gsmorph report` writes, its categories, labels and captions: gsmorph/report/artifacts.py
+# (the one table of the report's files). The captions are the files workflow/report/*.rst
+# written from it (Jinja: they may use the report job's params, e.g.
 # {{ snakemake.params.scale }}); the front page is workflow/report/workflow.rst.
 
-README_SOURCE = "results/figures/dice_boxplot_acdc_voxelmorph.png"
+README_SOURCE = f"results/figures/{artifacts.FIGURES['dice_boxplot'].name(dataset='acdc', backbone='voxelmorph')}.png"
 README_FIGURE = str(REPO / "docs" / "default_run_dice_boxplot.png")  # the repository's, whatever output_dir
-SURGERY = methods.surgery_ids()
-PARETO = {*methods.fixed_lambdas(), *TUNED, *methods.own_lambda_ids(), methods.REFERENCE}
-STATS = ["summary", "wilcoxon", "comparisons", "friedman", "subject_values", "undefined", "tuning_cost",
-         "convergence", "mean_ranks", "frontier_points", "frontier_gap"]
-DATASET_NAMES = {"acdc": "ACDC", "mnm": "M&Ms-1"}
-# figure kind -> (category in the HTML report, caption file)
-# the HTML report's categories, numbered: it lists them alphabetically
-CATEGORIES = {"tables": "1. Table 1", "results": "2. Results", "cost": "3. Trade-offs and cost",
-              "diagnostics": "4. Diagnostics", "stats": "5. Statistics and tests", "provenance": "6. Provenance"}
-FIGURES = {
-    "dice_boxplot": (CATEGORIES["results"], "figure_dice_boxplot.rst"),
-    "qualitative": (CATEGORIES["results"], "figure_qualitative.rst"),
-    "pareto": (CATEGORIES["cost"], "figure_pareto.rst"),
-    "tuning_cost": (CATEGORIES["cost"], "figure_tuning_cost.rst"),
-    "conflicts": (CATEGORIES["diagnostics"], "figure_conflicts.rst"),
-    "training_curves": (CATEGORIES["diagnostics"], "figure_training_curves.rst"),
-}
-FIGURE_TITLES = {"dice_boxplot": "Dice box plot", "qualitative": "qualitative registrations",
-                 "pareto": "accuracy-smoothness trade-off", "tuning_cost": "compute per method",
-                 "conflicts": "gradient conflicts", "training_curves": "training curves"}
+DATASET_NAMES = datasets.names()
+CATEGORIES = artifacts.CATEGORIES
+FIGURE_STEMS = artifacts.expected_figures(DATASETS, BACKBONES, METHODS)  # the config is fixed once parsed
 
-
-def figure_stems():
-    """{stem: (kind, dataset, backbone, method)} of the figures `gsmorph report` makes for this
-    config (method: the surgery method of a conflict map, else "")."""
-    learned_backbones = BACKBONES if LEARNED_METHODS else []
-    groups = [(d, b) for d in DATASETS for b in learned_backbones]
-    stems = {f"dice_boxplot_{d}_{b}": ("dice_boxplot", d, b, "") for d, b in groups}
-    stems |= {f"qualitative_{d}_{b}": ("qualitative", d, b, "") for d, b in groups}
-    if PARETO & set(LEARNED_METHODS):
-        stems |= {f"pareto_{d}_{b}": ("pareto", d, b, "") for d, b in groups}
-        stems["tuning_cost"] = ("tuning_cost", "all", "all", "")
-    stems |= {f"conflicts_{d}_{b}_{m}": ("conflicts", d, b, m) for d, b in groups for m in SURGERY
-              if m in METHODS and methods.get(m).supports(b)}
-    stems |= {f"training_curves_{d}_{b}": ("training_curves", d, b, "") for d, b in groups}
-    return stems
-
-
-FIGURE_STEMS = figure_stems()  # the config is fixed once parsed
 
 def report_files():
     """{kind: [paths]} that `gsmorph report` writes for this config."""
-    learned_backbones = BACKBONES if LEARNED_METHODS else []
-    tables = [f"table1_{b}" for b in learned_backbones] + ["table1_combined", "table1_combined_code_convention"]
-    return {
-        "tables": [f"results/tables/{t}.{ext}" for t in tables for ext in ("html", "csv", "md", "tex")],
-        "tables_doc": ["results/tables/tables.tex", "results/tables/convergence.md"],
-        "figures": [f"results/figures/{f}.png" for f in FIGURE_STEMS],
-        "figures_pdf": [f"results/figures/{f}.pdf" for f in FIGURE_STEMS],
-        "stats": [f"results/stats/{s}.csv" for s in STATS],
-        "stats_pages": [f"results/stats/{s}.html" for s in STATS],
-    }
+    files = artifacts.expected_files(DATASETS, BACKBONES, METHODS)
+    return {kind: [f"results/{path}" for path in paths] for kind, paths in files.items()}
 
 
 def report_labels(stem):
@@ -279,8 +238,9 @@ def report_labels(stem):
     so a backbone toggle always finds the other backbone's figure. (A label unique to each
     item, such as the file name, beside such a toggle leaves rows without a figure: the
     viewer then fails, "Cannot read properties of undefined (reading 'mime_type')".)"""
-    figure, dataset, backbone, method = FIGURE_STEMS[stem]
-    labels = {"figure": FIGURE_TITLES[figure],
+    figure = FIGURE_STEMS[stem]
+    backbone, method = figure.backbone, figure.method
+    labels = {"figure": artifacts.FIGURES[figure.kind].title,
               "backbone": "all" if backbone == "all" else backbone_display(backbone)}
     if method:
         labels["method"] = methods.get(method).name(backbone_display(backbone))
@@ -292,15 +252,15 @@ def report_entry(path, kind):
     stem = Path(path).stem
     captions = REPO / "workflow" / "report"
     if kind == "figures":
-        figure, dataset = FIGURE_STEMS[stem][:2]
-        category, caption = FIGURES[figure]
-        return report(path, caption=str(captions / caption), category=category,
-                      subcategory=DATASET_NAMES.get(dataset, "All datasets"), labels=report_labels(stem))
+        figure = FIGURE_STEMS[stem]
+        return report(path, caption=str(captions / artifacts.figure_caption_file(figure.kind)),
+                      category=CATEGORIES[artifacts.FIGURES[figure.kind].category],
+                      subcategory=DATASET_NAMES.get(figure.dataset, "All datasets"), labels=report_labels(stem))
     if kind == "tables" and path.endswith(".html"):  # rendered in the report; CSV, Markdown, LaTeX beside
         return report(path, caption=str(captions / "table1.rst"), category=CATEGORIES["tables"],
                       labels={"table": stem.replace("table1_", "").replace("_", " ")})
     if kind == "stats_pages":  # each statistic as a table page; its CSV beside it
-        return report(path, caption=str(captions / f"stats_{stem}.rst"), category=CATEGORIES["stats"],
+        return report(path, caption=str(captions / artifacts.stats_caption_file(stem)), category=CATEGORIES["stats"],
                       labels={"statistic": stem.replace("_", " ")})
     return path
 
