@@ -12,7 +12,7 @@ from gsmorph.report import names
 from gsmorph.workflow_config import workflow_schema
 from gsmorph.workflow_notices import phantom_notices
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def test_names_order_and_folders_come_from_the_table():

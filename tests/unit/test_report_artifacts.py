@@ -12,7 +12,7 @@ from gsmorph.io import write_json, write_nifti
 from gsmorph.report import artifacts
 from gsmorph.report.build import make_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CAPTIONS = REPO / "workflow" / "report"
 METHODS = ["initial", "weighted-m", "gsmorph"]  # a workflow config's methods
 SUBJECTS = ["s1", "s2", "s3"]
