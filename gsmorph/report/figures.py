@@ -200,9 +200,13 @@ def pareto(summaries: pd.DataFrame, trials: pd.DataFrame, sweeps: pd.DataFrame, 
             h = _select(sweeps, dataset, backbone, (method,))
             if h.empty or not {"lam", "val_dice", "val_njd_pct"} <= set(h.columns):
                 continue
+            # the line through the coarse grid (the same lambdas in every seed, mean over seeds);
+            # each seed's fine grid lies around its own best, so its points are drawn unjoined
+            coarse = h[h.stage == "coarse"] if "stage" in h.columns else h
+            coarse = coarse.groupby("lam", as_index=False)[["val_dice", "val_njd_pct"]].mean().sort_values("lam")
             h = h.groupby("lam", as_index=False)[["val_dice", "val_njd_pct"]].mean().sort_values("lam")
             name = names.method_name(method, backbone)
-            ax.plot(h.val_njd_pct, h.val_dice * 100, "-", lw=1, c=names.method_colour(method), zorder=1)
+            ax.plot(coarse.val_njd_pct, coarse.val_dice * 100, "-", lw=1, c=names.method_colour(method), zorder=1)
             mark(method, h.val_njd_pct, h.val_dice, f"{name}: λ sweep", size=16)
             chosen = s[s.method == method] if not s.empty else s
             if not chosen.empty and "hyper_lambda" in chosen.columns and chosen.hyper_lambda.notna().any():
