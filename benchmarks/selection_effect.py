@@ -10,8 +10,7 @@ For every run folder study/runs/<dataset>/<backbone>/<method>/seed<k>/ with a su
 (HyperMorph excluded: its lambda is chosen with the best weights), it registers the test
 pairs with the last weights (`gsmorph infer --weights last`'s code) and scores them with
 `gsmorph evaluate`'s code. The best weights' scores are read from the study's own
-results/<dataset>/metrics.csv. Test Dice of a run = the mean over its subjects of each
-subject's mean Dice over slices and structures (Table 1's pooling).
+results/<dataset>/metrics.csv. Test Dice of a run: `run_dice` (Table 1's pooling).
 
 Writes <out>.csv (dataset, backbone, method, seed, best_epoch, last_epoch, dice_best,
 dice_last, last_minus_best; Dice in %) and <out>.md (per method: mean over seeds of
@@ -30,11 +29,14 @@ SKIP = ("hypermorph",)
 
 
 def run_dice(metrics: pd.DataFrame) -> pd.Series:
-    """Test Dice (%) of each (dataset, backbone, method, seed) of a long metrics table."""
-    dice = metrics[metrics.metric == "dice"]
-    keys = ["dataset", "backbone", "method", "seed"]
-    per_subject = dice.groupby(keys + ["subject"]).value.mean()
-    return 100.0 * per_subject.groupby(keys).mean()
+    """Test Dice (%) of each (dataset, backbone, method, seed) of a long metrics table,
+    pooled as Table 1 and the frontier pool it (gsmorph.stats.seed_subject_values: a pair's
+    mean over structures, a subject's mean over slices, then the mean over subjects)."""
+    from gsmorph.stats import seed_subject_values
+
+    values = seed_subject_values(metrics[metrics.metric == "dice"])
+    dice = values[values.structure == "mean"]
+    return 100.0 * dice.groupby(["dataset", "backbone", "method", "seed"])["value"].mean()
 
 
 def last_weights_dice(run: Path, prepared: Path, work: Path) -> float:
