@@ -1,5 +1,6 @@
-"""paper_cost.py --project: the GPU jobs of a config, timed from times.csv, and their
-projected GPU-hours and wall time on N GPUs with k jobs per GPU (a simulation)."""
+"""paper_cost.py --project: the GPU jobs the workflow plans for a config (cost_jobs.py),
+timed from times.csv, and their projected GPU-hours and wall time on N GPUs with k jobs
+per GPU (a simulation)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
+from cost_jobs import WorkflowJob, workflow_jobs
 from cost_tables import OPTION_SETS, PRUNED_EPOCHS, PRUNED_FRACTION, Times, method_config, read_csv, time_table, validations
 
 
@@ -48,58 +50,66 @@ def family_of(method: str) -> str:
 
 
 def count_jobs(config: dict, table: dict[tuple, Times], options: str, pruned_fraction: float = PRUNED_FRACTION,
-               pruned_epochs: float = PRUNED_EPOCHS, fallback: str | None = None) -> Counted:
-    """The GPU jobs of `config` (what the workflow runs), timed with option set `options`
-    (a job type without a row for it takes the `fallback` option set's, said in the notes)."""
-    from gsmorph import methods
-
+               pruned_epochs: float = PRUNED_EPOCHS, fallback: str | None = None,
+               planned: list[WorkflowJob] | None = None) -> Counted:
+    """The GPU jobs of `config`, as the workflow plans them (`planned`: cost_jobs.workflow_jobs
+    of the config, computed here when not given), timed with option set `options` (a job type
+    without a row for it takes the `fallback` option set's, said in the notes). A train job
+    training several methods (config group_training) starts once and runs them one after another."""
     cfg = method_config(config)
     epochs, val_every, batch = int(cfg["epochs"]), int(cfg["val_every"]), int(cfg["batch_size"])
     n_val = validations(epochs, val_every)
     trials, workers = int(cfg["tune"]["trials"]), int(config["tuning"]["workers"])
     keep = 1.0 - pruned_fraction * (1.0 - pruned_epochs)  # expected share of a trial's epochs
-    learned = [(b, m) for b in config["backbones"] for m in config["methods"]
-               if methods.get(m).family != "classical" and methods.get(m).supports(b)]
+    planned = workflow_jobs(config) if planned is None else planned
     counted = Counted(jobs=[])
-    counted.classical = [f"register {d} {m}" for d in config["datasets"] for m in config["methods"]
-                         if methods.get(m).family == "classical"]
-    for dataset in config["datasets"]:
-        for seed in config["seeds"]:
-            for backbone, method in learned:
-                family = family_of(method)
-                timed = "weighted" if family == "tuned" else family
-                key = (dataset, backbone, timed, options)
-                if key not in table and fallback and (dataset, backbone, timed, fallback) in table:
-                    note = f"{backbone} {timed} on {dataset}: {fallback} times ({options} not measured)"
-                    if note not in counted.notes:
-                        counted.notes.append(note)
-                    key = (dataset, backbone, timed, fallback)
-                if key not in table:
-                    raise KeyError(f"no time for {key} (dataset, backbone, family, options)")
-                t = table[key]
-                epoch_s, val_s = t.epoch_s(config, batch), t.validation_s(config)
-                per_run = t.load_s + t.build_s + t.finish_s
-                name = f"{dataset}/{backbone}/{method}/seed{seed}"
-                infer_s = t.inference_s(config)  # the workflow's train and tune jobs infer themselves
-                if family == "tuned":
-                    trial_gpu = keep * (epochs * epoch_s + n_val * val_s)
-                    if workers > 1:
-                        for w in range(workers):
-                            n = trials / workers
-                            counted.jobs.append(Job(f"{name}:tune_worker{w}", "tune_worker", dataset, backbone,
-                                                    "weighted", t.start_s + n * per_run, n * trial_gpu,
-                                                    n * keep * epochs))
-                        # writes the study's outputs (the workers ran every trial) and infers
-                        counted.jobs.append(Job(f"{name}:tune", "tune", dataset, backbone, "weighted", t.start_s,
-                                                infer_s))
-                    else:
-                        counted.jobs.append(Job(f"{name}:tune", "tune", dataset, backbone, "weighted",
-                                                t.start_s + trials * per_run, trials * trial_gpu + infer_s,
-                                                trials * keep * epochs))
-                else:
-                    counted.jobs.append(Job(name, "train", dataset, backbone, family, t.start_s + per_run,
-                                            epochs * epoch_s + n_val * val_s + infer_s, float(epochs)))
-    if any(family_of(m) == "tuned" for m in config["methods"]):
+
+    def times(dataset: str, backbone: str, family: str) -> Times:
+        key = (dataset, backbone, family, options)
+        if key not in table and fallback and (dataset, backbone, family, fallback) in table:
+            note = f"{backbone} {family} on {dataset}: {fallback} times ({options} not measured)"
+            if note not in counted.notes:
+                counted.notes.append(note)
+            key = (dataset, backbone, family, fallback)
+        if key not in table:
+            raise KeyError(f"no time for {key} (dataset, backbone, family, options)")
+        return table[key]
+
+    for job in planned:
+        w = job.wildcards
+        if job.rule == "register":
+            counted.classical.append(f"register {w['dataset']} {w['method']}")
+        if job.rule not in ("train", "train_group", "tune_worker", "tune"):
+            continue
+        dataset, backbone, seed = w["dataset"], w["backbone"], w["seed"]
+        if job.rule in ("train", "train_group"):
+            members = job.methods()
+            start_s = times(dataset, backbone, family_of(members[0])).start_s
+            overhead, gpu = start_s, 0.0
+            for method in members:
+                t = times(dataset, backbone, family_of(method))
+                overhead += t.load_s + t.build_s + t.finish_s
+                gpu += epochs * t.epoch_s(config, batch) + n_val * t.validation_s(config) + t.inference_s(config)
+            family = "+".join(dict.fromkeys(family_of(m) for m in members))
+            counted.jobs.append(Job(f"{dataset}/{backbone}/{'+'.join(members)}/seed{seed}", "train", dataset,
+                                    backbone, family, overhead, gpu, float(epochs * len(members))))
+            continue
+        t = times(dataset, backbone, "weighted")  # a tuned method's trials train the weighted loss
+        per_run = t.load_s + t.build_s + t.finish_s
+        trial_gpu = keep * (epochs * t.epoch_s(config, batch) + n_val * t.validation_s(config))
+        name = f"{dataset}/{backbone}/{w['method']}/seed{seed}"
+        if job.rule == "tune_worker":  # the workers share the study's trials
+            n = trials / workers
+            counted.jobs.append(Job(f"{name}:tune_worker{w['worker']}", "tune_worker", dataset, backbone,
+                                    "weighted", t.start_s + n * per_run, n * trial_gpu, n * keep * epochs))
+        elif workers > 1:  # the workers ran every trial: it writes the study's outputs and infers
+            counted.jobs.append(Job(f"{name}:tune", "tune", dataset, backbone, "weighted", t.start_s,
+                                    t.inference_s(config)))
+        else:
+            counted.jobs.append(Job(f"{name}:tune", "tune", dataset, backbone, "weighted",
+                                    t.start_s + trials * per_run, trials * trial_gpu + t.inference_s(config),
+                                    trials * keep * epochs))
+    if any(j.kind.startswith("tune") for j in counted.jobs):
         counted.notes.append(f"tuning: {trials} trials per study, {workers} worker job(s); "
                              f"{pruned_fraction:.0%} of trials pruned after {pruned_epochs:.0%} of their epochs "
                              f"(each trial {keep:.0%} of a full run's epochs on average)")
@@ -188,8 +198,9 @@ class Projection:
 
 def project(config: dict, table: dict[tuple, Times], options: str, gpus: int, slots: int,
             speedup: dict[str, dict[int, float]] | None, pruned_fraction: float = PRUNED_FRACTION,
-            pruned_epochs: float = PRUNED_EPOCHS, fallback: str | None = None) -> tuple[Projection, Counted]:
-    counted = count_jobs(config, table, options, pruned_fraction, pruned_epochs, fallback)
+            pruned_epochs: float = PRUNED_EPOCHS, fallback: str | None = None,
+            planned: list[WorkflowJob] | None = None) -> tuple[Projection, Counted]:
+    counted = count_jobs(config, table, options, pruned_fraction, pruned_epochs, fallback, planned)
     total = sum(j.total_s for j in counted.jobs)
     wall = simulate(counted.jobs, gpus, slots, speedup if slots > 1 else None)
     return Projection(options, gpus, slots, len(counted.jobs), sum(j.epochs for j in counted.jobs),
@@ -220,18 +231,20 @@ def parse_speedup(text: str) -> dict[str, dict[int, float]]:
 
 def projection_report(config: dict, config_name: str, table: dict[tuple, Times], gpus: int, slot_list: list[int],
                       speedups: dict[str, dict], speedup_source: str, pruned: tuple[float, float], pruned_source: str,
-                      times_source: str) -> tuple[str, dict]:
+                      times_source: str, planned: list[WorkflowJob] | None = None) -> tuple[str, dict]:
     """Markdown: job counts, projections (today, each option set, with k slots) and the
     goal's ratio; also the numbers as a dict. speedups: {options: {backbone: {k: S}}}
     ("*": every option set without its own); a job type without a row for an option
-    set takes its fp32 time (said in the notes)."""
+    set takes its fp32 time (said in the notes). planned: the config's workflow jobs
+    (cost_jobs.workflow_jobs; planned here when not given)."""
     option_sets = sorted({k[3] for k in table}, key=lambda o: list(OPTION_SETS).index(o) if o in OPTION_SETS else 99)
     if "fp32" not in option_sets:
         raise SystemExit("project: times.csv has no fp32 rows")
     lines = [f"## Projection of {config_name}", "",
              f"Times: {times_source}. Concurrency speed-up: {speedup_source}. Pruning: {pruned_source}.", ""]
     cfg = method_config(config)
-    today, counted = project(config, table, "fp32", gpus, 1, None, *pruned)
+    planned = workflow_jobs(config) if planned is None else planned  # the workflow's jobs, planned once
+    today, counted = project(config, table, "fp32", gpus, 1, None, *pruned, planned=planned)
     kinds: dict[str, list[Job]] = {}
     for job in counted.jobs:
         kinds.setdefault(job.kind, []).append(job)
@@ -256,7 +269,7 @@ def projection_report(config: dict, config_name: str, table: dict[tuple, Times],
     for options in option_sets:
         speedup = speedups.get(options, speedups.get("*", {}))
         for slots in sorted(set([1] + slot_list)):
-            p, c = project(config, table, options, gpus, slots, speedup, *pruned, fallback="fp32")
+            p, c = project(config, table, options, gpus, slots, speedup, *pruned, fallback="fp32", planned=planned)
             rows.append(p)
             notes += [n for n in c.notes if "not measured" in n and n not in notes]
     lines += [f"### GPU-hours and wall time on {gpus} GPU(s)", "",

@@ -6,7 +6,7 @@
 # out of time loses only itself.
 #
 # Here, once, in the repository root (fetches the wheels the GPU machine lacks into .whl/,
-# kept out of git by .git/info/exclude):
+# kept out of git by .git/info/exclude, with paper.yaml's planned jobs, .whl/paper_jobs.txt):
 #     bash benchmarks/gpu_measurements.sh --download
 # On the GPU machine, from the repository root (device tool: carry [".whl"], timeout 600):
 #     OUT=/some/folder bash benchmarks/gpu_measurements.sh
@@ -30,9 +30,11 @@ WHEELS=(monai==1.6.1 nibabel==5.4.2 jsonschema==4.26.0 jsonschema-specifications
 if [[ "${1:-}" == "--download" ]]; then
     exclude="$(git rev-parse --git-common-dir)/info/exclude"
     grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
-    exec python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}"
+        --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}" || exit 1
+    # paper.yaml's jobs as the workflow plans them (Snakemake's dry run): the GPU machine has no Snakemake
+    exec python3 benchmarks/cost_jobs.py workflow/configs/paper.yaml > .whl/paper_jobs.txt
 fi
 
 OUT=${OUT:?set OUT to the folder for the results}
@@ -69,6 +71,7 @@ cat "$OUT/env.txt"
 # DEVICE=cpu and EXTRA (arguments added to every paper_cost.py call, e.g. smaller phantoms)
 # only serve to try this script's steps on a machine without a GPU
 PC="python3 benchmarks/paper_cost.py --out-dir $OUT --work ${WORK:-/tmp/paper_cost} --device ${DEVICE:-cuda} ${EXTRA:-}"
+PLANNED=$([[ -f .whl/paper_jobs.txt ]] && echo "--planned .whl/paper_jobs.txt")  # from --download
 
 # 1. correctness on CUDA: the fast steps (compile last, below) and the surgery engine
 step "CUDA tests" 120 python3 -m pytest -q -p no:cacheprovider -rs \
@@ -92,7 +95,7 @@ grep -q "bf16-cl" "$OUT/concurrency.csv" 2>/dev/null || \
 step "concurrency TransMorph-S" 100 $PC --concurrency --append --concurrency-backbones transmorph \
     --concurrency-options bf16-cl --k 1 2 4 --concurrency-epochs 4
 
-step "projection" 30 $PC --project --slots 1 2 4 8
+step "projection" 30 $PC --project $PLANNED --slots 1 2 4 8
 
 # 5. the other option sets (weighted and surgery; HyperMorph keeps its fp32 times there)
 step "measure tf32, bf16" 100 $PC --measure --append --options tf32 bf16 --families weighted surgery \
@@ -121,5 +124,5 @@ step "aggregator cost" 40 python3 benchmarks/aggregator_cost.py --device cuda --
 
 # the projection again, with everything measured
 RESERVE=5
-step "projection (final)" 30 $PC --project --slots 1 2 4 8
+step "projection (final)" 30 $PC --project $PLANNED --slots 1 2 4 8
 echo "done after $(( SECONDS - START )) s"

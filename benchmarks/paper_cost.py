@@ -1,8 +1,8 @@
 """Measured cost of the paper's workflow on the current device, and its projection.
 
 One script, four parts, any of them in one run (in this order), each in its own module
-beside this one (cost_measure.py, cost_concurrency.py, cost_quality.py, cost_projection.py;
-cost_tables.py holds what they share):
+beside this one (cost_measure.py, cost_concurrency.py, cost_quality.py, cost_projection.py with
+cost_jobs.py; cost_tables.py holds what they share):
 
 --measure      seconds per epoch of every job type (method family x backbone x dataset) at
                the config's scale on phantoms of the datasets' sizes, a few epochs each,
@@ -15,20 +15,21 @@ cost_tables.py holds what they share):
                job, and the aggregate speed-up S(k) = k x t(1) / t(k). Writes concurrency.csv.
 --quality      validation Dice of short runs, fp32 against the fast option sets, several
                seeds (noise = the seed-to-seed spread). Writes quality.csv.
---project      counts the jobs and epochs of a config (workflow/configs/paper.yaml on top of
-               config.yaml by default): per dataset x seed x backbone x learned method one
-               training job that also infers the test split (HyperMorph on VoxelMorph only);
-               the tuned baseline as tuning.workers worker jobs sharing method.tune.trials
-               trials and a job inferring with the study's best run, a pruned
-               trial running a fraction of the epochs (--pruned-fraction, --pruned-epochs:
-               an assumption stated in the output, or read from a study's trials.csv with
-               --pruned-from); classical methods run on CPUs and are only counted. Projects
-               GPU-hours (the jobs one after another) and wall time on N GPUs with k jobs per
-               GPU (--gpus, --slots): a simulation in which the jobs, longest first, take the
-               free slot of the least busy GPU, and m jobs training on one GPU each run at
-               S(m) / m of their speed alone (S measured by --concurrency, or --speedup);
-               start-up, loading and finishing run at full speed (CPU side). Writes
-               projection.md.
+--project      the GPU jobs the workflow plans for a config (workflow/configs/paper.yaml on top
+               of config.yaml by default; Snakemake's dry run, cost_jobs.py), timed: a train
+               job per run, or per dataset, backbone and seed training the grouped methods
+               one after another (config group_training), each also inferring the test
+               split; the tuned baseline's tuning.workers worker jobs sharing
+               method.tune.trials trials and its tune job inferring with the study's best
+               run, a pruned trial running a fraction of the epochs (--pruned-fraction,
+               --pruned-epochs: an assumption stated in the output, or read from a study's
+               trials.csv with --pruned-from); classical methods run on CPUs and are only
+               counted. Projects GPU-hours (the jobs one after another) and wall time on N
+               GPUs with k jobs per GPU (--gpus, --slots): a simulation in which the jobs,
+               longest first, take the free slot of the least busy GPU, and m jobs training
+               on one GPU each run at S(m) / m of their speed alone (S measured by
+               --concurrency, or --speedup); start-up, loading and finishing run at full
+               speed (CPU side). Writes projection.md.
 
 Epoch times: a timed run validates half way and at its last epoch; epoch 1 is a warm-up
 (cuDNN autotuning, compilation) and the first validation takes the validation's warm-up;
@@ -59,6 +60,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its parts beside it, also when loaded by path
 
 from cost_concurrency import WORKER_FLAG, concurrency_worker, run_concurrency  # noqa: E402
+from cost_jobs import parse_dry_run  # noqa: E402
 from cost_measure import run_measure  # noqa: E402
 from cost_projection import (Job, count_jobs, parse_speedup, project, projection_report, pruning_from,  # noqa: E402
                              simulate, speedup_of, speedups_from, time_table_markdown)
@@ -121,6 +123,8 @@ def parse_args(argv=None):
     p.add_argument("--pruned-epochs", type=float, default=PRUNED_EPOCHS)
     p.add_argument("--pruned-from", default=None, help="a study's trials.csv: the observed pruning")
     p.add_argument("--label", default="", help="a line naming the machine and scale, put in projection.md")
+    p.add_argument("--planned", default=None, help="the config's dry run saved by `python benchmarks/cost_jobs.py "
+                   "CONFIG > FILE` (a machine without Snakemake); default: Snakemake plans it here")
     parser.add_argument("--set", default=None, help="JSON method keys for what is trained here (smoke tests: "
                         "times then no longer stand for the config's networks)")
     args = parser.parse_args(argv)
@@ -203,8 +207,9 @@ def report(args, config: dict) -> str:
     config_name = Path(args.config).relative_to(REPO).as_posix() if Path(args.config).resolve().is_relative_to(REPO) \
         else args.config
     try:
+        planned = parse_dry_run(Path(args.planned).read_text()) if args.planned else None
         text, _ = projection_report(config, config_name, table, args.gpus, args.slots, speedups, speedup_source,
-                                    pruned, pruned_source, f"{times_path.name} ({rows[0]['device_name']})")
+                                    pruned, pruned_source, f"{times_path.name} ({rows[0]['device_name']})", planned)
     except KeyError as err:
         raise SystemExit(f"project: {times_path} lacks a job type of {config_name}: {err.args[0]}") from None
     parts = [f"# paper_cost.py: {rows[0]['device_name']}", ""] + ([args.label, ""] if args.label else [])

@@ -16,6 +16,7 @@ paper_cost = importlib.util.module_from_spec(spec)
 sys.modules["paper_cost"] = paper_cost  # dataclasses look their module up
 spec.loader.exec_module(paper_cost)
 Job = paper_cost.Job
+cost_jobs = sys.modules["cost_jobs"]  # beside paper_cost.py, imported by it
 
 # One dataset of 10 subjects (split 7 / 1 / 2), VoxelMorph, four methods: a classical one,
 # a fixed-lambda weighted loss, GSMorph and the tuned baseline (4 trials, 2 workers).
@@ -47,9 +48,33 @@ def as_csv_rows(rows: list[dict], tmp_path: Path) -> list[dict]:
     return paper_cost.read_csv(path)
 
 
-def test_the_toy_configs_jobs_and_epochs(tmp_path):
+@pytest.fixture(scope="module")
+def planned():
+    """The workflow's jobs for TOY (one dry run per module): {group_training: jobs}."""
+    return {grouped: cost_jobs.workflow_jobs(paper_cost.merge(TOY, {"group_training": grouped}))
+            for grouped in (True, False)}
+
+
+def test_the_workflow_plans_the_toy_configs_jobs(planned):
+    """The dry run's jobs: one synth, prepare, register (Initial) and evaluate; weighted-s and
+    GSMorph in one train_group job (group_training) or a train job each; the tuned baseline
+    as its study, 2 workers and the tune job; the report, provenance and all."""
+    rules = {grouped: sorted(j.rule for j in jobs) for grouped, jobs in planned.items()}
+    common = ["all", "evaluate", "prepare", "provenance", "register", "report", "synth", "tune", "tune_study",
+              "tune_worker", "tune_worker"]
+    assert rules[True] == sorted(common + ["train_group"])
+    assert rules[False] == sorted(common + ["train", "train"])
+    group = next(j for j in planned[True] if j.rule == "train_group")
+    assert group.wildcards == {"dataset": "acdc", "backbone": "voxelmorph", "seed": "0"}
+    assert group.methods() == ["weighted-s", "gsmorph"]
+    workers = sorted(j.wildcards["worker"] for j in planned[True] if j.rule == "tune_worker")
+    assert workers == ["0", "1"]
+
+
+def test_the_toy_configs_jobs_and_epochs(tmp_path, planned):
     table = paper_cost.time_table(as_csv_rows(toy_rows(), tmp_path))
-    counted = paper_cost.count_jobs(TOY, table, "fp32", pruned_fraction=0.5, pruned_epochs=0.4)
+    counted = paper_cost.count_jobs(TOY, table, "fp32", pruned_fraction=0.5, pruned_epochs=0.4,
+                                    planned=planned[False])
     jobs = {j.name: j for j in counted.jobs}
     # 10 epochs, 2 validations (epochs 5, 10); overhead start 10 + load 3 + build 1 + finish 1 = 15
     # plus the inference of the test split (4 s) in the same job
@@ -73,23 +98,40 @@ def test_the_toy_configs_jobs_and_epochs(tmp_path):
     assert sum(j.epochs for j in counted.jobs) == pytest.approx(10 + 10 + 28)
 
 
-def test_the_toy_configs_projection(tmp_path):
+def test_a_grouped_training_job_starts_once(tmp_path, planned):
+    """group_training: weighted-s then GSMorph in one process: one start (10 s), each run
+    loading, building and finishing (5 s), training, validating and inferring (18 s, 28 s)."""
     table = paper_cost.time_table(as_csv_rows(toy_rows(), tmp_path))
-    # alone, one after another: (29 + 4) + (39 + 4) + 2 x 39.6 + (10 + 4) = 169.2 s
-    one, _ = paper_cost.project(TOY, table, "fp32", gpus=1, slots=1, speedup=None)
+    counted = paper_cost.count_jobs(TOY, table, "fp32", planned=planned[True])
+    train = [j for j in counted.jobs if j.kind == "train"]
+    assert [j.name for j in train] == ["acdc/voxelmorph/weighted-s+gsmorph/seed0"]
+    assert (train[0].overhead_s, train[0].gpu_s, train[0].epochs) == (10 + 2 * 5, 18 + 28, 20)
+    assert train[0].family == "weighted+surgery"
+    assert len(counted.jobs) == 4
+
+
+def test_the_toy_configs_projection(tmp_path, planned):
+    table = paper_cost.time_table(as_csv_rows(toy_rows(), tmp_path))
+    # a job per run, alone, one after another: (29 + 4) + (39 + 4) + 2 x 39.6 + (10 + 4) = 169.2 s
+    one, _ = paper_cost.project(TOY, table, "fp32", gpus=1, slots=1, speedup=None, planned=planned[False])
     assert one.gpu_hours * 3600 == pytest.approx(169.2) and one.wall_hours * 3600 == pytest.approx(169.2)
     # two GPUs, one job each, longest first: 43 -> GPU 0, 39.6 -> GPU 1, 39.6 -> GPU 1 (79.2),
     # 33 -> GPU 0 (76), 14 -> GPU 0 (90)
-    two, _ = paper_cost.project(TOY, table, "fp32", gpus=2, slots=1, speedup=None)
+    two, _ = paper_cost.project(TOY, table, "fp32", gpus=2, slots=1, speedup=None, planned=planned[False])
     assert two.wall_hours * 3600 == pytest.approx(90.0)
     assert two.gpu_hours == pytest.approx(one.gpu_hours)
+    # grouped: 66 + 2 x 39.6 + 14 = 159.2 s alone; on two GPUs 66 -> GPU 0, 39.6 -> GPU 1,
+    # 39.6 -> GPU 1 (79.2), 14 -> GPU 0 (80)
+    one, _ = paper_cost.project(TOY, table, "fp32", gpus=1, slots=1, speedup=None, planned=planned[True])
+    two, _ = paper_cost.project(TOY, table, "fp32", gpus=2, slots=1, speedup=None, planned=planned[True])
+    assert one.wall_hours * 3600 == pytest.approx(159.2) and two.wall_hours * 3600 == pytest.approx(80.0)
 
 
-def test_more_subjects_scale_the_pairs_by_the_training_subjects(tmp_path):
+def test_more_subjects_scale_the_pairs_by_the_training_subjects(tmp_path, planned):
     """Times measured on 5 subjects (3 / 1 / 1) projected to the config's 10 (7 / 1 / 2):
     steps per epoch from 40 to 40 x 7/3 = 93.3 pairs, i.e. 10 -> 24 steps of 4."""
     table = paper_cost.time_table(as_csv_rows(toy_rows(subjects=5), tmp_path))
-    jobs = {j.name: j for j in paper_cost.count_jobs(TOY, table, "fp32").jobs}
+    jobs = {j.name: j for j in paper_cost.count_jobs(TOY, table, "fp32", planned=planned[False]).jobs}
     # epochs scaled by 7/3, validation as given, the inference (4 s) by the test subjects, 2/1
     assert jobs["acdc/voxelmorph/weighted-s/seed0"].gpu_s == pytest.approx(10 * 2.4 + 2 * 2 + 4 * 2)
     assert jobs["acdc/voxelmorph/gsmorph/seed0"].gpu_s == pytest.approx(10 * 2 * 2.4 + 2 * 2 + 4 * 2)
@@ -145,5 +187,58 @@ def test_the_command_writes_the_projection(tmp_path):
     assert paper_cost.main(["--project", "--config", str(toy), "--out-dir", str(out), "--slots", "1", "2",
                             "--speedup", "2:1.5"]) == 0
     text = (out / "projection.md").read_text()
-    assert "| fp32 (today) | 1 | 0.05 | 0.05 | 1.00 |" in text  # 169.2 s
+    assert "| fp32 (today) | 1 | 0.04 | 0.04 | 1.00 |" in text  # 159.2 s, the grouped TOY
     assert "goal: at most 1/3" in text and "given, 2:1.5" in text
+
+
+DRY_RUN = """Building DAG of jobs...
+[Wed Dec  2 03:03:36 2026]
+rule train_group:
+    input: prepared/acdc/subjects.csv
+    output: runs/acdc/voxelmorph/weighted-s/seed0/summary.json, runs/acdc/voxelmorph/gsmorph/seed0/summary.json, pairs/acdc/voxelmorph/weighted-s/seed0/index.csv, pairs/acdc/voxelmorph/gsmorph/seed0/index.csv
+    log: logs/train/acdc/voxelmorph/group-seed0.log
+    jobid: 3
+    wildcards: dataset=acdc, backbone=voxelmorph, seed=0
+    resources: tmpdir=/tmp, gpu=1
+[Wed Dec  2 03:03:36 2026]
+localrule all:
+    input: results/acdc/metrics.csv
+    jobid: 0
+    reason: Forced execution
+Job stats:
+job            count
+-----------  -------
+train_group        1
+all                1
+total              2
+"""
+
+
+def test_a_dry_runs_jobs_are_read_from_its_text():
+    jobs = cost_jobs.parse_dry_run(DRY_RUN)
+    assert [j.rule for j in jobs] == ["train_group", "all"]
+    assert jobs[0].wildcards == {"dataset": "acdc", "backbone": "voxelmorph", "seed": "0"}
+    assert jobs[0].methods() == ["weighted-s", "gsmorph"] and len(jobs[0].outputs) == 4
+    assert jobs[1].wildcards == {} and jobs[1].outputs == ()
+
+
+def test_a_dry_run_read_short_of_its_total_raises():
+    with pytest.raises(RuntimeError, match="listed 2 job block.*a total of 3"):
+        cost_jobs.parse_dry_run(DRY_RUN.replace("total              2", "total              3"))
+    with pytest.raises(RuntimeError, match="a total of None"):
+        cost_jobs.parse_dry_run(DRY_RUN.split("Job stats:")[0])
+
+
+def test_the_dry_run_ignores_where_the_data_lie(tmp_path):
+    """A config naming a dataset root and a split file that do not exist here plans the same
+    jobs as the phantom's: the dry run drops them."""
+    config = paper_cost.merge(TOY, {"acdc_root": str(tmp_path / "nowhere"),
+                                    "prepare": {"split_file": str(tmp_path / "split.csv")}})
+    planned = cost_jobs.without_data_paths(config)
+    assert planned["acdc_root"] is None and "split_file" not in planned["prepare"]
+    assert config["acdc_root"] == str(tmp_path / "nowhere")  # the caller's config is left as it was
+
+
+def test_a_failing_dry_run_raises_with_snakemakes_message():
+    with pytest.raises(RuntimeError, match="dry run of the config failed"):
+        cost_jobs.workflow_jobs(paper_cost.merge(TOY, {"methods": ["no-such-method"]}))
