@@ -175,7 +175,7 @@ def main() -> None:
         for name in args.formats:
             raw = work / f"raw_{name}"
             shutil.rmtree(raw, ignore_errors=True)  # a reused --work folder: no subjects of an older run
-            writer = synth.write_acdc if name == "acdc" else synth.write_mnm
+            writer = synth.WRITERS[name]
             writer(raw, args.subjects, args.seed, args.workers)
             for size in args.sizes:
                 prepared = work / f"prepared_{name}_{size}"

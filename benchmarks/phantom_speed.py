@@ -42,7 +42,7 @@ def main() -> None:
     print("| format | subjects | workers | synth wall s | synth CPU s | prepare wall s | prepare CPU s |")
     print("|---|---|---|---|---|---|---|")
     try:
-        for fmt, writer in (("acdc", synth.write_acdc), ("mnm", synth.write_mnm)):
+        for fmt, writer in synth.WRITERS.items():
             raw = work / f"raw_{fmt}"
             s_wall, s_cpu = timed(lambda: writer(raw, args.subjects, 0, args.workers))
             p_wall, p_cpu = timed(lambda: prepare(fmt, raw, work / f"prepared_{fmt}", size=128))

@@ -6,7 +6,8 @@ A dataset's `id` names it everywhere: the workflow's `datasets` and `<id>_root` 
 pairs/<id>/, results/<id>/. `name` is how tables, figures, captions and notices call it;
 `folders` are the top-level folders of its raw layout (config prepare.folders, prepare
 --folders); `paper` its column in the paper's Table 1 (gsmorph/report/paper_table1.csv).
-Its reader is the module gsmorph.data.<id>, its labels map gsmorph.data.labels.TO_CANONICAL[id].
+Its reader is the module gsmorph.data.<id> (`reader`), its labels map
+gsmorph.data.labels.TO_CANONICAL[id], its phantom writer gsmorph.data.synth.WRITERS[id].
 The workflow schema, the CLI and the report take the ids and names from here.
 """
 from __future__ import annotations
@@ -39,6 +40,15 @@ def get(dataset_id: str) -> Dataset:
         if dataset.id == dataset_id:
             return dataset
     raise GSMorphError(f"unknown dataset '{dataset_id}'; use one of {ids()}")
+
+
+def reader(dataset_id: str):
+    """The dataset's reader module, gsmorph.data.<id>: check_root(root) raises GSMorphError
+    unless root looks like the download; list_subjects(root, folders) gives (subject, a call
+    reading its RawSubject, labelled) for every subject of the layout's `folders`."""
+    import importlib
+
+    return importlib.import_module(f"gsmorph.data.{get(dataset_id).id}")
 
 
 def names() -> dict[str, str]:

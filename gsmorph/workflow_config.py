@@ -125,7 +125,7 @@ def check(config: dict, schema_path: str | Path) -> dict:
 def check_roots(config: dict) -> None:
     """A given dataset root must exist and look like that download (checked at once, in a
     dry run too, rather than when the prepare job fails)."""
-    from gsmorph.data import acdc, mnm
+    from gsmorph import datasets
 
     for dataset in config.get("datasets", []):
         root = config.get(f"{dataset}_root")
@@ -134,9 +134,6 @@ def check_roots(config: dict) -> None:
         if not Path(root).is_dir():
             raise GSMorphError(f"config key '{dataset}_root': {root}: folder not found")
         try:
-            if dataset == "acdc":
-                acdc.find_root(root)
-            else:
-                mnm.find_info_csv(mnm.find_root(root))
+            datasets.reader(dataset).check_root(root)
         except GSMorphError as err:
             raise GSMorphError(f"config key '{dataset}_root': {err}") from None

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise GSMorphError(f"--seed must be >= 0, got {args.seed}")
     start = time.perf_counter()
     with atomic_dir(args.out, made_by="synth") as tmp:
-        writer = synth.write_acdc if args.format == "acdc" else synth.write_mnm
+        writer = synth.WRITERS[args.format]
         rows = writer(tmp, args.subjects, args.seed, args.workers)
         write_provenance(tmp / "phantom_provenance.json", config={"format": args.format, "subjects": args.subjects},
                          seed=args.seed, n_written=len(rows), phantom=synth.describe(tmp))

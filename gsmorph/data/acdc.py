@@ -13,8 +13,9 @@ reported as unlabelled; one gt file without the other is an error.
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -151,6 +152,19 @@ def iter_subjects(root: str | Path, folders: tuple[str, ...] = SPLIT_FOLDERS) ->
     """(subject, folder, labelled) for every patient folder of `folders`."""
     for folder in subject_dirs(root, folders):
         yield folder.name, folder, is_labelled(folder)
+
+
+# ---------------------------------------------------------------- the reader's face (gsmorph.datasets.reader)
+
+def check_root(root: str | Path) -> None:
+    """GSMorphError unless `root` looks like an ACDC download."""
+    find_root(root)
+
+
+def list_subjects(root: str | Path, folders: tuple[str, ...] = SPLIT_FOLDERS
+                  ) -> list[tuple[str, Callable[[], RawSubject], bool]]:
+    """(subject, a call reading it, labelled) for every patient folder of `folders`."""
+    return [(subject, partial(read_subject, folder), labelled) for subject, folder, labelled in iter_subjects(root, folders)]
 
 
 # ---------------------------------------------------------------- writing (phantom)

@@ -10,8 +10,9 @@
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -170,6 +171,24 @@ def iter_subjects(root: str | Path, folders: tuple[str, ...] = LAYOUT_FOLDERS) -
     """(code, folder, labelled) for every subject folder of `folders`."""
     for folder in subject_dirs(find_root(root), folders):
         yield folder.name, folder, is_labelled(folder)
+
+
+# ---------------------------------------------------------------- the reader's face (gsmorph.datasets.reader)
+
+def check_root(root: str | Path) -> None:
+    """GSMorphError unless `root` looks like an M&Ms-1 download (its layout and information CSV)."""
+    find_info_csv(find_root(root))
+
+
+def list_subjects(root: str | Path, folders: tuple[str, ...] = LAYOUT_FOLDERS
+                  ) -> list[tuple[str, Callable[[], RawSubject], bool]]:
+    """(code, a call reading it, labelled) for every subject folder of `folders`; the
+    information CSV (ED and ES frames) is read once, first."""
+    base = find_root(root)
+    csv_path = find_info_csv(base)
+    info = read_info(csv_path)
+    return [(code, partial(read_subject, folder, info, csv_path), labelled)
+            for code, folder, labelled in iter_subjects(base, folders)]
 
 
 # ---------------------------------------------------------------- writing (phantom)

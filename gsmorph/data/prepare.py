@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from gsmorph import datasets
-from gsmorph.data import acdc, mnm
 from gsmorph.data.raw import RawSubject, SubjectError
 from gsmorph.data.splits import read_split_file, split_counts, stratified_split
 from gsmorph.errors import GSMorphError
@@ -158,15 +157,8 @@ def layout_folders(dataset: str, folders=None) -> tuple[str, ...]:
 def list_subjects(dataset: str, raw_dir: str | Path, folders=None):
     """(subject, read function) for every labelled subject, and the unlabelled subject ids."""
     folders = layout_folders(dataset, folders)
-    if dataset == "acdc":
-        items = list(acdc.iter_subjects(raw_dir, folders))
-        readers = [(s, (lambda f=f: acdc.read_subject(f))) for s, f, lab in items if lab]
-    else:  # mnm (layout_folders rejected any other name)
-        root = mnm.find_root(raw_dir)
-        csv_path = mnm.find_info_csv(root)
-        info = mnm.read_info(csv_path)
-        items = list(mnm.iter_subjects(root, folders))
-        readers = [(s, (lambda f=f: mnm.read_subject(f, info, csv_path))) for s, f, lab in items if lab]
+    items = datasets.reader(dataset).list_subjects(raw_dir, folders)
+    readers = [(s, read) for s, read, lab in items if lab]
     names = [s for s, _, _ in items]
     dupes = sorted({s for s in names if names.count(s) > 1})
     if dupes:

@@ -166,6 +166,9 @@ def write_mnm(root: Path, n_subjects: int, seed: int, workers: int | None = None
     return rows
 
 
+WRITERS = {"acdc": write_acdc, "mnm": write_mnm}  # the phantom's writer of each dataset id (gsmorph.datasets)
+
+
 def write_subjects_csv(root: Path, rows: list[dict]) -> None:
     """phantom_subjects.csv at the raw root: one row of phantom parameters per subject."""
     import pandas as pd

@@ -43,3 +43,30 @@ def test_the_workflow_schema_gives_each_dataset_of_the_table_its_keys(monkeypatc
     assert folders["ukbb"]["items"] == {"enum": ["images"]}
     assert folders["acdc"]["items"] == {"enum": ["training", "testing"]}
     assert set(props["prepare"]["properties"]["subjects_file"]["oneOf"][1]["properties"]) == {"acdc", "mnm", "ukbb"}
+
+
+@pytest.mark.parametrize("dataset", datasets.ids())
+def test_each_dataset_has_a_reader_and_a_phantom_writer(dataset, request, tmp_path):
+    """The reader module the table names lists the phantom's 8 labelled subjects (M&Ms-1
+    also 1 unlabelled) and reads them; its root check refuses a folder of the other layout."""
+    from gsmorph.data import synth
+
+    raw = request.getfixturevalue(f"raw_{dataset}")
+    reader = datasets.reader(dataset)
+    assert reader.__name__ == f"gsmorph.data.{dataset}" and dataset in synth.WRITERS
+    reader.check_root(raw)
+    items = reader.list_subjects(raw, datasets.get(dataset).folders)
+    labelled = [(s, read) for s, read, lab in items if lab]
+    assert len(labelled) == 8 and len(items) == 8 + (1 if dataset == "mnm" else 0)
+    subject, read = labelled[0]
+    raw_subject = read()
+    assert (raw_subject.subject, raw_subject.dataset) == (subject, dataset)
+    assert raw_subject.ED.shape == raw_subject.ED_gt.shape == raw_subject.ES_gt.shape
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GSMorphError, match=f"not an {datasets.get(dataset).name} folder"):
+        reader.check_root(tmp_path / "empty")
+
+
+def test_a_dataset_without_a_reader_module_is_refused():
+    with pytest.raises(GSMorphError, match="unknown dataset 'ukbb'"):
+        datasets.reader("ukbb")
