@@ -86,28 +86,16 @@ SETTING_KEYS = tuple(VARIANTS["default"])
 
 
 def settings(cfg: dict) -> dict:
-    """Config `hypermorph` with every null key replaced by its variant's value (VARIANTS);
-    GSMorphError naming a key whose value cannot be used."""
+    """Config `hypermorph` (checked against gsmorph/schemas/method.schema.yaml) with every
+    null key replaced by its variant's value (VARIANTS); GSMorphError for a weight range
+    whose ends are in the wrong order, the one check the schema cannot make."""
     hyper = cfg["hypermorph"]
     variant = hyper.get("variant", "default")
-    if variant not in VARIANTS:
-        raise GSMorphError(f"config key 'hypermorph.variant': unknown '{variant}' (choose from {', '.join(VARIANTS)})")
     out = {**hyper, **{k: hyper[k] if hyper.get(k) is not None else v for k, v in VARIANTS[variant].items()}}
     low, high = (float(v) for v in out["weight_range"])
-    if not 0 < low < high:
+    if not low < high:
         raise GSMorphError(f"config key 'hypermorph.weight_range' must be [low, high] with 0 < low < high, "
                            f"got {out['weight_range']}")
-    sigma = out["mse_sigma"]
-    if sigma != "estimate" and not (isinstance(sigma, (int, float)) and float(sigma) > 0):
-        raise GSMorphError(f"config key 'hypermorph.mse_sigma' must be > 0 or 'estimate', got {sigma}")
-    if not float(out["lambda_lr_factor"]) > 0:
-        raise GSMorphError(f"config key 'hypermorph.lambda_lr_factor' must be > 0, got {out['lambda_lr_factor']}")
-    if not float(out["lambda_max"]) > 0:
-        raise GSMorphError(f"config key 'hypermorph.lambda_max' must be > 0, got {out['lambda_max']}")
-    for key, allowed in (("loss", ("hoopes", "gsmorph")), ("sampling", ("uniform", "log-weight")),
-                         ("lambda_per", ("sample", "batch"))):
-        if out[key] not in allowed:
-            raise GSMorphError(f"config key 'hypermorph.{key}': unknown '{out[key]}' (choose from {', '.join(allowed)})")
     return out
 
 
@@ -216,7 +204,7 @@ def network_kwargs(cfg: dict, backbone: str) -> dict:
 def sweep_lambdas(n: int) -> np.ndarray:
     """The coarse grid: n lambdas evenly on [0, 1]."""
     if int(n) < 2:
-        raise GSMorphError(f"config key 'hypermorph.val_lambdas' must be >= 2, got {n}")
+        raise GSMorphError(f"sweep_lambdas: n must be >= 2 (config key 'hypermorph.val_lambdas'), got {n}")
     return np.linspace(0.0, 1.0, int(n))
 
 
@@ -225,7 +213,7 @@ def fine_grid(coarse: np.ndarray, best: float, n: int) -> np.ndarray:
     value; at an end of [0, 1] the interval runs from it to its one neighbour), without
     those equal to `best` (the middle one when best is inside and n is odd)."""
     if int(n) < 0:
-        raise GSMorphError(f"config key 'hypermorph.fine_lambdas' must be >= 0, got {n}")
+        raise GSMorphError(f"fine_grid: n must be >= 0 (config key 'hypermorph.fine_lambdas'), got {n}")
     coarse = np.asarray(coarse, dtype=float)
     i = int(np.argmin(np.abs(coarse - best)))
     lo, hi = coarse[max(i - 1, 0)], coarse[min(i + 1, len(coarse) - 1)]
@@ -289,15 +277,7 @@ class HyperMorphTrainer(Trainer):
         self.hyper_kwargs = network_kwargs(cfg, backbone)
         hyper = self.hyper
         self.optim = optim_settings(cfg, backbone, hyper.get("optim"), "hypermorph.optim")
-        if not 0.0 <= float(hyper["endpoint_prob"]) <= 1.0:
-            raise GSMorphError(f"config key 'hypermorph.endpoint_prob' must be in [0, 1], got {hyper['endpoint_prob']}")
-        from gsmorph.losses import SMOOTHNESSES
-
-        if hyper["smoothness"] not in SMOOTHNESSES:
-            raise GSMorphError(f"config key 'hypermorph.smoothness': unknown '{hyper['smoothness']}', "
-                               f"expected one of {', '.join(SMOOTHNESSES)}")
         self.sweep_values = sweep_lambdas(hyper["val_lambdas"])
-        fine_grid(self.sweep_values, 0.0, hyper["fine_lambdas"])  # checks the count
         self.sigma: float | None = None if hyper["mse_sigma"] == "estimate" else float(hyper["mse_sigma"])
         self.scale: LambdaScale | None = None if self.sigma is None else self.lambda_scale(self.sigma)
         self.hyper_lambda: float | None = None

@@ -43,8 +43,10 @@ def network_from(backbone: str, spatial_dims: int, kwargs: dict, int_steps: int)
 
 def check_arguments(spec, trainer: str, lam: float | None, backbone: str, cfg: dict) -> None:
     """GSMorphError unless the trainer `trainer` ("module:Class") makes the trained method
-    `spec` on `backbone` with smoothness weight `lam` and the config's loop settings."""
+    `spec` on `backbone` with smoothness weight `lam` and a config the schema accepts
+    (gsmorph/schemas/method.schema.yaml: the one home of the config's value checks)."""
     from gsmorph import backbones
+    from gsmorph.config import validate
 
     if spec.family != "trained":
         raise GSMorphError(f"method '{spec.id}' is not trained by `gsmorph train` (family {spec.family})")
@@ -56,9 +58,7 @@ def check_arguments(spec, trainer: str, lam: float | None, backbone: str, cfg: d
     if not spec.supports(backbone):
         raise GSMorphError(f"method '{spec.id}' supports backbone(s) {', '.join(spec.backbones)} "
                            f"only, not '{backbone}'")
-    for key in ("epochs", "batch_size", "val_every"):
-        if int(cfg[key]) < 1:
-            raise GSMorphError(f"config key '{key}' must be >= 1, got {cfg[key]}")
+    validate(cfg)
 
 
 class Trainer:
