@@ -73,6 +73,24 @@ def test_injected_data_without_training_pairs_is_refused(prepared_acdc, tmp_path
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_a_config_dict_the_schema_refuses_is_refused_by_the_trainer(prepared_acdc, tmp_path):
+    """A config built by hand rather than by load_config meets the same schema: the value
+    checks live there, not in each trainer."""
+    from baselines.hypermorph import HyperMorphTrainer
+
+    for key, value, trainer in [("epochs", 0, train_method), ("batch_size", -2, train_method),
+                                ("hypermorph", {"endpoint_prob": 1.5}, None),
+                                ("hypermorph", {"mse_sigma": -0.1}, None)]:
+        cfg = tiny_cfg()
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+        with pytest.raises(GSMorphError, match=f"config key '{key}"):
+            if trainer is None:
+                HyperMorphTrainer(prepared_acdc, "voxelmorph", "hypermorph", 0, tmp_path / "h", cfg)
+            else:
+                trainer(prepared_acdc, "voxelmorph", "weighted", 0, tmp_path / "run", cfg, lam=0.1)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "h").exists()
+
+
 # ---------------------------------------------------------------- the resumable state
 def test_training_state_round_trips_through_the_checkpoint_entries():
     state = TrainingState(epoch=7, best_val_dice=0.8, best_epoch=5, best_val_njd_pct=0.25, best_sha256="ab",
