@@ -35,7 +35,8 @@ class WorkflowJob:
 def parse_dry_run(text: str) -> list[WorkflowJob]:
     """The jobs of `snakemake -n`'s output: each `rule NAME:` block's wildcards and outputs.
     The count is checked against the output's own job total: a format this parser does not
-    read raises instead of giving a short list."""
+    read raises instead of giving a short list. Sorted (by rule, wildcards and outputs): the
+    dry run prints its jobs in an order that changes from run to run."""
     jobs, rule, fields = [], None, {}
 
     def close():
@@ -57,7 +58,7 @@ def parse_dry_run(text: str) -> list[WorkflowJob]:
     if total is None or total != len(jobs):
         raise RuntimeError(f"snakemake's dry run listed {len(jobs)} job block(s) but a total of {total}: "
                            "its output format is not the one this parser reads")
-    return jobs
+    return sorted(jobs, key=lambda j: (j.rule, sorted(j.wildcards.items()), j.outputs))
 
 
 def without_data_paths(config: dict) -> dict:

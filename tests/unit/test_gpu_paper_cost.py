@@ -49,10 +49,16 @@ def as_csv_rows(rows: list[dict], tmp_path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def planned():
-    """The workflow's jobs for TOY (one dry run per module): {group_training: jobs}."""
-    return {grouped: cost_jobs.workflow_jobs(paper_cost.merge(TOY, {"group_training": grouped}))
+def dry_runs():
+    """Snakemake's dry-run text for TOY, once per module: {group_training: text}."""
+    return {grouped: cost_jobs.dry_run_text(paper_cost.merge(TOY, {"group_training": grouped}))
             for grouped in (True, False)}
+
+
+@pytest.fixture(scope="module")
+def planned(dry_runs):
+    """The workflow's jobs for TOY: {group_training: jobs}."""
+    return {grouped: cost_jobs.parse_dry_run(text) for grouped, text in dry_runs.items()}
 
 
 def test_the_workflow_plans_the_toy_configs_jobs(planned):
@@ -179,15 +185,20 @@ def test_pruning_read_from_a_study(tmp_path):
     assert fraction == pytest.approx(0.5) and epochs == pytest.approx(0.4)
 
 
-def test_the_command_writes_the_projection(tmp_path):
+def test_the_command_writes_the_projection(tmp_path, dry_runs):
+    """With the dry run saved beforehand (--planned, as on a GPU machine without Snakemake):
+    the grouped TOY, and the same config read with the ungrouped one's jobs."""
     out = tmp_path / "out"
     paper_cost.write_csv(out / "times.csv", toy_rows(), paper_cost.TIME_COLUMNS)
     toy = tmp_path / "toy.yaml"
     toy.write_text(yaml.safe_dump(TOY))
-    assert paper_cost.main(["--project", "--config", str(toy), "--out-dir", str(out), "--slots", "1", "2",
-                            "--speedup", "2:1.5"]) == 0
-    text = (out / "projection.md").read_text()
-    assert "| fp32 (today) | 1 | 0.04 | 0.04 | 1.00 |" in text  # 159.2 s, the grouped TOY
+    for grouped, seconds in ((True, 0.04), (False, 0.05)):  # 159.2 s and 169.2 s
+        saved = tmp_path / f"jobs-{grouped}.txt"
+        saved.write_text(dry_runs[grouped])
+        assert paper_cost.main(["--project", "--config", str(toy), "--out-dir", str(out), "--slots", "1", "2",
+                                "--speedup", "2:1.5", "--planned", str(saved)]) == 0
+        text = (out / "projection.md").read_text()
+        assert f"| fp32 (today) | 1 | {seconds:.2f} | {seconds:.2f} | 1.00 |" in text
     assert "goal: at most 1/3" in text and "given, 2:1.5" in text
 
 
@@ -216,10 +227,10 @@ total              2
 
 def test_a_dry_runs_jobs_are_read_from_its_text():
     jobs = cost_jobs.parse_dry_run(DRY_RUN)
-    assert [j.rule for j in jobs] == ["train_group", "all"]
-    assert jobs[0].wildcards == {"dataset": "acdc", "backbone": "voxelmorph", "seed": "0"}
-    assert jobs[0].methods() == ["weighted-s", "gsmorph"] and len(jobs[0].outputs) == 4
-    assert jobs[1].wildcards == {} and jobs[1].outputs == ()
+    assert [j.rule for j in jobs] == ["all", "train_group"]  # sorted
+    assert jobs[1].wildcards == {"dataset": "acdc", "backbone": "voxelmorph", "seed": "0"}
+    assert jobs[1].methods() == ["weighted-s", "gsmorph"] and len(jobs[1].outputs) == 4
+    assert jobs[0].wildcards == {} and jobs[0].outputs == ()
 
 
 def test_a_dry_run_read_short_of_its_total_raises():
@@ -242,3 +253,12 @@ def test_the_dry_run_ignores_where_the_data_lie(tmp_path):
 def test_a_failing_dry_run_raises_with_snakemakes_message():
     with pytest.raises(RuntimeError, match="dry run of the config failed"):
         cost_jobs.workflow_jobs(paper_cost.merge(TOY, {"methods": ["no-such-method"]}))
+
+
+def test_the_saved_dry_run_is_the_configs(tmp_path, capsys, planned):
+    """`python benchmarks/cost_jobs.py CONFIG` prints the dry run --planned reads back: the
+    same jobs as planning the merged config here."""
+    toy = tmp_path / "toy.yaml"
+    toy.write_text(yaml.safe_dump(TOY))
+    assert cost_jobs.main([str(toy)]) == 0
+    assert cost_jobs.parse_dry_run(capsys.readouterr().out) == planned[True]
