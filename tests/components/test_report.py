@@ -311,8 +311,9 @@ def test_short_parameter_names_stay_unique():
 def colours_in(png) -> set[tuple[int, int, int]]:
     import matplotlib.image
 
-    pixels = (matplotlib.image.imread(png)[..., :3] * 255).round().astype(int).reshape(-1, 3)
-    return set(map(tuple, np.unique(pixels, axis=0)))
+    pixels = (matplotlib.image.imread(png)[..., :3] * 255).round().astype(np.int64).reshape(-1, 3)
+    packed = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2])  # one integer per colour
+    return {(int(c >> 16), int(c >> 8 & 255), int(c & 255)) for c in packed}
 
 
 def test_a_method_has_one_colour_in_every_figure(report_dir):
