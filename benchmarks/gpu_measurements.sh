@@ -34,7 +34,9 @@ if [[ "${1:-}" == "--download" ]]; then
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}" || exit 1
     # paper.yaml's jobs as the workflow plans them (Snakemake's dry run): the GPU machine has no Snakemake
-    exec python3 benchmarks/cost_jobs.py workflow/configs/paper.yaml > .whl/paper_jobs.txt
+    python3 benchmarks/cost_jobs.py workflow/configs/paper.yaml > .whl/paper_jobs.txt.part \
+        || { rm -f .whl/paper_jobs.txt.part; exit 1; }
+    exec mv .whl/paper_jobs.txt.part .whl/paper_jobs.txt  # a failed dry run leaves no file to carry
 fi
 
 OUT=${OUT:?set OUT to the folder for the results}
